@@ -1,0 +1,1 @@
+"""Closed-form, training-free timestep schedules (one plugin per module)."""

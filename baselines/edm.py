@@ -1,0 +1,34 @@
+"""`edm`: Karras et al. 2022 (EDM), rho = 7 polynomial in the VE noise level sigma:
+
+    sigma_i = (sigma_max^(1/rho) + i/N * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,  i = 0..N,
+
+the values of k-diffusion's `get_sigmas_karras(N+1, sigma_min, sigma_max, rho)` without its
+trailing zero. For a non-VE model, sigma is the schedule's equivalent VE noise level sigma/alpha
+(= exp(-lambda)) and each sigma_i is mapped back to the model's time t at equal log-SNR.
+"""
+import torch
+
+from bench.discretization import HeuristicMethod
+from bench.errors import UserError
+from bench.registry import METHODS
+
+
+@METHODS.register("edm")
+class EDM(HeuristicMethod):
+    defaults = {"rho": 7.0}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if not float(self.params["rho"]) > 0:
+            raise UserError(f"method 'edm' needs rho > 0, got rho={self.params['rho']}")
+
+    def timesteps(self):
+        s = self.noise_schedule
+        rho = float(self.params["rho"])
+        sigma_max = float(s.sigma_ve(torch.tensor(s.t_max, dtype=torch.float64)))
+        sigma_min = float(s.sigma_ve(torch.tensor(s.t_min, dtype=torch.float64)))
+        ramp = torch.linspace(0, 1, self.steps + 1, dtype=torch.float64)
+        sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+        t = s.t_of_sigma_ve(sigmas)
+        t[0], t[-1] = s.t_max, s.t_min
+        return t

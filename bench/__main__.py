@@ -1,0 +1,149 @@
+"""`python -m bench`: the command line. It parses arguments and calls the engine; no logic of its own.
+
+    python -m bench run --grid grids/toy2d.yaml [--jobs N] [--device cuda] [--results DIR]
+    python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex]
+    python -m bench list
+    python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
+
+User errors (bad grid, unknown names, missing files) print one line `bench: error: ...` and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _spec(name: str, params: list[str] | None) -> dict:
+    spec = {"name": name}
+    for item in params or []:
+        if "=" not in item:
+            raise UserError(f"--param expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        spec[key] = _parse_value(value)
+    return spec
+
+
+def cmd_run(args):
+    from .grid import load_grid
+    from .launch import run_local
+
+    grid = load_grid(args.grid)
+    run_local(grid, root=args.results, device=args.device, jobs=args.jobs, quiet=args.quiet)
+    if not args.quiet:
+        print(f"rows in {args.results}/{grid.name}/rows; `python -m bench report --grid {args.grid}` prints the tables",
+              file=sys.stderr)
+
+
+def cmd_report(args):
+    from . import report
+    from .grid import load_grid
+    from .store import ResultsRoot
+
+    grid_name = load_grid(args.grid).name if args.grid else None
+    df = report.load_rows(args.results, grid_name)
+    tabs = report.tables(df)
+    print(report.render(tabs, args.format, args.digits))
+    if df["seed"].nunique() > 1:
+        print("standard deviation over seeds:\n")
+        print(report.render(report.tables(df, stat="std"), args.format, args.digits))
+    if args.plots:
+        root = ResultsRoot(args.results)
+        for grid in df["grid"].unique():
+            grid_tabs = {k: v for k, v in tabs.items() if k[0] == grid}
+            paths = report.plot(grid_tabs, root.report_dir(grid))
+            print(f"{len(paths)} plots in {root.report_dir(grid)}", file=sys.stderr)
+
+
+def cmd_list(args):
+    from .registry import METHODS, METRICS, MODELS, SCHEDULES, SOLVERS
+
+    for title, registry in (("models", MODELS), ("schedules", SCHEDULES), ("solvers", SOLVERS),
+                            ("methods", METHODS), ("metrics", METRICS)):
+        print(f"{title}:")
+        for name, cls in registry.items():
+            doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip()
+            first = doc.splitlines()[0] if doc else ""
+            params = getattr(cls, "defaults", None)
+            extra = f"  [{', '.join(f'{k}={v}' for k, v in params.items())}]" if params else ""
+            print(f"  {name:<18} {first}{extra}")
+
+
+def cmd_show_schedule(args):
+    import torch
+
+    from .models import make_model
+    from .registry import METHODS
+    from .solvers import make_solver
+
+    model = make_model(_spec(args.model, args.model_param))
+    solver = make_solver(_spec(args.solver, args.solver_param))
+    method_spec = _spec(args.method, args.param)
+    cls = METHODS.get(method_spec.pop("name"))
+    if cls.needs_fit:
+        raise UserError(f"--method {args.method} must be fitted; run it in a grid and read the row's schedule")
+    for nfe in args.nfe:
+        steps = solver.steps_for_nfe(nfe)
+        method = cls(**method_spec).bind(model.schedule, steps, solver)
+        t = method.schedule(torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)).t[0]
+        print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every missing cell of a grid")
+    run.add_argument("--grid", required=True, help="grid YAML file, e.g. grids/toy2d.yaml")
+    run.add_argument("--results", default="results", help="results root (default: results)")
+    run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    run.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default: 1)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="print tables (and write plots) from the result rows")
+    rep.add_argument("--grid", help="only this grid's rows (default: every grid under --results)")
+    rep.add_argument("--results", default="results", help="results root (default: results)")
+    rep.add_argument("--format", default="text", choices=["text", "markdown", "csv", "latex"])
+    rep.add_argument("--digits", type=int, default=4, help="significant digits (default: 4)")
+    rep.add_argument("--no-plots", dest="plots", action="store_false", help="do not write PNG plots")
+    rep.set_defaults(func=cmd_report)
+
+    lst = sub.add_parser("list", help="list the registered models, schedules, solvers, methods, metrics")
+    lst.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show-schedule", help="print the timesteps of a closed-form method")
+    show.add_argument("--model", default="toy2d")
+    show.add_argument("--model-param", action="append", metavar="KEY=VALUE")
+    show.add_argument("--solver", default="euler")
+    show.add_argument("--solver-param", action="append", metavar="KEY=VALUE")
+    show.add_argument("--method", required=True)
+    show.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
+    show.add_argument("--nfe", type=int, nargs="+", required=True)
+    show.set_defaults(func=cmd_show_schedule)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished rows are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Discretizations, the plugin interface of discretization methods, and the context they fit in.
+
+* `Discretization`: timesteps `t` of shape [B, N+1], strictly decreasing from t_max to t_min, in the
+  model's own time (B = 1 for a global schedule; it broadcasts over the batch). Optional per-step
+  `t_eval` [B, N] is the time fed to the network at step n instead of t[:, n] (LD3's decoupled xi_c,
+  INDIS's tau + delta-tau); optional `scale` [B, N] multiplies the network's noise prediction
+  eps = (x - alpha x0_hat) / sigma at step n (INDIS's gamma). N is the number of solver steps; the
+  NFE follows from the solver.
+* `DiscretizationMethod`: a plugin with `fit(ctx)` and `schedule(x_T, cond)`. Closed-form heuristics
+  have an empty `fit`; searched and learned methods set `needs_fit = True`, do their work in `fit`,
+  and round-trip it through `state_dict()` / `load_state_dict()` so the runner can cache it.
+* `FitContext`: everything `fit` may use, handed over by the runner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from .plugin import Plugin
+from .schedules import NoiseSchedule
+
+
+@dataclass
+class Discretization:
+    t: torch.Tensor
+    t_eval: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.t.ndim == 1:
+            self.t = self.t[None]
+        if self.t.ndim != 2 or self.t.shape[1] < 2:
+            raise ValueError(f"Discretization.t must have shape [B, N+1] with N >= 1, got {tuple(self.t.shape)}")
+        for name in ("t_eval", "scale"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value.ndim == 1:
+                value = value[None]
+                setattr(self, name, value)
+            if value.ndim != 2 or value.shape[1] != self.steps:
+                raise ValueError(
+                    f"Discretization.{name} must have shape [B, {self.steps}], got {tuple(value.shape)}"
+                )
+
+    @property
+    def steps(self) -> int:
+        return self.t.shape[1] - 1
+
+    @property
+    def batch(self) -> int:
+        return self.t.shape[0]
+
+    def check(self) -> "Discretization":
+        """Raise if the timesteps are not strictly decreasing; return self."""
+        if not bool((self.t[:, 1:] < self.t[:, :-1]).all()):
+            raise ValueError(f"timesteps must be strictly decreasing, got {self.t[0].tolist()}")
+        return self
+
+    def to(self, device=None, dtype=None) -> "Discretization":
+        move = lambda v: None if v is None else v.to(device=device, dtype=dtype)  # noqa: E731
+        return Discretization(move(self.t), move(self.t_eval), move(self.scale))
+
+    def detach(self) -> "Discretization":
+        det = lambda v: None if v is None else v.detach()  # noqa: E731
+        return Discretization(det(self.t), det(self.t_eval), det(self.scale))
+
+    def select(self, index) -> "Discretization":
+        """The rows `index` of a per-sample discretization (a global one is returned as it is)."""
+        if self.batch == 1:
+            return self
+        sel = lambda v: None if v is None else v[index]  # noqa: E731
+        return Discretization(sel(self.t), sel(self.t_eval), sel(self.scale))
+
+    def step(self, n: int):
+        """(t_n, t_{n+1}, t_eval_n or None, scale_n or None), each of shape [B]."""
+        t_eval = None if self.t_eval is None else self.t_eval[:, n]
+        scale = None if self.scale is None else self.scale[:, n]
+        return self.t[:, n], self.t[:, n + 1], t_eval, scale
+
+    def to_dict(self) -> dict:
+        """Plain lists, for result rows and `show-schedule`."""
+        out = {"t": self.t.detach().cpu().double().tolist()}
+        for name in ("t_eval", "scale"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.detach().cpu().double().tolist()
+        return out
+
+
+@dataclass
+class FitContext:
+    """What a method's `fit` receives from the runner.
+
+    `teacher(split, n)` returns a `TeacherSet` of n pairs (x_T, cond, x0*) for split "train" or
+    "val", generated once by the cell's teacher solver and cached on disk; methods that need no
+    teacher never call it; `train_size` is the grid's number of training priors (`samples.train`),
+    the default size of a method's training set. `generator` is seeded from the cell, and every random draw of `fit` must
+    come from it. `count_nfe(k)` records network evaluations the fit spends (reported in the row).
+    """
+
+    model: Any
+    schedule: NoiseSchedule
+    solver: Any
+    nfe: int
+    steps: int
+    teacher: Callable[[str, int], Any]
+    generator: torch.Generator
+    train_size: int = 1000
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: Callable[..., Any] | None = None
+    artifact_dir: Path | None = None
+    fit_nfe: int = 0
+
+    def count_nfe(self, k: int) -> None:
+        self.fit_nfe += int(k)
+
+
+class DiscretizationMethod(Plugin):
+    """Base class of discretization methods.
+
+    Lifecycle: the runner constructs the method from the grid's parameters, calls `bind(schedule,
+    steps, solver)`, then either `fit(ctx)` or, when a cached fit exists, `load_state_dict(state)`,
+    then `schedule(x_T, cond)` for every evaluation batch.
+    """
+
+    kind: ClassVar[str] = "method"
+    needs_fit: ClassVar[bool] = False
+    # Heuristics are closed-form, training-free schedules; the report's "best heuristic" row picks
+    # among them.
+    heuristic: ClassVar[bool] = False
+
+    noise_schedule: NoiseSchedule
+    steps: int
+
+    def bind(self, schedule: NoiseSchedule, steps: int, solver=None) -> "DiscretizationMethod":
+        self.noise_schedule = schedule
+        self.steps = int(steps)
+        self.solver = solver
+        return self
+
+    def fit(self, ctx: FitContext) -> None:
+        """Do the search or training. Heuristics have nothing to fit."""
+
+    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class HeuristicMethod(DiscretizationMethod):
+    """A closed-form global schedule: subclasses implement `timesteps()` -> float64 tensor [N+1]."""
+
+    heuristic = True
+
+    def timesteps(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+        t = self.timesteps().to(device=x_T.device, dtype=x_T.dtype)
+        return Discretization(t[None]).check()
+
+
+__all__ = ["Discretization", "DiscretizationMethod", "HeuristicMethod", "FitContext"]

@@ -1,0 +1,77 @@
+"""One registry per plugin kind: methods, solvers, models, metrics, noise schedules.
+
+Plugins register themselves with a decorator (`@METHODS.register("uniform")`). A registry imports
+its built-in plugin packages the first time it is asked for a name, so importing `bench` stays
+cheap; third-party discretization methods are found through the `bench.methods` entry-point group
+(`[project.entry-points."bench.methods"] name = "package.module"`), whose module registers itself.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib import metadata
+
+from .errors import UserError
+
+
+class Registry:
+    def __init__(self, kind: str, packages: tuple[str, ...] = (), entry_point_group: str | None = None):
+        self.kind = kind
+        self.packages = packages
+        self.entry_point_group = entry_point_group
+        self._items: dict[str, type] = {}
+        self._loaded = False
+
+    def register(self, name: str):
+        """Class decorator: register `cls` under `name` and set `cls.name`."""
+
+        def decorator(cls):
+            if name in self._items and self._items[name] is not cls:
+                raise ValueError(f"{self.kind} {name!r} is registered twice ({self._items[name]} and {cls})")
+            cls.name = name
+            self._items[name] = cls
+            return cls
+
+        return decorator
+
+    def _load(self):
+        if self._loaded:
+            return
+        self._loaded = True
+        for package in self.packages:
+            module = importlib.import_module(package)
+            for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{package}.{info.name}")
+        if self.entry_point_group:
+            for entry in metadata.entry_points(group=self.entry_point_group):
+                entry.load()
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def get(self, name: str) -> type:
+        self._load()
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UserError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._items
+
+    def create(self, name: str, **params):
+        return self.get(name)(**params)
+
+    def items(self):
+        self._load()
+        return sorted(self._items.items())
+
+
+SCHEDULES = Registry("schedule", ("bench.schedules",))
+METHODS = Registry("method", ("baselines", "methods"), entry_point_group="bench.methods")
+SOLVERS = Registry("solver", ("bench.solvers",))
+MODELS = Registry("model", ("bench.models",))
+METRICS = Registry("metric", ("bench.metrics",))

@@ -1,0 +1,203 @@
+"""One cell of a grid: fit the method (cached) -> sample the evaluation priors -> score -> write row.
+
+`run_cell` is a pure function of the cell and the results root, so it can run in this process, a
+worker process or a Slurm job alike (submitit's model: results on disk, nothing returned that
+matters). A finished cell is a row file; a cell whose row exists is skipped. Fits are cached under
+the cell's fit key, so every cell that shares it (same model, solver, steps, method, seed, teacher
+and training size) reuses one artifact. A fit or a row is written atomically, after it is complete.
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+import resource
+import socket
+import subprocess
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .discretization import FitContext
+from .grid import Cell, plugin_label
+from .metrics import MetricContext, make_metric
+from .models import make_model
+from .registry import METHODS
+from .seeding import generator_for, stable_hash
+from .solvers import make_solver
+from .store import ResultsRoot, atomic_write_json, atomic_write_torch, read_json
+from .teacher import DTYPES, teacher_set
+
+
+class CountingModel:
+    """Wraps a denoiser and counts its evaluations (the measured NFE)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.schedule = model.schedule
+        self.calls = 0
+
+    def __call__(self, x, t, cond=None):
+        self.calls += 1
+        return self.model(x, t, cond)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+_MODELS: dict[str, torch.nn.Module] = {}
+
+
+def load_model(spec: dict, device) -> torch.nn.Module:
+    """Build a model once per process and device."""
+    key = f"{stable_hash(spec)}@{device}"
+    if key not in _MODELS:
+        _MODELS[key] = make_model(spec).to(device).eval()
+    return _MODELS[key]
+
+
+def build_method(cell: Cell, model, solver):
+    spec = {k: v for k, v in cell.method.items() if k != "name"}
+    return METHODS.create(cell.method["name"], **spec).bind(model.schedule, cell.steps, solver)
+
+
+def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
+    return teacher_set(model, cell.teacher, split, cell.seed, n, root,
+                       batch_size=cell.samples["batch"], device=device, dtype=DTYPES[cell.dtype])
+
+
+def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
+    """Return the cell's method, fitted (from the cache when the fit key has one), and fit info."""
+    device = torch.device(device)
+    model = load_model(cell.model, device)
+    solver = make_solver(cell.solver)
+    method = build_method(cell, model, solver)
+    if not method.needs_fit:
+        return method, {"fit_seconds": 0.0, "fit_nfe": 0, "cached": False}
+    fit_dir = root.fit_dir(cell.fit_hash)
+    info_path = fit_dir / "fit.json"
+    if info_path.exists():
+        method.load_state_dict(torch.load(fit_dir / "state.pt", map_location=device, weights_only=False))
+        return method, {**read_json(info_path)["info"], "cached": True}
+    counting = CountingModel(model)
+    ctx = FitContext(
+        model=counting, schedule=model.schedule, solver=solver, nfe=cell.nfe, steps=cell.steps,
+        teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
+        generator=generator_for(cell.fit_hash, "fit"), device=device, progress=progress,
+        artifact_dir=fit_dir, train_size=cell.samples["train"],
+    )
+    start = time.perf_counter()
+    method.fit(ctx)
+    info = {"fit_seconds": time.perf_counter() - start, "fit_nfe": ctx.fit_nfe or counting.calls}
+    atomic_write_torch(fit_dir / "state.pt", method.state_dict())
+    atomic_write_json(info_path, {"fit_key": cell.fit_key(), "info": info})  # written last: marks the fit done
+    return method, {**info, "cached": False}
+
+
+def sample(model, solver, method, x_T, cond, batch_size: int):
+    """Sample every prior in batches without gradients; returns (x0, the first batch's schedule)."""
+    outputs, first = [], None
+    with torch.no_grad():
+        for i in range(0, x_T.shape[0], batch_size):
+            xb = x_T[i : i + batch_size]
+            cb = None if cond is None else cond[i : i + batch_size]
+            disc = method.schedule(xb, cb)
+            if first is None:
+                first = disc
+            outputs.append(solver.sample(model, xb, disc, cb))
+    return torch.cat(outputs), first
+
+
+def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=False) -> Path:
+    """Run one cell and write its row; skip it if the row exists. Returns the row's path."""
+    root = ResultsRoot(root) if not isinstance(root, ResultsRoot) else root
+    row_path = root.row_path(cell.grid, cell.hash)
+    if row_path.exists() and not overwrite:
+        return row_path
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    method, fit_info = fit_cell(cell, root, device, progress)
+    model = load_model(cell.model, device)
+    solver = method.solver
+    evaluation = cell_teacher(cell, model, root, "eval", cell.samples["eval"], device)
+
+    counting = CountingModel(model)
+    _sync(device)
+    start = time.perf_counter()
+    samples, disc = sample(counting, solver, method, evaluation.x_T, evaluation.cond, cell.samples["batch"])
+    _sync(device)
+    sample_seconds = time.perf_counter() - start
+    n_batches = -(-len(evaluation) // cell.samples["batch"])
+
+    metric_ctx = MetricContext(teacher=evaluation.x0, model=model,
+                               generator=generator_for(cell.hash, "metrics"), device=device)
+    metrics, higher = {}, {}
+    for spec in cell.metrics:
+        metric = make_metric(spec)
+        values = metric.compute(samples, metric_ctx)
+        metrics.update(values)
+        higher[metric.name] = metric.higher_is_better
+
+    row = {
+        "cell": cell.hash,
+        "grid": cell.grid,
+        **cell.config(),
+        "steps": cell.steps,
+        "model_label": plugin_label(cell.model),
+        "solver_label": plugin_label(cell.solver),
+        "method_label": plugin_label(cell.method),
+        "heuristic": bool(method.heuristic),
+        "metrics": metrics,
+        "higher_is_better": higher,
+        "nfe_expected": solver.nfe(cell.steps),
+        "nfe_measured": counting.calls / n_batches,
+        "fit": fit_info,
+        "fit_key": cell.fit_hash,
+        "sample_seconds": sample_seconds,
+        "samples_per_second": len(evaluation) / sample_seconds if sample_seconds > 0 else None,
+        "schedule": disc.to_dict() if disc.batch == 1 else None,
+        "device": str(device),
+        **_memory(device),
+        "versions": _versions(),
+        "git_rev": _git_revision(),
+        "host": socket.gethostname(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return atomic_write_json(row_path, row)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _memory(device) -> dict:
+    if device.type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20, "peak_memory_kind": "cuda-allocated"}
+    # ru_maxrss is the process's peak resident set (KiB on Linux), not this cell's alone.
+    return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_memory_kind": "process-rss"}
+
+
+@lru_cache(maxsize=1)
+def _versions() -> dict:
+    import numpy
+
+    return {"bench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+@lru_cache(maxsize=1)
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None

@@ -1,0 +1,1 @@
+"""Searched and learned timestep schedules (one plugin per module)."""
