@@ -79,6 +79,7 @@ def cmd_list(args):
 def cmd_show_schedule(args):
     import torch
 
+    from .discretization import FitContext
     from .models import make_model
     from .registry import METHODS
     from .solvers import make_solver
@@ -87,11 +88,16 @@ def cmd_show_schedule(args):
     solver = make_solver(_spec(args.solver, args.solver_param))
     method_spec = _spec(args.method, args.param)
     cls = METHODS.get(method_spec.pop("name"))
-    if cls.needs_fit:
-        raise UserError(f"--method {args.method} must be fitted; run it in a grid and read the row's schedule")
+
+    def no_teacher(split, n):
+        raise UserError(f"--method {args.method} learns from a teacher; run it in a grid and read the row's schedule")
+
     for nfe in args.nfe:
         steps = solver.steps_for_nfe(nfe)
-        method = cls(**method_spec).bind(model.schedule, steps, solver)
+        method = cls(**method_spec).bind(model.schedule, steps, solver, model=model)
+        if cls.needs_fit:  # searches that need no network (DMN) run here; the others stop in no_teacher
+            method.fit(FitContext(model=model, schedule=model.schedule, solver=solver, nfe=nfe, steps=steps,
+                                  teacher=no_teacher, generator=torch.Generator().manual_seed(0)))
         t = method.schedule(torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)).t[0]
         print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
 
@@ -119,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list the registered models, schedules, solvers, methods, metrics")
     lst.set_defaults(func=cmd_list)
 
-    show = sub.add_parser("show-schedule", help="print the timesteps of a closed-form method")
+    show = sub.add_parser("show-schedule", help="print the timesteps of a method that needs no teacher")
     show.add_argument("--model", default="toy2d")
     show.add_argument("--model-param", action="append", metavar="KEY=VALUE")
     show.add_argument("--solver", default="euler")

@@ -118,17 +118,35 @@ class FitContext:
     def count_nfe(self, k: int) -> None:
         self.fit_nfe += int(k)
 
+    def save_checkpoint(self, state: dict) -> None:
+        """Save a long fit's progress (optimiser state, step, ...) so that a preempted or timed-out
+        job resumes it; written atomically to `artifact_dir/checkpoint.pt`. A no-op without a dir."""
+        if self.artifact_dir is not None:
+            from .store import atomic_write_torch
+
+            atomic_write_torch(Path(self.artifact_dir) / "checkpoint.pt", state)
+
+    def load_checkpoint(self) -> dict | None:
+        """The state last given to `save_checkpoint` by an interrupted fit of the same key, or None."""
+        if self.artifact_dir is None:
+            return None
+        path = Path(self.artifact_dir) / "checkpoint.pt"
+        return torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
+
 
 class DiscretizationMethod(Plugin):
     """Base class of discretization methods.
 
     Lifecycle: the runner constructs the method from the grid's parameters, calls `bind(schedule,
-    steps, solver)`, then either `fit(ctx)` or, when a cached fit exists, `load_state_dict(state)`,
+    steps, solver, model)`, then either `fit(ctx)` or, when a cached fit exists, `load_state_dict(state)`,
     then `schedule(x_T, cond)` for every evaluation batch.
     """
 
     kind: ClassVar[str] = "method"
     needs_fit: ClassVar[bool] = False
+    # True for methods that tune on the evaluation priors' own teacher endpoints (the oracle): the
+    # runner then calls `schedule(x_T, cond, target=x0*)` and marks the row `uses_eval_targets`.
+    uses_eval_targets: ClassVar[bool] = False
     # Heuristics are closed-form, training-free schedules; the report's "best heuristic" row picks
     # among them.
     heuristic: ClassVar[bool] = False
@@ -136,10 +154,14 @@ class DiscretizationMethod(Plugin):
     noise_schedule: NoiseSchedule
     steps: int
 
-    def bind(self, schedule: NoiseSchedule, steps: int, solver=None) -> "DiscretizationMethod":
+    def bind(self, schedule: NoiseSchedule, steps: int, solver=None, model=None) -> "DiscretizationMethod":
+        """Attach what every method may need: the schedule, the step count, the student solver and
+        the model (for methods that evaluate it inside `schedule`, e.g. per-instance searches; the
+        runner passes a counting wrapper and reports those evaluations separately)."""
         self.noise_schedule = schedule
         self.steps = int(steps)
         self.solver = solver
+        self.model = model
         return self
 
     def fit(self, ctx: FitContext) -> None:

@@ -60,7 +60,8 @@ def load_model(spec: dict, device) -> torch.nn.Module:
 
 def build_method(cell: Cell, model, solver):
     spec = {k: v for k, v in cell.method.items() if k != "name"}
-    return METHODS.create(cell.method["name"], **spec).bind(model.schedule, cell.steps, solver)
+    method = METHODS.create(cell.method["name"], **spec)
+    return method.bind(model.schedule, cell.steps, solver, model=CountingModel(model))
 
 
 def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
@@ -81,7 +82,7 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
     if info_path.exists():
         method.load_state_dict(torch.load(fit_dir / "state.pt", map_location=device, weights_only=False))
         return method, {**read_json(info_path)["info"], "cached": True}
-    counting = CountingModel(model)
+    counting = method.model
     ctx = FitContext(
         model=counting, schedule=model.schedule, solver=solver, nfe=cell.nfe, steps=cell.steps,
         teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
@@ -91,19 +92,25 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
     start = time.perf_counter()
     method.fit(ctx)
     info = {"fit_seconds": time.perf_counter() - start, "fit_nfe": ctx.fit_nfe or counting.calls}
+    counting.calls = 0
     atomic_write_torch(fit_dir / "state.pt", method.state_dict())
     atomic_write_json(info_path, {"fit_key": cell.fit_key(), "info": info})  # written last: marks the fit done
     return method, {**info, "cached": False}
 
 
-def sample(model, solver, method, x_T, cond, batch_size: int):
-    """Sample every prior in batches without gradients; returns (x0, the first batch's schedule)."""
+def sample(model, solver, method, x_T, cond, batch_size: int, targets=None):
+    """Sample every prior in batches without gradients; returns (x0, the first batch's schedule).
+
+    `targets` (the teacher endpoints) are handed to methods with `uses_eval_targets` only."""
     outputs, first = [], None
     with torch.no_grad():
         for i in range(0, x_T.shape[0], batch_size):
             xb = x_T[i : i + batch_size]
             cb = None if cond is None else cond[i : i + batch_size]
-            disc = method.schedule(xb, cb)
+            if method.uses_eval_targets:
+                disc = method.schedule(xb, cb, target=targets[i : i + batch_size])
+            else:
+                disc = method.schedule(xb, cb)
             if first is None:
                 first = disc
             outputs.append(solver.sample(model, xb, disc, cb))
@@ -127,13 +134,16 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
     counting = CountingModel(model)
     _sync(device)
     start = time.perf_counter()
-    samples, disc = sample(counting, solver, method, evaluation.x_T, evaluation.cond, cell.samples["batch"])
+    samples, disc = sample(counting, solver, method, evaluation.x_T, evaluation.cond, cell.samples["batch"],
+                           targets=evaluation.x0)
     _sync(device)
     sample_seconds = time.perf_counter() - start
     n_batches = -(-len(evaluation) // cell.samples["batch"])
 
-    metric_ctx = MetricContext(teacher=evaluation.x0, model=model,
-                               generator=generator_for(cell.hash, "metrics"), device=device)
+    # Seeded from the model, seed and evaluation size (not the cell) so that all cells of a sweep
+    # share the metrics' reference samples: method differences are not blurred by reference noise.
+    metric_ctx = MetricContext(teacher=evaluation.x0, model=model, device=device,
+                               generator=generator_for(cell.model, cell.seed, len(evaluation), "metrics"))
     metrics, higher = {}, {}
     for spec in cell.metrics:
         metric = make_metric(spec)
@@ -154,6 +164,9 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
         "higher_is_better": higher,
         "nfe_expected": solver.nfe(cell.steps),
         "nfe_measured": counting.calls / n_batches,
+        # evaluations a method spends inside `schedule` (per-instance searches), per sample
+        "schedule_nfe": method.model.calls / n_batches,
+        "uses_eval_targets": bool(method.uses_eval_targets),
         "fit": fit_info,
         "fit_key": cell.fit_hash,
         "sample_seconds": sample_seconds,
