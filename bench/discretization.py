@@ -99,7 +99,9 @@ class FitContext:
     "val", generated once by the cell's teacher solver and cached on disk; methods that need no
     teacher never call it; `train_size` is the grid's number of training priors (`samples.train`),
     the default size of a method's training set. `generator` is seeded from the cell, and every random draw of `fit` must
-    come from it. `count_nfe(k)` records network evaluations the fit spends (reported in the row).
+    come from it. `count_nfe(k)` records network evaluations the fit spends, counted in single
+    samples (a call on a batch of B rows counts B); the row reports it as `fit_nfe`. A fit that does
+    not count gets the rows its calls of `ctx.model` evaluated.
     """
 
     model: Any

@@ -32,15 +32,18 @@ from .teacher import DTYPES, teacher_set
 
 
 class CountingModel:
-    """Wraps a denoiser and counts its evaluations (the measured NFE)."""
+    """Wraps a denoiser and counts its evaluations: batched calls (the NFE of a sampling pass) and
+    rows (single-sample evaluations, the unit of a fit's cost)."""
 
     def __init__(self, model):
         self.model = model
         self.schedule = model.schedule
         self.calls = 0
+        self.rows = 0
 
     def __call__(self, x, t, cond=None):
         self.calls += 1
+        self.rows += x.shape[0]
         return self.model(x, t, cond)
 
     def __getattr__(self, name):
@@ -91,8 +94,8 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
     )
     start = time.perf_counter()
     method.fit(ctx)
-    info = {"fit_seconds": time.perf_counter() - start, "fit_nfe": ctx.fit_nfe or counting.calls}
-    counting.calls = 0
+    info = {"fit_seconds": time.perf_counter() - start, "fit_nfe": ctx.fit_nfe or counting.rows}
+    counting.calls = counting.rows = 0
     atomic_write_torch(fit_dir / "state.pt", method.state_dict())
     atomic_write_json(info_path, {"fit_key": cell.fit_key(), "info": info})  # written last: marks the fit done
     return method, {**info, "cached": False}

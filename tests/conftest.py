@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
+
+# Small tensors dominate the tests: one thread avoids the cost of waking a pool for each tiny op
+# (and stalls when other processes share the cores).
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -1,0 +1,386 @@
+"""The searched schedules: DMN (methods/dmn.py), GITS (methods/gits.py), OSS (methods/oss.py) and their
+shared dynamic programs (methods/_dp.py).
+
+* The two dynamic programs agree with brute-force enumeration of all interior subsets on small grids
+  (12 nodes, 1..4 steps). OSS's DP keeps one state per (step count, node); it is exact when a state
+  closer to the teacher always leads to a closer state, which the scalar test dynamics e' = c e + d
+  (c, d >= 0) satisfy.
+* The replay stepper reproduces each solver's own trajectory (multistep histories, Heun's corrector,
+  UniPC's corrector, AFS) when stepped along a fixed path.
+* DMN: constraints, lower objective than its initialisation, schedule invariance, no network use,
+  regression values for EDM's VE schedule.
+* state_dict round trips, per-instance OSS, parameter errors, one end-to-end run.
+Network-using checks run on a small exact Gaussian-mixture denoiser (cheap) unless stated.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+
+from bench.discretization import Discretization, FitContext
+from bench.errors import UserError
+from bench.registry import METHODS
+from bench.schedules import VE, FlowOT, make_schedule
+from bench.solvers import make_solver
+from bench.solvers.base import ve_view
+from bench.teacher import TeacherSet
+from methods._dp import (SolverReplay, calls_needed, ddim_jumps, fine_grid, gits_brute_force, gits_dp,
+                         gits_path_cost, median_path, one_step_jumps, oss_brute_force, oss_dp)
+from methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Mixture(torch.nn.Module):
+    """Exact denoiser of an isotropic 2D Gaussian mixture, in any schedule's coordinates."""
+
+    num_classes = 0
+    data_shape = (2,)
+
+    def __init__(self, schedule, c=0.3):
+        super().__init__()
+        self.schedule = schedule
+        self.means = torch.tensor([[1.0, 0.5], [-0.8, 0.2], [0.1, -1.0]], dtype=F64)
+        self.c = c
+
+    def forward(self, x, t, cond=None):
+        alpha, s = ve_view(self.schedule, t, x.ndim)
+        y = x / alpha
+        var = self.c**2 + s**2  # [B, 1]
+        logits = -((y[:, None, :] - self.means.to(y)) ** 2).sum(-1) / (2 * var)
+        w = torch.softmax(logits, dim=-1)  # [B, K]
+        mean = w @ self.means.to(y)
+        return mean + self.c**2 / var * (y - mean)
+
+
+def context(model, solver, steps, x_T, cond=None, teacher=None):
+    def teacher_fn(split, n):
+        if teacher == "raise":
+            raise AssertionError("this method must not ask for a teacher set")
+        return TeacherSet(list(range(n)), x_T[:n], None if cond is None else cond[:n], x_T[:n])
+
+    return FitContext(model=model, schedule=model.schedule if model is not None else None, solver=solver,
+                      nfe=steps, steps=steps, teacher=teacher_fn, generator=torch.Generator().manual_seed(0))
+
+
+def priors(n, schedule, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g, dtype=F64) * schedule.prior_std()
+
+
+# ---------------------------------------------------------------------------------------------
+# the dynamic programs against brute force
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+@pytest.mark.parametrize("coeff", [1.15, 0.9])
+def test_gits_dp_matches_brute_force(steps, coeff):
+    rng = np.random.default_rng(steps)
+    for _ in range(5):
+        cost = rng.normal(size=(12, 12))  # negative entries too, as the 'dev' metric gives
+        path = gits_dp(cost, steps, coeff)
+        assert path == gits_brute_force(cost, steps, coeff)
+        assert path[0] == 0 and path[-1] == 11 and len(path) == steps + 1
+        assert all(a < b for a, b in zip(path[:-1], path[1:]))
+        assert gits_path_cost(cost, path, coeff) <= gits_path_cost(cost, list(range(steps)) + [11], coeff)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+def test_oss_dp_matches_brute_force(steps):
+    """Scalar errors e >= 0 with e_j = c[i, j] e_i + d[i, j], c, d >= 0 (per-sample initial errors)."""
+    g = torch.Generator().manual_seed(steps)
+    n = 12
+    c = torch.rand(n, n, generator=g, dtype=F64) * 1.5
+    d = torch.rand(n, n, generator=g, dtype=F64)
+    e0 = torch.tensor([0.0, 0.3, 2.0, 10.0], dtype=F64)
+
+    def advance(state, k, i, js):
+        return {"e": c[i, js, None] * state["e"][None] + d[i, js, None]}
+
+    def cost(cand, k, js):
+        return cand["e"]
+
+    paths = oss_dp(n, steps, {"e": e0}, advance, cost)
+    brute = oss_brute_force(n, steps, {"e": e0}, lambda s, i, j: {"e": c[i, j] * s["e"] + d[i, j]},
+                            lambda s: s["e"])
+    assert torch.equal(paths, brute)
+    assert (paths[:, 0] == 0).all() and (paths[:, -1] == n - 1).all()
+
+
+def test_median_path_is_strictly_increasing():
+    g = torch.Generator().manual_seed(0)
+    for count in (1, 4, 7):
+        paths = torch.stack([torch.cat([torch.tensor([0]), torch.randperm(18, generator=g)[:3].sort().values + 1,
+                                        torch.tensor([19])]) for _ in range(count)])
+        med = median_path(paths)
+        assert med[0] == 0 and med[-1] == 19 and bool((med[1:] > med[:-1]).all())
+    assert median_path(torch.tensor([[0, 2, 9], [0, 5, 9]])).tolist() == [0, 3, 9]
+    assert median_path(torch.tensor([[0, 2, 9], [0, 5, 9], [0, 6, 9]])).tolist() == [0, 5, 9]
+
+
+# ---------------------------------------------------------------------------------------------
+# the replay stepper
+
+
+@pytest.mark.parametrize("spec", ["euler", "ipndm", "ipndm-v", "dpmpp-3m", "unipc-bh2", "heun", "dpm2",
+                                  {"name": "ipndm", "afs": True}, {"name": "unipc-bh1", "afs": True}])
+def test_replay_reproduces_the_solver_along_a_path(spec):
+    schedule = FlowOT()
+    model = Mixture(schedule)
+    solver = make_solver(spec)
+    t_nodes = fine_grid(schedule, "edm", 11)
+    path = [0, 2, 5, 7, 11]
+    x_T = priors(3, schedule)
+    direct = solver.sample(model, x_T, Discretization(t_nodes[path][None]), return_trajectory=True)
+    replay = SolverReplay(solver, model, t_nodes, len(path) - 1, x_T, teacher=torch.zeros(12, 3, 2, dtype=F64))
+    state = replay.init_state()
+    for k, (i, j) in enumerate(zip(path[:-1], path[1:])):
+        js = torch.arange(j, min(j + 2, 12))  # the path's node and a decoy candidate
+        cand = replay.advance(state, k, i, js)
+        torch.testing.assert_close(cand["x"][0], direct[k + 1], rtol=1e-12, atol=1e-12)
+        state = {name: v[0] for name, v in cand.items()}
+    if solver.evals_per_step == 1 and not solver.name.startswith("unipc"):
+        # the evaluation at the path's node is made once per sample, shared by both candidates
+        assert replay.rows == 3 * solver.nfe(len(path) - 1)
+    else:  # Heun's / DPM-Solver-2's second and UniPC's corrector evaluation depend on the candidate
+        assert replay.rows > 3 * solver.nfe(len(path) - 1)
+
+
+def test_calls_needed():
+    ve = VE()
+    assert calls_needed(make_solver("euler"), ve, 3) == [1, 2, 3]
+    assert calls_needed(make_solver({"name": "euler", "afs": True}), ve, 3) == [0, 1, 2]
+    assert calls_needed(make_solver("heun"), ve, 3) == [2, 4, 6]
+    assert calls_needed(make_solver("unipc-bh2"), ve, 3) == [2, 3, 3]  # the corrector's lookahead
+    assert calls_needed(make_solver("dpmpp-3m"), ve, 4) == [1, 2, 3, 4]
+
+
+def test_gits_solver_jump_equals_ddim_for_single_evaluation_solvers():
+    schedule = VE()
+    model = Mixture(schedule)
+    x = priors(4, schedule) / 80 * 3.0
+    t_i, t_js = torch.tensor(3.0, dtype=F64), torch.tensor([2.0, 0.5, 0.01], dtype=F64)
+    x0 = model(x, t_i.expand(4))
+    expected = ddim_jumps(schedule, x, x0, t_i, t_js)
+    for spec in ("euler", "ipndm", "dpmpp-3m", "unipc-bh2"):
+        out, rows = one_step_jumps(make_solver(spec), model, x, x0, t_i, t_js)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+        assert rows == 0  # the given first prediction is all these solvers need
+    _, rows = one_step_jumps(make_solver("heun"), model, x, x0, t_i, t_js)
+    assert rows == 3 * 4
+
+
+# ---------------------------------------------------------------------------------------------
+# DMN
+
+
+@pytest.mark.parametrize("schedule", [VE(), FlowOT(), make_schedule("vp-linear"), make_schedule("vp-scaled-linear")],
+                         ids=["ve", "flow", "vp-linear", "vp-scaled-linear"])
+@pytest.mark.parametrize("steps", [2, 3, 6])
+def test_dmn_constraints_and_objective(schedule, steps):
+    method = DMN().bind(schedule, steps, make_solver("dpmpp-3m"))
+    method.fit(context(None, None, steps, None, teacher="raise"))
+    t = method.schedule(torch.zeros(1, 2, dtype=F64)).t[0]
+    assert t[0] == schedule.t_max and t[-1] == schedule.t_min and len(t) == steps + 1
+    assert bool((t[1:] < t[:-1]).all())
+    lam = method.lambdas
+    assert bool((lam[1:] > lam[:-1]).all())
+    assert dmn_objective(lam) < dmn_objective(method.initial_lambdas)
+
+
+def test_dmn_depends_on_the_log_snr_range_only():
+    """VE(0.002, 80) and FlowOT(0.002/1.002, 80/81) cover the same log-SNR range: same lambdas."""
+    a = DMN().bind(VE(), 5)
+    b = DMN().bind(FlowOT(0.002 / 1.002, 80 / 81), 5)
+    a.fit(None)
+    b.fit(None)
+    torch.testing.assert_close(a.lambdas, b.lambdas, rtol=1e-6, atol=1e-6)
+
+
+def test_dmn_gradient_matches_finite_differences():
+    lam = torch.tensor([-4.38, -1.9, -0.7, 0.2, 1.1, 2.6, 6.21], dtype=F64)
+    grad = dmn_gradient(lam)
+    for k in range(1, 6):
+        e = np.zeros(7)
+        e[k] = 1e-6
+        fd = (dmn_objective(lam.numpy() + e) - dmn_objective(lam.numpy() - e)) / 2e-6
+        assert grad[k] == pytest.approx(fd, rel=1e-5)
+
+
+# DMN for EDM's VE(0.002, 80), DPM-Solver++(3M) (steps = NFE), order 3, logSNR-uniform initialisation.
+DMN_VE_REGRESSION = {
+    4: [80, 3.37741, 1.02316, 0.174372, 0.002],
+    5: [80, 4.25811, 1.5883, 0.610735, 0.142967, 0.002],
+    6: [80, 6.20245, 2.03808, 1.05843, 0.437486, 0.117386, 0.002],
+    7: [80, 9.26492, 3.36189, 1.85891, 0.723378, 0.29738, 0.0917556, 0.002],
+    8: [80, 13.2623, 5.36964, 3.37974, 1.24819, 0.508363, 0.215086, 0.0734848, 0.002],
+    9: [80, 17.4575, 8.53585, 6.10941, 2.21522, 0.897315, 0.358304, 0.172711, 0.0624571, 0.002],
+    10: [80, 21.4902, 12.0146, 9.36496, 3.77306, 1.64264, 0.677993, 0.289896, 0.144442, 0.054851, 0.002],
+}
+
+
+@pytest.mark.parametrize("nfe", sorted(DMN_VE_REGRESSION))
+def test_dmn_ve_regression(nfe):
+    solver = make_solver("dpmpp-3m")
+    method = DMN().bind(VE(), solver.steps_for_nfe(nfe), solver)
+    method.fit(context(None, solver, nfe, None, teacher="raise"))
+    np.testing.assert_allclose(method.t.numpy(), DMN_VE_REGRESSION[nfe], rtol=2e-4)
+
+
+def test_optimize_lambdas_keeps_endpoints_and_improves():
+    lam0 = torch.linspace(-3.0, 5.0, 9, dtype=F64)
+    lam, res = optimize_lambdas(lam0, order=2)
+    assert lam[0] == -3.0 and lam[-1] == 5.0
+    assert dmn_objective(lam, 2) < dmn_objective(lam0, 2)
+    assert optimize_lambdas(torch.tensor([-1.0, 2.0], dtype=F64))[1] is None  # one step: nothing to do
+
+
+# ---------------------------------------------------------------------------------------------
+# GITS and OSS fits, state round trips, per-instance OSS
+
+
+def fitted(name, steps=3, solver="euler", **params):
+    schedule = FlowOT()
+    model = Mixture(schedule)
+    solver = make_solver(solver)
+    method = METHODS.create(name, **params).bind(schedule, steps, solver, model)
+    ctx = context(model, solver, steps, priors(16, schedule))
+    method.fit(ctx)
+    return method, ctx
+
+
+@pytest.mark.parametrize("name, params", [
+    ("dmn", {}),
+    ("gits", {"teacher_steps": 12, "warmup": 16}),
+    ("gits", {"teacher_steps": 12, "warmup": 16, "metric": "l2", "jump": "solver", "grid": "uniform"}),
+    ("oss", {"teacher_steps": 12, "search_batch": 6}),
+    ("oss", {"teacher_steps": 12, "search_batch": 6, "grid": "logsnr"}),
+])
+def test_state_dict_round_trip(name, params, tmp_path):
+    method, ctx = fitted(name, **params)
+    x = torch.zeros(5, 2, dtype=torch.float32)
+    disc = method.schedule(x)
+    assert disc.t.shape == (1, 4) and disc.t.dtype == torch.float32
+    schedule = method.noise_schedule
+    assert float(disc.t[0, 0]) == pytest.approx(schedule.t_max) and float(disc.t[0, -1]) == pytest.approx(schedule.t_min)
+    torch.save(method.state_dict(), tmp_path / "state.pt")
+    fresh = METHODS.create(name, **params).bind(schedule, 3, method.solver, method.model)
+    fresh.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    assert torch.equal(fresh.schedule(x).t, disc.t)
+    if name != "dmn":
+        assert ctx.fit_nfe > 0
+        # the schedule's nodes come from the fine grid
+        grid = params.get("grid", "edm" if name == "gits" else "uniform")
+        nodes = fine_grid(schedule, grid, 12)
+        for t in method.t:
+            assert torch.isclose(nodes, t.to(F64)).any()
+
+
+def test_afs_students():
+    """With AFS, GITS's jumps from node 0 use the analytic prediction; OSS's replay skips the call."""
+    gits, ctx = fitted("gits", solver={"name": "ipndm", "afs": True}, teacher_steps=12, warmup=16)
+    plain, _ = fitted("gits", solver="ipndm", teacher_steps=12, warmup=16)
+    assert not torch.equal(gits.cost[0], plain.cost[0]) and torch.equal(gits.cost[1:], plain.cost[1:])
+    oss, ctx = fitted("oss", solver={"name": "heun", "afs": True}, teacher_steps=12, search_batch=4)
+    assert bool((oss.t[1:] < oss.t[:-1]).all())
+
+
+def test_gits_counts_teacher_evaluations_and_uses_the_warmup_priors():
+    method, ctx = fitted("gits", teacher_steps=12, warmup=16)
+    assert ctx.fit_nfe == 16 * 12  # an iPNDM teacher's evaluations are reused for the jumps
+    assert method.cost.shape == (13, 13)
+    assert method.path[0] == 0 and method.path[-1] == 12
+
+
+def test_oss_ave_is_the_median_of_per_sample_paths():
+    method, _ = fitted("oss", teacher_steps=12, search_batch=6)
+    assert method.paths.shape == (6, 4)
+    nodes = fine_grid(method.noise_schedule, "uniform", 12)
+    torch.testing.assert_close(method.t, nodes[median_path(method.paths)])
+
+
+def test_oss_per_instance_schedules():
+    schedule = FlowOT()
+
+    class Counting(Mixture):
+        calls, rows = 0, 0
+
+        def forward(self, x, t, cond=None):
+            Counting.calls += 1
+            Counting.rows += x.shape[0]
+            return super().forward(x, t, cond)
+
+    model = Counting(schedule)
+    solver = make_solver("ipndm")
+    method = METHODS.create("oss", teacher_steps=12, instance=True).bind(schedule, 3, solver, model)
+    method.fit(context(model, solver, 3, priors(4, schedule), teacher="raise"))  # a no-op
+    x = priors(5, schedule).float()
+    disc = method.schedule(x)
+    assert disc.t.shape == (5, 4) and disc.t.dtype == torch.float32
+    assert bool((disc.t[:, 1:] < disc.t[:, :-1]).all())
+    assert Counting.rows == 5 * Counting.calls  # every call has the batch's rows: calls = per-sample NFE
+    # the teacher (12) plus one evaluation per reachable node and step
+    assert 12 < Counting.calls <= 12 + 3 * 12
+    # per-sample schedules beat (or tie) the global median schedule on their own samples
+    teacher = make_solver("euler").sample(model, x.double(), Discretization(fine_grid(schedule, "uniform", 12)[None]))
+    own = solver.sample(model, x.double(), disc.to(dtype=F64))
+    assert ((own - teacher) ** 2).sum(-1).mean() < ((x.double() - teacher) ** 2).sum(-1).mean()
+
+
+def test_teacher_steps_below_student_steps_is_a_user_error():
+    with pytest.raises(UserError, match="teacher_steps"):
+        fitted("gits", steps=5, teacher_steps=4, warmup=4)
+    with pytest.raises(UserError, match="teacher_steps"):
+        fitted("oss", steps=5, teacher_steps=4, search_batch=2)
+
+
+@pytest.mark.parametrize("name, params, field", [
+    ("gits", {"metric": "l3"}, "metric"),
+    ("gits", {"coeff": 0}, "coeff"),
+    ("gits", {"grid": "gits"}, "grid"),
+    ("gits", {"grid": "nope"}, "grid"),
+    ("gits", {"jump": "heun"}, "jump"),
+    ("gits", {"space": "vp"}, "space"),
+    ("gits", {"warmup": 0}, "warmup"),
+    ("gits", {"teacher_solver": "rk45"}, "teacher_solver"),
+    ("oss", {"instance": "yes"}, "instance"),
+    ("oss", {"search_batch": 0}, "search_batch"),
+    ("oss", {"teacher_steps": 1.5}, "teacher_steps"),
+    ("dmn", {"order": 4}, "order"),
+    ("dmn", {"init": "dmn"}, "init"),
+    ("dmn", {"bogus": 1}, "bogus"),
+])
+def test_parameter_errors_name_the_field(name, params, field):
+    with pytest.raises(UserError, match=field):
+        METHODS.create(name, **params)
+
+
+def test_end_to_end_rows(tmp_path):
+    """The runner fits, caches and samples all three on toy2d (tiny sizes)."""
+    from bench.grid import parse_grid
+    from bench.launch import run_local
+    from bench.report import load_rows
+
+    grid = parse_grid({
+        "name": "searched", "models": [{"name": "toy2d", "time": "flow"}], "solvers": ["euler"], "nfe": [3],
+        "methods": ["dmn", {"name": "gits", "teacher_steps": 10, "warmup": 8},
+                    {"name": "oss", "teacher_steps": 10, "search_batch": 4},
+                    {"name": "oss", "teacher_steps": 10, "instance": True}],
+        "metrics": ["mse"], "teacher": {"solver": "euler", "steps": 10, "method": "uniform", "dtype": "float64"},
+        "samples": {"train": 8, "eval": 16, "batch": 16},
+    })
+    run_local(grid, root=tmp_path, quiet=True)
+    df = load_rows(tmp_path)
+    assert set(df["method"]) == {"dmn", "gits(teacher_steps=10, warmup=8)", "oss(search_batch=4, teacher_steps=10)",
+                                 "oss(instance=True, teacher_steps=10)"}
+    assert np.isfinite(df["value"]).all()
