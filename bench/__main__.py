@@ -1,6 +1,8 @@
 """`python -m bench`: the command line. It parses arguments and calls the engine; no logic of its own.
 
     python -m bench run --grid grids/toy2d.yaml [--jobs N] [--device cuda] [--results DIR]
+                        [--executor local|submitit-local|slurm] [--detach] [--cells-per-job N] ...
+    python -m bench status --grid grids/toy2d.yaml [--all] [--json]
     python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex]
     python -m bench list
     python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
@@ -33,13 +35,31 @@ def _spec(name: str, params: list[str] | None) -> dict:
 
 def cmd_run(args):
     from .grid import load_grid
-    from .launch import run_local
+    from .launch import launch
+    from .launch_config import make_launch_config, parse_sbatch_flags
 
     grid = load_grid(args.grid)
-    run_local(grid, root=args.results, device=args.device, jobs=args.jobs, quiet=args.quiet)
-    if not args.quiet:
+    config = make_launch_config(
+        grid.launch, executor=args.executor, jobs=args.jobs, partition=args.partition,
+        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+        timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
+        cells_per_job=args.cells_per_job, max_requeues=args.max_requeues, python=args.python,
+        sbatch=parse_sbatch_flags(args.sbatch) or None, detach=args.detach or None,
+    )
+    launch(grid, root=args.results, config=config, device=args.device, quiet=args.quiet,
+           command=[sys.executable, "-m", "bench", *(args.argv or [])])
+    if not args.quiet and not config.detach:
         print(f"rows in {args.results}/{grid.name}/rows; `python -m bench report --grid {args.grid}` prints the tables",
               file=sys.stderr)
+
+
+def cmd_status(args):
+    from .grid import load_grid
+    from .status import format_status, status_json, sweep_status
+
+    grid = load_grid(args.grid)
+    status = sweep_status(grid, args.results)
+    print(status_json(status) if args.json else format_status(status, show_all=args.all))
 
 
 def cmd_report(args):
@@ -80,6 +100,7 @@ def cmd_show_schedule(args):
     import torch
 
     from .discretization import FitContext
+    from .seeding import labels_for, noise_from_seeds, sample_seeds
     from .models import make_model
     from .registry import METHODS
     from .solvers import make_solver
@@ -98,21 +119,58 @@ def cmd_show_schedule(args):
         if cls.needs_fit:  # searches that need no network (DMN) run here; the others stop in no_teacher
             method.fit(FitContext(model=model, schedule=model.schedule, solver=solver, nfe=nfe, steps=steps,
                                   teacher=no_teacher, generator=torch.Generator().manual_seed(0)))
-        t = method.schedule(torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)).t[0]
+        # a per-instance method shows the schedule of the first evaluation prior
+        x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
+        cond = labels_for(range(1), model.num_classes)
+        t = method.schedule(x_T, cond).t[0]
         print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
+
+
+def _add_launch_options(run: argparse.ArgumentParser) -> None:
+    """`run`'s executor flags; each overrides the same field of the grid's `launch:` section."""
+    from .launch_config import EXECUTORS
+
+    group = run.add_argument_group("launch (each flag overrides the grid's `launch:` section)")
+    group.add_argument("--executor", choices=EXECUTORS,
+                       help="local: this process or --jobs workers; submitit-local: submitit jobs on this "
+                            "machine; slurm: Slurm jobs (default: launch.executor, else local)")
+    group.add_argument("--jobs", type=int, help="local: parallel worker processes (default: 1)")
+    group.add_argument("--detach", action="store_true",
+                       help="slurm: submit and return at once; `bench status` follows the sweep")
+    group.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
+    group.add_argument("--gpus-per-job", type=int, metavar="N", help="default: 1 with --device cuda, else 0")
+    group.add_argument("--cpus-per-job", type=int, metavar="N", help="CPUs and torch threads per job (default: 1)")
+    group.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job (default: the cluster's)")
+    group.add_argument("--timeout-min", type=int, metavar="MIN",
+                       help="time limit per job; fits resume after it (default: 60)")
+    group.add_argument("--array-parallelism", type=int, metavar="N",
+                       help="array tasks running at once (default: slurm 256, submitit-local cores/cpus)")
+    group.add_argument("--cells-per-job", type=int, metavar="N", help="evaluation cells per array task (default: 4)")
+    group.add_argument("--max-requeues", type=int, metavar="N",
+                       help="resubmissions of a timed-out or preempted job (default: 3)")
+    group.add_argument("--python", metavar="CMD", help="the jobs' Python (default: this interpreter)")
+    group.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                       help="extra sbatch option, e.g. --sbatch qos=high (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run every missing cell of a grid")
+    run = sub.add_parser("run", help="run every missing cell of a grid (locally, or as submitit / Slurm jobs)")
     run.add_argument("--grid", required=True, help="grid YAML file, e.g. grids/toy2d.yaml")
     run.add_argument("--results", default="results", help="results root (default: results)")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    run.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default: 1)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_launch_options(run)
     run.set_defaults(func=cmd_run)
+
+    stat = sub.add_parser("status", help="done / running / queued / failed / pending cells of a grid's sweep")
+    stat.add_argument("--grid", required=True, help="grid YAML file, e.g. grids/toy2d.yaml")
+    stat.add_argument("--results", default="results", help="results root (default: results)")
+    stat.add_argument("--all", action="store_true", help="list done cells too")
+    stat.add_argument("--json", action="store_true", help="print the status as JSON")
+    stat.set_defaults(func=cmd_status)
 
     rep = sub.add_parser("report", help="print tables (and write plots) from the result rows")
     rep.add_argument("--grid", help="only this grid's rows (default: every grid under --results)")
@@ -140,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.func(args)
     except UserError as err:

@@ -13,7 +13,7 @@ A grid file (see `grids/*.yaml`):
     samples: {train: 20000, eval: 10000, batch: 10000}
     dtype: float32                # sampling precision
     exclude: [{method: edm, nfe: 3}]   # drop every cell matching all given fields
-    launch: {...}                 # executor settings (bench.launch)
+    launch: {...}                 # executor settings (bench.launch_config)
 
 Every problem is reported as one `GridError` naming the field and the fix. A cell's hash covers
 everything that changes its result row; its fit key covers everything that changes its fit, so
@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from .errors import GridError, UserError
+from .launch_config import parse_launch_section
 from .registry import METHODS, METRICS, MODELS, SOLVERS
 from .seeding import MAX_SPLIT_SIZE, stable_hash
 
@@ -212,9 +213,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None) -> Grid:
         if bad:
             raise GridError(f"grid.exclude[{i}].{bad[0]} is not a grid axis; use one of {', '.join(sorted(EXCLUDE_FIELDS))}")
 
-    launch = raw.get("launch") or {}
-    if not isinstance(launch, dict):
-        raise GridError("grid.launch must be a mapping")
+    launch = parse_launch_section(raw.get("launch"))
 
     cells = []
     for model, solver, nfe, method, seed in itertools.product(models, solvers, nfes, methods, seeds):
