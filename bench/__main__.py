@@ -6,6 +6,7 @@
     python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex]
     python -m bench list
     python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
+    python -m bench fid-ref --model digits | --images DIR | --array FILE.npz [--name NAME]
 
 User errors (bad grid, unknown names, missing files) print one line `bench: error: ...` and exit 2.
 """
@@ -179,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--digits", type=int, default=4, help="significant digits (default: 4)")
     rep.add_argument("--no-plots", dest="plots", action="store_false", help="do not write PNG plots")
     rep.set_defaults(func=cmd_report)
+
+    from .fidref import add_parser as add_fid_ref_parser
+
+    add_fid_ref_parser(sub)
 
     lst = sub.add_parser("list", help="list the registered models, schedules, solvers, methods, metrics")
     lst.set_defaults(func=cmd_list)

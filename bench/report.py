@@ -7,6 +7,8 @@ than one seed a second table gives the standard deviation). Two extra rows:
     clear;
   * "noise floor": for distribution distances that report one (`<metric>_floor`), the same distance
     between two independent sets of true samples; a value at the floor cannot be told from exact.
+A metric that names its feature network (`fid_weights`: a hash of the weights file) is tabled as
+`fid [<hash>]`, so numbers from different feature networks never share a table.
 Tables print with tabulate (`text`, `markdown`, `latex`) or as CSV; plots (metric versus NFE, one line
 per method) are written with matplotlib.
 """
@@ -39,10 +41,16 @@ def load_rows(root="results", grid: str | None = None) -> pd.DataFrame:
             "heuristic": row["heuristic"], "fit_seconds": row["fit"]["fit_seconds"],
         }
         higher = row.get("higher_is_better", {})
-        for metric, value in row["metrics"].items():
-            floor = metric.endswith("_floor") and metric[: -len("_floor")] in row["metrics"]
-            records.append({**base, "metric": metric[: -len("_floor")] if floor else metric,
-                            "floor": floor, "value": value, "higher_is_better": higher.get(metric, False)})
+        metrics = row["metrics"]
+        for metric, value in metrics.items():
+            if isinstance(value, str) or value is None:
+                continue  # tags such as `fid_weights` (the feature network's hash) label a table below
+            floor = metric.endswith("_floor") and metric[: -len("_floor")] in metrics
+            name = metric[: -len("_floor")] if floor else metric
+            weights = metrics.get(f"{name}_weights")
+            label = f"{name} [{weights}]" if isinstance(weights, str) else name
+            records.append({**base, "metric": label, "floor": floor, "value": value,
+                            "higher_is_better": higher.get(name, False)})
     if not records:
         where = f"grid {grid!r} under {root}" if grid else str(root)
         raise UserError(f"no result rows in {where}; run `python -m bench run --grid ...` first or pass --results")

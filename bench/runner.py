@@ -22,6 +22,7 @@ import torch
 from . import __version__
 from .discretization import FitContext
 from .grid import Cell, plugin_label
+from .images import save_sample_grid
 from .metrics import MetricContext, make_metric
 from .models import make_model
 from .registry import METHODS
@@ -145,8 +146,10 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
 
     # Seeded from the model, seed and evaluation size (not the cell) so that all cells of a sweep
     # share the metrics' reference samples: method differences are not blurred by reference noise.
-    metric_ctx = MetricContext(teacher=evaluation.x0, model=model, device=device,
+    metric_ctx = MetricContext(teacher=evaluation.x0, model=model, device=device, results_root=root.root,
                                generator=generator_for(cell.model, cell.seed, len(evaluation), "metrics"))
+    if len(model.data_shape) == 3:  # image models keep a small grid of their samples for the report
+        save_sample_grid(samples[:64], root.samples_path(cell.grid, cell.hash))
     metrics, higher = {}, {}
     for spec in cell.metrics:
         metric = make_metric(spec)

@@ -10,6 +10,7 @@ Layout of a results root (default `results/`):
     <root>/<grid name>/report/                 tables and plots
     <root>/cache/teachers/<key hash>.pt        teacher endpoints
     <root>/cache/fits/<fit key hash>/          fitted methods: state.pt and fit.json
+    <root>/cache/fid-refs/                     FID/KID reference statistics, fd-digits classifier
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ deterministic function of (samples, teacher, model, generator state).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -31,6 +32,7 @@ class MetricContext:
     model: object  # the Denoiser: .data_range, .data_shape, .sample_data(n, generator)
     generator: torch.Generator  # seeded from the cell; every random draw comes from it
     device: torch.device = torch.device("cpu")
+    results_root: Path | None = None  # where cached references live (<root>/cache/fid-refs)
 
 
 class Metric(Plugin):
