@@ -121,7 +121,8 @@ def logsnr_grid(schedule, steps):
 
 def prior(model, n=16, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 2, generator=gen, dtype=F64) * model.schedule.prior_std()
+    shape = tuple(getattr(model, "data_shape", (2,)))
+    return torch.randn((n,) + shape, generator=gen, dtype=F64) * model.schedule.prior_std()
 
 
 def rel(a, b):
@@ -447,15 +448,15 @@ def test_float32_matches_float64():
         assert rel(out32.double(), out64) < 1e-4, name
 
 
-@pytest.fixture(scope="module")
-def toy2d_references():
-    """toy2d (exact mixture denoiser) in VE time: 1000-step UniPC-3 endpoints.
+@pytest.fixture(scope="module", params=["toy2d", "digits"])
+def toy2d_references(request):
+    """The exact toy2d and digits denoisers in VE time: 1000-step UniPC-3 endpoints.
 
     (FlowOT time gives the same endpoints up to scale: see test_schedule_invariance.)
     """
     from bench.registry import MODELS
 
-    model = MODELS.create("toy2d")
+    model = MODELS.create(request.param)
     x_T = prior(model, n=32, seed=1)
     return model, x_T, make_solver("unipc-bh1").sample(model, x_T, Discretization(edm_grid(model.schedule, 1000)[None]))
 
@@ -465,7 +466,10 @@ def test_toy2d_200_steps_match_a_fine_reference(toy2d_references, spec):
     model, x_T, ref = toy2d_references
     solver = make_solver(spec)
     out = solver.sample(model, x_T, Discretization(edm_grid(model.schedule, 200)[None]))
-    assert rel(out, ref) < (2e-2 if solver.order == 1 else 1e-3)
+    # A first-order solver is not converged at 200 steps: its error is ~1e-2 on toy2d, and on the
+    # memorising digits model a few samples still end on a neighbouring training image (~7e-2).
+    first_order_tolerance = 2e-2 if model.name == "toy2d" else 1e-1
+    assert rel(out, ref) < (first_order_tolerance if solver.order == 1 else 1e-3)
 
 
 def test_toy2d_dpmpp_and_unipc_agree(toy2d_references):
