@@ -64,7 +64,8 @@ def main():
     for r in sorted(rows, key=lambda r: (r["method_label"], r["nfe"])):
         if r["fit_key"]:
             info = torch.load(root.fit_dir(r["fit_key"]) / "state.pt", map_location="cpu", weights_only=False)["info"]
-            print(f"  {r['method_label']:<10} NFE={r['nfe']:<2} fit {r['fit']['fit_seconds']:6.1f} s  init {info.get('init')}"
+            print(f"  {r['method_label']:<10} NFE={r['nfe']:<2} fit {r['fit']['fit_seconds']:6.1f} s"
+                  f"  init {info.get('init')}"
                   f"  best val {info.get('best_val_loss', float('nan')):.4g}  phi params {info.get('phi_params', '-')}")
 
 

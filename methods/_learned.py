@@ -10,8 +10,8 @@ N logits o [B, N] give N positive gaps g = softmax(o) that sum to one; their run
 runs linearly from its value at t_max to its value at t_min, v_n = v(t_max) + (v(t_min) - v(t_max)) u_n,
 and t_n = t(v_n). The coordinate (`space`) is the model's time t itself ("t") or the half log-SNR
 lambda ("lambda", t = t_of_lambda(v)); "auto" takes lambda for VE models (where uniform-in-t steps
-crowd at the noise end, and LD3's own VE/EDM runs use lambda) and t otherwise (flow matching, VP:
-LD3's and INDIS's "time" mode). The timesteps are therefore strictly decreasing for every o, with
+crowd at the noise end, and LD3's own EDM runs use lambda) and t otherwise (flow matching, VP:
+LD3's "time" mode). The timesteps are therefore strictly decreasing for every o, with
 t_0 = t_max and t_N = t_min exactly, and differentiable in o. The map is computed in float64.
 Departure: LD3 writes xi in R^(N+1); its normalisation (c - c_0) / (c_N - c_0) of the running sums
 c makes the first entry inert (exactly zero gradient), so we keep the N entries that matter, which is
@@ -33,7 +33,8 @@ Decoupled evaluation times
   the data, clamped at u = 0 (t_max). Why relative, not absolute: an absolute shift of up to b = 0.05
   in flow time is 25x t_min = 0.002 and larger than the last gaps of few-step schedules, so it would
   leave (t_min, t_max] or reorder evaluations; a fraction of the local gap keeps every evaluation
-  inside its own step (|dtau| <= 0.05 < 1), and means the same in every schedule and coordinate.
+  within 5% of its step's length from its knot (so evaluation times never cross, and stay inside
+  (t_min, t_max]), and means the same in every schedule and coordinate.
 
 Losses (`make_loss`)
 --------------------

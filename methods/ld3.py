@@ -42,7 +42,7 @@ and xi has N entries, not N+1 (see `_learned`).
 
 Fit info (`fit_info()`): the initial heuristic and every heuristic's validation loss, the best
 validation loss, iterations run, the loss used, r, how many training priors were moved and the
-largest ||x'_T - x_T|| (on the unit-variance noise; <= r).
+largest ||x'_T - x_T|| (on the unit-variance noise; <= r up to float32 rounding).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Procedure.
   1. `fit` (on the training split, like `god`): the globally optimised discretization, i.e. INDIS with
      `instance` off (same parameters and defaults as `god`: timesteps, and with `shifts` on also the
      time shifts and output scales; see `methods.indis`), started from the best heuristic. With
-     `init` = "heuristic" instead of "god", the GOD training is skipped and the best heuristic is the
+     `init_fit` = "heuristic" instead of "god", the GOD training is skipped and the best heuristic is the
      start (cheaper, a looser bound).
   2. `schedule(x_T, cond, target)`: every prior gets its own copy of the output O [n_out, N], started
      from the fitted global one, and `refine_iterations` = 50 Adam steps (lr `refine_lr` = 0.05) on
@@ -42,7 +42,8 @@ from bench.errors import UserError
 from bench.registry import METHODS
 
 from ._learned import (
-    check_choice, check_float, check_int, choose_init, count_parameters, discretization, evaluate_losses, heuristic_timesteps, make_loss,
+    check_choice, check_float, check_int, choose_init, count_parameters, discretization, evaluate_losses,
+    heuristic_timesteps, make_loss,
 )
 from .indis import GOD, GlobalO
 

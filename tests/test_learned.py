@@ -216,6 +216,10 @@ def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     assert bool((refined <= plain + 1e-6).all()) and refined.mean() < plain.mean()
     with pytest.raises(UserError, match="oracle"):
         method.schedule(evaluation.x_T)
+    cheap = _fitted("oracle", toy, init_fit="heuristic", refine_iterations=2, val=32)
+    assert cheap.fit_info()["init"] in heuristic_timesteps(model.schedule, steps, solver, model.data_shape)
+    with torch.no_grad():
+        assert cheap.schedule(evaluation.x_T, None, target=evaluation.x0).t.shape == (32, steps + 1)
     reloaded = _reloaded("oracle", toy, method, **params)
     with torch.no_grad():
         _same(reloaded.schedule(evaluation.x_T[:8], None, target=evaluation.x0[:8]),
@@ -230,7 +234,7 @@ def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     ("indis", {"b": 2.0}, "b"), ("indis", {"space": "sigma"}, "space"), ("ld3", {"bound": -1}, "bound"),
     ("ld3", {"loss": "l1"}, "loss"), ("god", {"iterations": 0}, "iterations"), ("ld3", {"init": "foo"}, "init"),
     ("oracle", {"refine_lr": 0}, "refine_lr"), ("god", {"instance": True}, "instance"),
-    ("ld3-hard", {"bound": 0.001}, "bound"),
+    ("ld3-hard", {"bound": 0.001}, "bound"), ("indis", {"lr_net": -1}, "lr_net"), ("god", {"lr_net": 0.1}, "lr_net"),
 ])
 def test_bad_parameters_are_user_errors(name, params, field):
     with pytest.raises(UserError, match=field):
@@ -249,3 +253,39 @@ def test_heuristic_candidates_cover_the_baselines():
     model = make_model({"name": "toy2d", "time": "flow"})
     names = heuristic_timesteps(model.schedule, 4, make_solver("euler"), model.data_shape)
     assert {"uniform", "logsnr", "polynomial", "edm"} <= set(names)
+
+
+# ------------------------------------------------------------------------------------------------
+# Through the harness: fit, cache on disk, reload, same rows.
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_learned_methods_through_the_runner(tmp_path):
+    import json
+
+    from bench.grid import parse_grid
+    from bench.launch import run_local
+
+    grid = parse_grid({
+        "name": "learned", "models": [{"name": "toy2d", "time": "flow"}], "solvers": ["euler"], "nfe": [3],
+        "methods": ["uniform", {"name": "god", "iterations": 40}, {"name": "indis", "iterations": 40},
+                    {"name": "oracle", "iterations": 40, "refine_iterations": 3}, {"name": "ld3", "rounds2": 1}],
+        "metrics": ["mse"], "teacher": {"solver": "euler", "steps": 20, "method": "uniform", "dtype": "float64"},
+        "samples": {"train": 256, "eval": 128, "batch": 128},
+    })
+    run_local(grid, tmp_path, quiet=True)
+    rows_dir = tmp_path / "learned" / "rows"
+    first = {p.name: json.loads(p.read_text()) for p in rows_dir.glob("*.json")}
+    assert len(first) == 5
+    by_method = {r["method"]["name"]: r for r in first.values()}
+    assert by_method["oracle"]["uses_eval_targets"] and by_method["oracle"]["schedule_nfe"] == 4 * 3
+    assert not by_method["indis"]["uses_eval_targets"] and by_method["indis"]["schedule"] is None
+    assert by_method["god"]["schedule"] is not None
+    for p in rows_dir.glob("*.json"):
+        p.unlink()
+    run_local(grid, tmp_path, quiet=True)  # the fits now come from the cache on disk
+    for name, row in first.items():
+        again = json.loads((rows_dir / name).read_text())
+        assert again["metrics"] == row["metrics"], row["method_label"]
+        if row["fit_key"]:
+            assert again["fit"]["cached"], row["method_label"]
