@@ -13,12 +13,15 @@
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
 
+from .errors import UserError
 from .plugin import Plugin
 from .schedules import NoiseSchedule
 
@@ -102,6 +105,14 @@ class FitContext:
     come from it. `count_nfe(k)` records network evaluations the fit spends, counted in single
     samples (a call on a batch of B rows counts B); the row reports it as `fit_nfe`. A fit that does
     not count gets the rows its calls of `ctx.model` evaluated.
+
+    Resuming (issue #7): a long fit calls `save_checkpoint(state)` now and then (when
+    `checkpoint_due()`: every `checkpoint_seconds`, from the environment variable
+    BENCH_CHECKPOINT_SECONDS, default 60; 0 = at every call) and starts with `load_checkpoint()`,
+    which returns the last saved state of an interrupted fit of the same fit key, or None. The file
+    also carries the fit's seconds and network evaluations so far, so a resumed fit's row reports the
+    cost of the whole fit (`fit_seconds`, `fit_nfe`), not just of its last attempt; work done after
+    the last checkpoint of a killed attempt is redone and counted once.
     """
 
     model: Any
@@ -116,24 +127,73 @@ class FitContext:
     progress: Callable[..., Any] | None = None
     artifact_dir: Path | None = None
     fit_nfe: int = 0
+    checkpoint_seconds: float = field(default_factory=lambda: _env_seconds("BENCH_CHECKPOINT_SECONDS", 60.0))
+    # Cost of the earlier attempts of a resumed fit (from its checkpoint) and the resume count.
+    resumed_seconds: float = 0.0
+    resumed_nfe: int = 0
+    resumes: int = 0
+    _started: float = field(default_factory=time.perf_counter, repr=False)
+    _last_save: float = field(default_factory=time.perf_counter, repr=False)
 
     def count_nfe(self, k: int) -> None:
         self.fit_nfe += int(k)
 
+    def attempt_nfe(self) -> int:
+        """Network evaluations of this attempt: the counted ones, else the rows `ctx.model` evaluated."""
+        return self.fit_nfe or int(getattr(self.model, "rows", 0))
+
+    def total_seconds(self) -> float:
+        return self.resumed_seconds + time.perf_counter() - self._started
+
+    def total_nfe(self) -> int:
+        return self.resumed_nfe + self.attempt_nfe()
+
+    def checkpoint_due(self) -> bool:
+        """True when `checkpoint_seconds` have passed since the last save (or the start)."""
+        return self.artifact_dir is not None and time.perf_counter() - self._last_save >= self.checkpoint_seconds
+
     def save_checkpoint(self, state: dict) -> None:
         """Save a long fit's progress (optimiser state, step, ...) so that a preempted or timed-out
-        job resumes it; written atomically to `artifact_dir/checkpoint.pt`. A no-op without a dir."""
+        job resumes it; written atomically to `artifact_dir/checkpoint.pt` as {"state": state,
+        "fit_seconds", "fit_nfe", "resumes"}. A no-op without a dir."""
         if self.artifact_dir is not None:
             from .store import atomic_write_torch
 
-            atomic_write_torch(Path(self.artifact_dir) / "checkpoint.pt", state)
+            payload = {"state": state, "fit_seconds": self.total_seconds(), "fit_nfe": self.total_nfe(),
+                       "resumes": self.resumes}
+            atomic_write_torch(Path(self.artifact_dir) / "checkpoint.pt", payload)
+        self._last_save = time.perf_counter()
 
     def load_checkpoint(self) -> dict | None:
-        """The state last given to `save_checkpoint` by an interrupted fit of the same key, or None."""
+        """The state last given to `save_checkpoint` by an interrupted fit of the same key, or None.
+        Loading it adds the interrupted attempts' seconds and evaluations to this fit's totals."""
         if self.artifact_dir is None:
             return None
         path = Path(self.artifact_dir) / "checkpoint.pt"
-        return torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
+        if not path.exists():
+            return None
+        payload = torch.load(path, map_location=self.device, weights_only=False)
+        self.resumed_seconds = float(payload["fit_seconds"])
+        self.resumed_nfe = int(payload["fit_nfe"])
+        self.resumes = int(payload["resumes"]) + 1
+        self._started = self._last_save = time.perf_counter()
+        self.fit_nfe = 0
+        if hasattr(self.model, "rows"):
+            self.model.rows = 0
+        return payload["state"]
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UserError(f"{name} must be a number of seconds >= 0 (e.g. 60), got {value!r}")
+    return seconds
 
 
 class DiscretizationMethod(Plugin):

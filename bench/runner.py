@@ -93,12 +93,12 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
         generator=generator_for(cell.fit_hash, "fit"), device=device, progress=progress,
         artifact_dir=fit_dir, train_size=cell.samples["train"],
     )
-    start = time.perf_counter()
     method.fit(ctx)
-    info = {"fit_seconds": time.perf_counter() - start, "fit_nfe": ctx.fit_nfe or counting.rows}
+    info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes}
     counting.calls = counting.rows = 0
     atomic_write_torch(fit_dir / "state.pt", method.state_dict())
     atomic_write_json(info_path, {"fit_key": cell.fit_key(), "info": info})  # written last: marks the fit done
+    (fit_dir / "checkpoint.pt").unlink(missing_ok=True)  # the finished fit supersedes it
     return method, {**info, "cached": False}
 
 

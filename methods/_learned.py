@@ -288,13 +288,38 @@ def seeded(generator: torch.Generator):
         yield
 
 
-def epoch_batches(n: int, batch: int, generator: torch.Generator):
-    """Endless index batches: a fresh permutation each epoch (the last short batch dropped when n > batch)."""
-    batch = min(batch, n)
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for i in range(0, n - batch + 1, batch):
-            yield perm[i : i + batch]
+class EpochBatches:
+    """Endless index batches: a fresh permutation each epoch (the last short batch dropped when n > batch).
+
+    Its position and the generator's state round-trip through `state_dict()`, so a resumed fit
+    draws exactly the batches the uninterrupted fit would have drawn."""
+
+    def __init__(self, n: int, batch: int, generator: torch.Generator):
+        self.n, self.batch, self.generator = n, min(batch, n), generator
+        self.perm: torch.Tensor | None = None
+        self.pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self.perm is None or self.pos + self.batch > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator)
+            self.pos = 0
+        index = self.perm[self.pos : self.pos + self.batch]
+        self.pos += self.batch
+        return index
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm, "pos": self.pos, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.perm, self.pos = state["perm"], state["pos"]
+        self.generator.set_state(state["generator"])
+
+
+def epoch_batches(n: int, batch: int, generator: torch.Generator) -> EpochBatches:
+    return EpochBatches(n, batch, generator)
 
 
 def slice_cond(cond, index):
@@ -338,7 +363,7 @@ def seconds_per_sample(fn: Callable, n: int, repeats: int = 7) -> float:
 
 __all__ = [
     "SPACES", "LOSSES", "TimeMap", "resolve_space", "make_loss", "l2_loss", "heuristic_timesteps",
-    "heuristic_names", "choose_init", "seeded", "epoch_batches", "evaluate_losses", "discretization",
+    "heuristic_names", "choose_init", "seeded", "epoch_batches", "EpochBatches", "evaluate_losses", "discretization",
     "count_parameters", "seconds_per_sample", "check_choice", "check_bool", "check_int", "check_float",
     "check_init", "slice_cond",
 ]

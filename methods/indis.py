@@ -259,11 +259,16 @@ class INDIS(DiscretizationMethod):
         def val_loss(make_disc) -> float:
             return float(evaluate_losses(make_disc, solver, model, val.x_T, val.cond, val.x0, loss_fn).mean())
 
-        candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
-        init_name, init_t, init_scores = choose_init(
-            p["init"], candidates,
-            lambda t: val_loss(lambda xb, cb: discretization(t[None], dtype=dtype)))
-        init_logits = self.map.logits_of(init_t)
+        resume = ctx.load_checkpoint()
+        if resume is None:
+            candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
+            init_name, init_t, init_scores = choose_init(
+                p["init"], candidates,
+                lambda t: val_loss(lambda xb, cb: discretization(t[None], dtype=dtype)))
+            init_logits = self.map.logits_of(init_t)
+        else:  # phi's weights come from the checkpoint; the head's initial bias is overwritten
+            init_name, init_scores = resume["init"], resume["init_val_losses"]
+            init_logits = torch.zeros(self.steps, dtype=torch.float64)
 
         with seeded(ctx.generator):
             phi = self._build_phi(model.data_shape, getattr(model, "num_classes", 0) or 0, init_logits)
@@ -278,11 +283,20 @@ class INDIS(DiscretizationMethod):
             with torch.no_grad():
                 return val_loss(lambda xb, cb: self._disc(net, xb, cb, dtype))
 
-        best = {"loss": score(phi), "state": copy.deepcopy(phi.state_dict()), "iteration": 0}
-        history = [(0, best["loss"])]
         batches = epoch_batches(len(train), p["batch"], ctx.generator)
+        if resume is None:
+            best = {"loss": score(phi), "state": copy.deepcopy(phi.state_dict()), "iteration": 0}
+            history, start = [(0, best["loss"])], 1
+        else:
+            phi.load_state_dict(resume["phi"])
+            ema.load_state_dict(resume["ema"])
+            optimizer.load_state_dict(resume["optimizer"])
+            cosine.load_state_dict(resume["cosine"])
+            batches.load_state_dict(resume["batches"])
+            best, history, start = resume["best"], resume["history"], resume["iteration"] + 1
+        resumed_at = start - 1
         phi.train()
-        for it in range(1, p["iterations"] + 1):
+        for it in range(start, p["iterations"] + 1):
             idx = next(batches)
             xb, cb, x0 = train.x_T[idx], slice_cond(train.cond, idx), train.x0[idx]
             disc = self._disc(phi, xb, cb, dtype)
@@ -300,13 +314,19 @@ class INDIS(DiscretizationMethod):
                 if current < best["loss"]:
                     best = {"loss": current, "state": copy.deepcopy(ema.module.state_dict()), "iteration": it}
                 phi.train()
+            if ctx.checkpoint_due() and it < p["iterations"]:
+                ctx.save_checkpoint({
+                    "init": init_name, "init_val_losses": init_scores, "phi": phi.state_dict(),
+                    "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "cosine": cosine.state_dict(),
+                    "batches": batches.state_dict(), "best": best, "history": list(history), "iteration": it})
 
         phi.load_state_dict(best["state"])
         phi.eval()
         self.phi = phi.cpu()
         self._info = {
             "init": init_name, "init_val_losses": init_scores, "best_val_loss": best["loss"],
-            "best_iteration": best["iteration"], "val_history": history, "loss": loss_used,
+            "best_iteration": best["iteration"], "val_history": history, "resumed_at_iteration": resumed_at,
+            "loss": loss_used,
             "space": self.map.space, "train_size": len(train),
             **self._cost_info(model, train.x_T, train.cond),
         }

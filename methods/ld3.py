@@ -143,11 +143,15 @@ class LD3(DiscretizationMethod):
             return float(evaluate_losses(lambda xb, cb: disc, solver, model, val.x_T, val.cond, val.x0,
                                          loss_fn).mean())
 
-        # Initialisation: the heuristic with the lowest validation loss.
-        candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
-        init_name, init_t, init_scores = choose_init(
-            p["init"], candidates, lambda t: val_loss(self.map.logits_of(t), None))
-        xi = torch.nn.Parameter(self.map.logits_of(init_t).to(torch.float32).to(ctx.device))
+        resume = ctx.load_checkpoint()
+        if resume is None:  # initialisation: the heuristic with the lowest validation loss
+            candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
+            init_name, init_t, init_scores = choose_init(
+                p["init"], candidates, lambda t: val_loss(self.map.logits_of(t), None))
+            init_xi = self.map.logits_of(init_t).to(torch.float32)
+        else:
+            init_name, init_scores, init_xi = resume["init"], resume["init_val_losses"], resume["xi"]
+        xi = torch.nn.Parameter(init_xi.clone().to(ctx.device))
         xi_c = torch.nn.Parameter(torch.zeros(self.steps, dtype=torch.float32, device=ctx.device))
         opt_xi = torch.optim.RMSprop([xi], lr=p["lr_xi"], momentum=p["momentum"])
         opt_xi_c = torch.optim.SGD([xi_c], lr=p["lr_xi_c"] / nfe)
@@ -158,10 +162,30 @@ class LD3(DiscretizationMethod):
         radius = float(p.get("bound", 0.0)) * d / nfe**2
         origin = (train.x_T / prior_std).detach()
         latent = origin.clone()
-
-        best = {"loss": val_loss(xi.detach(), xi_c.detach()), "xi": xi.detach().clone(),
-                "xi_c": xi_c.detach().clone()}
+        moved = torch.zeros(len(train), dtype=torch.bool)
+        batches = epoch_batches(len(train), p["batch"], ctx.generator)
+        per_round = max(len(train) // min(p["batch"], len(train)), 1)
+        position = {"round": 0, "step": 0}  # the next iteration to run
         state = {"worse": 0, "min_hits": 0, "iterations": 0}
+        if resume is None:
+            best = {"loss": val_loss(xi.detach(), xi_c.detach()), "xi": xi.detach().clone(),
+                    "xi_c": xi_c.detach().clone()}
+        else:
+            with torch.no_grad():
+                xi_c.copy_(resume["xi_c"])
+            opt_xi.load_state_dict(resume["opt_xi"])
+            opt_xi_c.load_state_dict(resume["opt_xi_c"])
+            latent, moved = resume["latent"].to(origin), resume["moved"]
+            batches.load_state_dict(resume["batches"])
+            best, state, position = resume["best"], resume["state"], resume["position"]
+        resumed_at = state["iterations"]
+
+        def checkpoint(stopped: bool):
+            ctx.save_checkpoint({
+                "init": init_name, "init_val_losses": init_scores, "xi": xi.detach().clone(),
+                "xi_c": xi_c.detach().clone(), "opt_xi": opt_xi.state_dict(), "opt_xi_c": opt_xi_c.state_dict(),
+                "latent": latent, "moved": moved, "batches": batches.state_dict(), "best": best,
+                "state": dict(state), "position": dict(position, stopped=stopped)})
 
         def restore_best():
             with torch.no_grad():
@@ -189,17 +213,16 @@ class LD3(DiscretizationMethod):
                         state["min_hits"] += 1
             return state["min_hits"] >= p["lr_patience"]
 
-        batches = epoch_batches(len(train), p["batch"], ctx.generator)
-        per_round = max(len(train) // min(p["batch"], len(train)), 1)
-        moved = torch.zeros(len(train), dtype=torch.bool)
-        stop = False
-        for rnd in range(p["rounds1"] + p["rounds2"]):
+        stop = bool(position.get("stopped", False))
+        for rnd in range(position["round"], p["rounds1"] + p["rounds2"]):
+            if stop:
+                break
             phase2 = rnd >= p["rounds1"] and p["decoupled"]
-            if rnd > 0:
+            if rnd > 0 and position["step"] == 0:  # a new round (not one resumed in its middle)
                 restore_best()
                 state["worse"] = 0
             xi_c.requires_grad_(phase2)
-            for _ in range(per_round):
+            for step in range(position["step"], per_round):
                 idx = next(batches)
                 cb, x0 = slice_cond(train.cond, idx), train.x0[idx]
                 z = latent[idx].clone().requires_grad_(radius > 0)
@@ -225,16 +248,18 @@ class LD3(DiscretizationMethod):
                         keep = new_losses < losses.detach()
                         latent[idx[keep]] = z_new[keep]
                         moved[idx[keep]] = True
+                position = {"round": rnd, "step": step + 1} if step + 1 < per_round else {"round": rnd + 1, "step": 0}
+                if ctx.checkpoint_due():
+                    checkpoint(stop)
                 if stop:
                     break
-            if stop:
-                break
 
         self.xi = best["xi"].detach().cpu()
         self.xi_c = best["xi_c"].detach().cpu() if p["decoupled"] else None
         self._info = {
             "init": init_name, "init_val_losses": init_scores, "best_val_loss": best["loss"],
-            "iterations": state["iterations"], "loss": loss_used, "radius": radius,
+            "iterations": state["iterations"], "resumed_at_iteration": resumed_at, "loss": loss_used,
+            "radius": radius,
             "moved_priors": int(moved.sum()), "space": self.map.space,
             "max_prior_shift": float((latent - origin).reshape(len(train), -1).norm(dim=1).max()),
         }

@@ -226,7 +226,7 @@ def test_a_preempted_fit_resumes_from_its_checkpoint(tiny_grid, tmp_path):
     deadline, step = time.time() + 120, 0
     while time.time() < deadline and step < 2 and thread.is_alive():
         if (fit_dir / "checkpoint.pt").exists():
-            step = torch.load(fit_dir / "checkpoint.pt", weights_only=False)["step"]
+            step = torch.load(fit_dir / "checkpoint.pt", weights_only=False)["state"]["step"]
         time.sleep(0.1)
     assert step >= 2, f"the fit job did not start: {outcome}"
     (sub,) = st.load_submissions(ResultsRoot(tmp_path), "tiny")

@@ -200,6 +200,85 @@ def test_ld3_fits_improves_on_its_start_and_round_trips(toy):
     assert hard.fit_info()["radius"] == 0 and hard.fit_info()["moved_priors"] == 0
 
 
+class Preempted(Exception):
+    """Stands in for the job being killed right after a checkpoint."""
+
+
+def _interrupted_then_resumed(name, toy, tmp_path, kill_after: int, **params):
+    """Fit once with a checkpoint at every iteration, killed after `kill_after` checkpoints; then a
+    fresh method in a fresh process-like context fits again from the same directory. Returns the
+    resumed method and the number of optimiser steps the second attempt took."""
+    model, solver, steps, _, context = toy
+    first = METHODS.create(name, **params).bind(model.schedule, steps, solver, model=model)
+    ctx = context()
+    ctx.artifact_dir, ctx.checkpoint_seconds = tmp_path, 0.0
+    saves = {"n": 0}
+    save = ctx.save_checkpoint
+
+    def save_then_die(state):
+        save(state)
+        saves["n"] += 1
+        if saves["n"] == kill_after:
+            raise Preempted
+
+    ctx.save_checkpoint = save_then_die
+    with pytest.raises(Preempted):
+        first.fit(ctx)
+    assert (tmp_path / "checkpoint.pt").is_file()
+
+    second = METHODS.create(name, **params).bind(model.schedule, steps, solver, model=model)
+    ctx2 = context(seed=123)  # a different generator: the checkpoint must restore the batch order itself
+    ctx2.artifact_dir, ctx2.checkpoint_seconds = tmp_path, 0.0
+    counted = {"steps": 0}
+    optimizer_class = {"ld3": torch.optim.RMSprop, "indis": torch.optim.Adam}[name]
+    original_step = optimizer_class.step
+
+    def counting_step(self, *args, **kwargs):
+        counted["steps"] += 1
+        return original_step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(optimizer_class, "step", counting_step)
+        second.fit(ctx2)
+    assert ctx2.resumes == 1
+    return second, counted["steps"]
+
+
+@pytest.mark.parametrize("name,params,kill_after", [
+    ("ld3", {"train": 8, "val": 16, "rounds1": 1, "rounds2": 2, "batch": 4, "loss": "l2", "bound": 20.0}, 3),
+    ("indis", {**INDIS_TINY, "iterations": 10}, 4),
+])
+def test_an_interrupted_learned_fit_resumes_from_its_checkpoint(name, params, kill_after, toy, tmp_path):
+    """Issue #7: the resumed fit continues where the checkpoint was taken (it takes only the
+    remaining optimiser steps) and ends exactly where an uninterrupted fit ends."""
+    whole = _fitted(name, toy, **params)
+    resumed, steps_after_resume = _interrupted_then_resumed(name, toy, tmp_path, kill_after, **params)
+    info, whole_info = resumed.fit_info(), whole.fit_info()
+    assert info["resumed_at_iteration"] == kill_after and whole_info["resumed_at_iteration"] == 0
+    total = info["iterations"] if name == "ld3" else params["iterations"]
+    assert steps_after_resume == total - kill_after > 0
+    assert info["best_val_loss"] == whole_info["best_val_loss"]
+    x_T = toy[0].prior(torch.randn(5, 2, generator=torch.Generator().manual_seed(9)))
+    _same(resumed.schedule(x_T), whole.schedule(x_T))
+
+
+def test_checkpoint_carries_the_cost_of_earlier_attempts(tmp_path):
+    class Rows:
+        rows = 0
+
+    model = Rows()
+    ctx = FitContext(model=model, schedule=None, solver=None, nfe=3, steps=3, teacher=None,
+                     generator=torch.Generator(), artifact_dir=tmp_path)
+    model.rows = 40
+    ctx.save_checkpoint({"step": 1})
+    again = FitContext(model=model, schedule=None, solver=None, nfe=3, steps=3, teacher=None,
+                       generator=torch.Generator(), artifact_dir=tmp_path)
+    model.rows = 7  # evaluations of the new attempt before it loaded the checkpoint are not counted
+    assert again.load_checkpoint() == {"step": 1}
+    model.rows += 5
+    assert again.resumes == 1 and again.total_nfe() == 45 and again.total_seconds() >= ctx.resumed_seconds
+
+
 def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     model, solver, steps, teacher, _ = toy
     params = {**INDIS_TINY, "refine_iterations": 4}

@@ -152,7 +152,7 @@ def test_slurm_rows_equal_local_rows_and_a_requeued_fit_resumes(cluster, tmp_pat
 
     def fit_step():
         path = fit_dir / "checkpoint.pt"
-        return path.exists() and torch.load(path, weights_only=False)["step"] >= 2
+        return path.exists() and torch.load(path, weights_only=False)["state"]["step"] >= 2
 
     wait_for(fit_step, 120, "the first fit to checkpoint twice")
     subprocess.run(["scancel", "--signal=USR2", fit_job.job_id], check=True)  # what a preemption sends
