@@ -12,7 +12,8 @@ A grid file (see `grids/*.yaml`):
     teacher: {solver: euler, steps: 100, method: uniform, dtype: float64}
     samples: {train: 20000, eval: 10000, batch: 10000}
     dtype: float32                # sampling precision
-    exclude: [{method: edm, nfe: 3}]   # drop every cell matching all given fields
+    exclude: [{method: edm, nfe: 3}]   # drop every cell matching all given fields;
+                                  # a list matches any entry: {method: [oss, ld3], nfe: [9, 10]}
     launch: {...}                 # executor settings (bench.launch_config)
 
 Every problem is reported as one `GridError` naming the field and the fix. A cell's hash covers
@@ -149,17 +150,15 @@ def _section(raw: dict, key: str, defaults: dict) -> dict:
 
 
 def _matches(rule: dict, combo: dict) -> bool:
-    for k, v in rule.items():
-        actual = combo[k]
-        if k in ("model", "solver", "method"):
-            if isinstance(v, str):
-                if actual["name"] != v:
-                    return False
-            elif {**v} != actual:
-                return False
-        elif actual != v:
-            return False
-    return True
+    """A rule matches a cell when every field matches; a list value matches any of its entries."""
+    return all(any(_field_matches(k, v, combo[k]) for v in (values if isinstance(values, list) else [values]))
+               for k, values in rule.items())
+
+
+def _field_matches(key: str, value, actual) -> bool:
+    if key in ("model", "solver", "method"):
+        return actual["name"] == value if isinstance(value, str) else {**value} == actual
+    return actual == value
 
 
 def parse_grid(raw: dict, name: str = "grid", path: Path | None = None) -> Grid:

@@ -411,22 +411,22 @@ def test_fd_digits(fd_refs):
     from bench.models import make_model
 
     model = make_model("digits")
-    metric = make_metric({"name": "fd_digits", "refs_dir": str(fd_refs)})
+    metric = make_metric({"name": "fd-digits", "refs_dir": str(fd_refs)})
     assert not metric.higher_is_better and not metric.needs_teacher
     out = metric.compute(model.training_images(), ctx_for(model))
     assert set(out) == set(metric.columns())
-    assert abs(out["fd_digits"]) < 1e-4  # the training set itself (round-off of dead units: ~1e-6)
-    assert out["fd_digits_classifier_acc"] > 0.95
+    assert abs(out["fd-digits"]) < 1e-4  # the training set itself (round-off of dead units: ~1e-6)
+    assert out["fd-digits_classifier_acc"] > 0.95
     weights, info_path = fd_digits.classifier_paths(fd_refs)
     assert weights.exists() and info_path.exists()
-    assert out["fd_digits_weights"] == fidmod.file_sha256(weights)[:12]
+    assert out["fd-digits_weights"] == fidmod.file_sha256(weights)[:12]
     mtime = weights.stat().st_mtime_ns
     data = model.sample_data(300, torch.Generator().manual_seed(0))
     noisy = (data + 0.3 * torch.randn(300, 1, 8, 8, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)
     exact = metric.compute(data, ctx_for(model, seed=2))
     blurred = metric.compute(noisy, ctx_for(model, seed=2))
-    assert blurred["fd_digits"] > 3 * exact["fd_digits"]
-    assert exact["fd_digits_floor"] == blurred["fd_digits_floor"] > 0
+    assert blurred["fd-digits"] > 3 * exact["fd-digits"]
+    assert exact["fd-digits_floor"] == blurred["fd-digits_floor"] > 0
     assert metric.compute(noisy, ctx_for(model, seed=2)) == blurred
     assert weights.stat().st_mtime_ns == mtime  # trained once, reused
     class Toy:

@@ -22,6 +22,13 @@ def test_cartesian_product_and_exclude(tiny_grid):
     assert not any(c.method["name"] == "edm" and c.nfe == 3 for c in cells)
 
 
+def test_exclude_lists_match_any_entry(tiny_grid):
+    tiny_grid.update(methods=["uniform", "edm", {"name": "polynomial", "rho": 2}], nfe=[3, 4, 5])
+    tiny_grid["exclude"] = [{"method": ["edm", {"name": "polynomial", "rho": 2}], "nfe": [4, 5]}]
+    kept = {(c.method["name"], c.nfe) for c in parse(tiny_grid).cells}
+    assert kept == {("uniform", 3), ("uniform", 4), ("uniform", 5), ("edm", 3), ("polynomial", 3)}
+
+
 def test_cell_hashes_are_distinct_and_stable(tiny_grid):
     a = [c.hash for c in parse(tiny_grid).cells]
     b = [c.hash for c in parse(tiny_grid).cells]

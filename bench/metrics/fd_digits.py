@@ -1,4 +1,4 @@
-"""`fd_digits`: the Frechet distance in the penultimate layer of a small classifier of the 8x8 digits.
+"""`fd-digits`: the Frechet distance in the penultimate layer of a small classifier of the 8x8 digits.
 
 The FID recipe (Heusel et al. 2017: fit a Gaussian to the features of each set, take the Frechet
 distance of the two Gaussians) with a feature network that fits the data: Inception features of 8x8
@@ -26,15 +26,15 @@ written atomically under a lock; the config hash covers the architecture and eve
 The reference statistics (mean, covariance of the 128-d features of all 1797 training images) take
 milliseconds and are recomputed when the classifier is loaded (once per process).
 
-Columns (lower is better for `fd_digits`; needs no teacher; only for 8x8 one-channel images):
-  * `fd_digits`: Frechet distance between the samples' features and the training set's, computed by
+Columns (lower is better for `fd-digits`; needs no teacher; only for 8x8 one-channel images):
+  * `fd-digits`: Frechet distance between the samples' features and the training set's, computed by
     `bench.metrics.fid.frechet_distance_features` (the clean-fid formula). Samples are clamped to [-1, 1] (the
     data range, as an image would be) but not quantized. A non-finite sample gives NaN.
-  * `fd_digits_floor`: the same for as many images drawn with replacement from the training set
+  * `fd-digits_floor`: the same for as many images drawn with replacement from the training set
     (an exact sampler of the digits model), drawn from a numpy generator seeded by one integer from
     `ctx.generator`; a value at the floor cannot be told from exact sampling.
-  * `fd_digits_classifier_acc`: the classifier's held-out accuracy.
-  * `fd_digits_weights`: the first 12 hex digits of the SHA-256 of the classifier's weights file.
+  * `fd-digits_classifier_acc`: the classifier's held-out accuracy.
+  * `fd-digits_weights`: the first 12 hex digits of the SHA-256 of the classifier's weights file.
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def load_digits_features(refs_dir) -> DigitsFeatures:
     weights, info = ensure_classifier(refs_dir)
     sha = file_sha256(weights)
     if sha != info.get("weights_sha256"):
-        raise UserError(f"fd_digits classifier {weights} does not match {weights.with_suffix('.json').name} "
+        raise UserError(f"fd-digits classifier {weights} does not match {weights.with_suffix('.json').name} "
                         f"(edited or half-copied); delete both files and rerun to retrain it")
     return _load(str(weights), sha, float(info["held_out_accuracy"]))
 
@@ -185,7 +185,7 @@ def load_digits_features(refs_dir) -> DigitsFeatures:
 _FLOORS: dict[tuple, float] = {}
 
 
-@METRICS.register("fd_digits")
+@METRICS.register("fd-digits")
 class FDDigits(Metric):
     higher_is_better: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
@@ -196,11 +196,11 @@ class FDDigits(Metric):
         shape = tuple(getattr(ctx.model, "data_shape", ()))
         if shape != IMAGE_SHAPE or tuple(samples.shape[1:]) != IMAGE_SHAPE:
             name = getattr(ctx.model, "name", type(ctx.model).__name__)
-            raise UserError(f"metric 'fd_digits' scores 8x8 one-channel digit images (model 'digits'); model {name!r} "
-                            f"makes {tuple(samples.shape[1:])}: remove fd_digits from its grid")
+            raise UserError(f"metric 'fd-digits' scores 8x8 one-channel digit images (model 'digits'); model {name!r} "
+                            f"makes {tuple(samples.shape[1:])}: remove fd-digits from its grid")
         count = samples.shape[0]
         if count < 2:
-            raise ValueError("metric 'fd_digits' needs at least 2 samples")
+            raise ValueError("metric 'fd-digits' needs at least 2 samples")
         model = load_digits_features(refs_dir_for(self.params["refs_dir"], ctx))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator, device=ctx.generator.device).item())
         if bool(torch.isfinite(samples).all()):
