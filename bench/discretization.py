@@ -238,6 +238,11 @@ class DiscretizationMethod(Plugin):
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def fit_info(self) -> dict:
+        """Plain JSON values about the fit for the result row (e.g. a schedule network's parameter
+        count and per-sample cost, the initialisation, the best validation loss); {} by default."""
+        return {}
+
 
 class HeuristicMethod(DiscretizationMethod):
     """A closed-form global schedule: subclasses implement `timesteps()` -> float64 tensor [N+1]."""

@@ -8,7 +8,10 @@ than one seed a second table gives the standard deviation). Two extra rows:
   * "noise floor": for distribution distances that report one (`<metric>_floor`), the same distance
     between two independent sets of true samples; a value at the floor cannot be told from exact.
 A metric that names its feature network (`fid_weights`: a hash of the weights file) is tabled as
-`fid [<hash>]`, so numbers from different feature networks never share a table.
+`fid [<hash>]`, so numbers from different feature networks never share a table. The cost of the
+methods that fit is tabled the same way (`COSTS`: fit seconds, the fit's network evaluations of
+single samples, a schedule network's parameter count and per-sample cost in model evaluations, and
+the evaluations a per-instance method spends inside `schedule`).
 Tables print with tabulate (`text`, `markdown`, `latex`) or as CSV; plots (metric versus NFE, one line
 per method) are written with matplotlib.
 """
@@ -41,6 +44,8 @@ def load_rows(root="results", grid: str | None = None) -> pd.DataFrame:
             "heuristic": row["heuristic"], "fit_seconds": row["fit"]["fit_seconds"],
         }
         higher = row.get("higher_is_better", {})
+        for label, value in _costs(row).items():
+            records.append({**base, "metric": label, "floor": False, "value": value, "higher_is_better": False})
         metrics = row["metrics"]
         for metric, value in metrics.items():
             if isinstance(value, str) or value is None:
@@ -55,6 +60,25 @@ def load_rows(root="results", grid: str | None = None) -> pd.DataFrame:
         where = f"grid {grid!r} under {root}" if grid else str(root)
         raise UserError(f"no result rows in {where}; run `python -m bench run --grid ...` first or pass --results")
     return pd.DataFrame.from_records(records)
+
+
+# What fitting a method costs, tabled like the metrics (methods that fit or search only).
+COSTS = {
+    "fit_seconds": "fit seconds",
+    "fit_nfe": "fit evaluations",  # network evaluations of single samples spent by the fit or search
+    "phi_params": "schedule net params",  # INDIS/GOD: the prior-conditioning network's size
+    "phi_cost_in_model_evals": "schedule net cost [model evals]",  # its per-sample time / one model call
+}
+
+
+def _costs(row: dict) -> dict:
+    fit = row.get("fit") or {}
+    out = {}
+    if not row["heuristic"] and fit.get("fit_seconds", 0) > 0:
+        out = {label: fit[key] for key, label in COSTS.items() if isinstance(fit.get(key), (int, float))}
+    if row.get("schedule_nfe"):  # per-instance searches inside `schedule` (the oracle), per sample
+        out["schedule evaluations"] = row["schedule_nfe"]
+    return out
 
 
 def tables(df: pd.DataFrame, stat: str = "mean") -> dict[tuple, pd.DataFrame]:

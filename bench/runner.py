@@ -94,7 +94,8 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
         artifact_dir=fit_dir, train_size=cell.samples["train"],
     )
     method.fit(ctx)
-    info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes}
+    info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
+            **method.fit_info()}
     counting.calls = counting.rows = 0
     atomic_write_torch(fit_dir / "state.pt", method.state_dict())
     atomic_write_json(info_path, {"fit_key": cell.fit_key(), "info": info})  # written last: marks the fit done

@@ -113,6 +113,24 @@ def test_fit_is_cached_and_shared_by_cells(tiny_grid, tmp_path):
     assert first["fit"]["fit_nfe"] > 0
 
 
+def test_rows_and_report_carry_the_cost_of_fitting(tiny_grid, tmp_path):
+    """Issue #4/#5: fit seconds and evaluations in every row; a schedule network's size and cost
+    beside the model's; `report` tables them for the methods that fit, not for heuristics."""
+    god = {"name": "god", "iterations": 4, "val": 16, "val_every": 2, "batch": 8, "train": 32, "loss": "l2"}
+    tiny_grid.update(methods=["uniform", god], nfe=[3], metrics=["mse"])
+    run_local(parse_grid(tiny_grid), root=tmp_path, quiet=True)
+    (row,) = [r for r in rows(tmp_path) if r["method"]["name"] == "god"]
+    fit = row["fit"]
+    assert fit["fit_seconds"] > 0 and fit["fit_nfe"] > 0 and fit["fit_resumes"] == 0
+    assert fit["phi_params"] == 9 and fit["phi_seconds_per_sample"] > 0 and fit["model_eval_seconds_per_sample"] > 0
+    tabs = report.tables(report.load_rows(tmp_path))
+    model = "toy2d(time=flow)"
+    for label in ("fit seconds", "fit evaluations", "schedule net params", "schedule net cost [model evals]"):
+        table = tabs[("tiny", model, "euler", label)]
+        assert list(table.index) == [row["method_label"]]  # no heuristic, no "best heuristic" row
+    assert tabs[("tiny", model, "euler", "schedule net params")].iloc[0, 0] == 9
+
+
 def test_teacher_cache_regenerates_bit_identical(tmp_path):
     model = make_model({"name": "toy2d", "time": "flow"})
     teacher = {"solver": "euler", "steps": 10, "method": "uniform", "dtype": "float64"}
