@@ -33,18 +33,26 @@ from .teacher import DTYPES, teacher_set
 
 
 class CountingModel:
-    """Wraps a denoiser and counts its evaluations: batched calls (the NFE of a sampling pass) and
-    rows (single-sample evaluations, the unit of a fit's cost)."""
+    """Wraps a denoiser and counts its evaluations: batched calls (the NFE of a sampling pass),
+    network evaluations and rows (single-sample network evaluations, the unit of a fit's cost).
+
+    A denoiser whose one call runs the network more than once says so with `evals_per_call`
+    (classifier-free guidance: 2, `bench.guidance`). `calls` counts denoiser calls, the papers'
+    NFE (a guided evaluation is one function evaluation); `network_evals` = calls x evals_per_call
+    and `rows` count the network work honestly."""
 
     def __init__(self, model):
         self.model = model
         self.schedule = model.schedule
+        self.evals_per_call = int(getattr(model, "evals_per_call", 1))
         self.calls = 0
+        self.network_evals = 0
         self.rows = 0
 
     def __call__(self, x, t, cond=None):
         self.calls += 1
-        self.rows += x.shape[0]
+        self.network_evals += self.evals_per_call
+        self.rows += x.shape[0] * self.evals_per_call
         return self.model(x, t, cond)
 
     def __getattr__(self, name):
@@ -169,8 +177,12 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
         "heuristic": bool(method.heuristic),
         "metrics": metrics,
         "higher_is_better": higher,
+        # NFE in the papers' convention (a guided evaluation counts once); the network's own
+        # evaluations per sample (2 x NFE under classifier-free guidance) beside it.
         "nfe_expected": solver.nfe(cell.steps),
         "nfe_measured": counting.calls / n_batches,
+        "network_evals_expected": solver.nfe(cell.steps) * counting.evals_per_call,
+        "network_evals_measured": counting.network_evals / n_batches,
         # evaluations a method spends inside `schedule` (per-instance searches), per sample
         "schedule_nfe": method.model.calls / n_batches,
         "uses_eval_targets": bool(method.uses_eval_targets),

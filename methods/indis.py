@@ -62,6 +62,8 @@ grid's solver), which the method follows as it is. Defaults and where they come 
     validation pairs every `val_every` steps and at the end, and the best (the initial heuristic
     included) is kept; `init` = "auto" starts from the closed-form heuristic with the lowest
     validation loss (as LD3; the same start for `god`, `indis` and `oracle`).
+  * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of
+    storing its activations (on for neural-network denoisers; `methods._checkpointing`).
 """
 from __future__ import annotations
 
@@ -74,6 +76,7 @@ from torch import nn
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.registry import METHODS
 
+from ._checkpointing import check_checkpointing, checkpointed
 from ._learned import (
     SPACES, TimeMap, check_bool, check_choice, check_float, check_init, check_int, choose_init, count_parameters,
     discretization, epoch_batches, evaluate_losses, heuristic_timesteps, make_loss, seconds_per_sample, seeded,
@@ -169,6 +172,7 @@ class INDIS(DiscretizationMethod):
         "clip": None,
         "val_every": 500,
         "init": "auto",
+        "grad_checkpointing": "auto",
     }
 
     def __init__(self, **params):
@@ -193,6 +197,7 @@ class INDIS(DiscretizationMethod):
         if p["clip"] is not None:
             check_float(n, "clip", p["clip"])
         check_init(n, p["init"])
+        check_checkpointing(n, p["grad_checkpointing"])
         self.phi: nn.Module | None = None
         self._info: dict = {}
         self._loss_fn = None
@@ -249,7 +254,7 @@ class INDIS(DiscretizationMethod):
 
     def fit(self, ctx: FitContext) -> None:
         p = self.params
-        model, solver = ctx.model, ctx.solver
+        model, solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
         n_train = p["train"] if p["train"] is not None else ctx.train_size
         train, val = ctx.teacher("train", n_train), ctx.teacher("val", p["val"])
         dtype = train.x_T.dtype

@@ -34,6 +34,8 @@ Training recipe (paper appendix / reference defaults, configs/cifar10.yml and ut
     given prior schedule; the issue asks for the best heuristic), xi_c from 0.
   * `loss` = "auto": LPIPS for RGB/grey images when its weights load, else the per-sample mean
     squared error (the reference: LPIPS (VGG) for pixel models, L2 or L1 as options).
+  * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of
+    storing its activations (on for neural-network denoisers; `methods._checkpointing`).
 Departures from the reference code: validation uses the original validation priors (the reference
 also moves the validation priors with the soft teacher and validates on the moved ones, and halves
 the prior learning rate when none of them moves), the first patience event decays the rates (the
@@ -53,6 +55,7 @@ import torch
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.registry import METHODS
 
+from ._checkpointing import check_checkpointing, checkpointed
 from ._learned import (
     SPACES, TimeMap, check_bool, check_choice, check_float, check_init, check_int, choose_init, discretization,
     epoch_batches, evaluate_losses, heuristic_timesteps, make_loss, slice_cond,
@@ -84,6 +87,7 @@ class LD3(DiscretizationMethod):
         "min_lr_xi_c": 1e-6,
         "lr_patience": 5,
         "init": "auto",
+        "grad_checkpointing": "auto",
     }
 
     def __init__(self, **params):
@@ -103,6 +107,7 @@ class LD3(DiscretizationMethod):
         check_float(n, "momentum", p["momentum"], low=0.0, low_open=False, high=1.0, high_open=True)
         check_float(n, "decay", p["decay"], high=1.0)
         check_init(n, p["init"])
+        check_checkpointing(n, p["grad_checkpointing"])
         self.xi: torch.Tensor | None = None
         self.xi_c: torch.Tensor | None = None
         self._info: dict = {}
@@ -131,7 +136,7 @@ class LD3(DiscretizationMethod):
 
     def fit(self, ctx: FitContext) -> None:
         p = self.params
-        model, solver = ctx.model, ctx.solver
+        model, solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
         nfe = int(ctx.nfe)
         train, val = ctx.teacher("train", p["train"]), ctx.teacher("val", p["val"])
         dtype = train.x_T.dtype

@@ -41,6 +41,7 @@ from bench.discretization import Discretization, FitContext
 from bench.errors import UserError
 from bench.registry import METHODS
 
+from ._checkpointing import checkpointed
 from ._learned import (
     check_choice, check_float, check_int, choose_init, count_parameters, discretization, evaluate_losses,
     heuristic_timesteps, make_loss,
@@ -103,9 +104,10 @@ class Oracle(GOD):
             best_o = o.detach().clone()
             best_loss = torch.full((b,), float("inf"), dtype=torch.float64, device=x_T.device)
             iterations = self.params["refine_iterations"]
+            model = checkpointed(self.model, self.params["grad_checkpointing"])
             for it in range(iterations + 1):
                 disc = self.disc_from_output(o, x_T.dtype)
-                losses = loss_fn(self.solver.sample(self.model, x_T, disc, cond), target)
+                losses = loss_fn(self.solver.sample(model, x_T, disc, cond), target)
                 with torch.no_grad():
                     better = losses.detach().to(torch.float64) < best_loss
                     best_loss = torch.where(better, losses.detach().to(torch.float64), best_loss)

@@ -39,8 +39,9 @@ applies: the metric parameter `refs_dir`; `<ctx.results_root>/cache/fid-refs` wh
 MetricContext carries a `results_root`; `$BENCH_RESULTS/cache/fid-refs`; `results/cache/fid-refs`.
 The metric parameter `ref` picks the reference: None (default) = the model's own training set, built
 automatically on first use for models with `training_images()` (the `digits` model: its 1797 images,
-dataset name = the model's name); a dataset name built with `python -m bench fid-ref --name NAME`;
-or a path to a reference `.npz`.
+dataset name = the model's name; a checkpoint model names its data set in `reference_dataset`, e.g.
+`edm`'s cifar10-32x32, whose reference is built beforehand with `fid-ref --images DIR --name ...`); a
+dataset name built with `python -m bench fid-ref --name NAME`; or a path to a reference `.npz`.
 
 Distances.
   * `fid` = ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), the formula of clean-fid's
@@ -525,6 +526,10 @@ def model_reference_pixels(model) -> torch.Tensor:
     images = getattr(model, "training_images", None)
     if images is None:
         name = getattr(model, "name", type(model).__name__)
+        dataset = getattr(model, "reference_dataset", None)
+        if dataset:
+            raise UserError(f"model {name!r}: no FID reference for its data set {dataset!r} yet; build it once with "
+                            f"`python -m bench fid-ref --images DIR --name {dataset}` (DIR: the training images)")
         raise UserError(
             f"model {name!r} has no built-in training set for FID; build a reference with `python -m bench fid-ref "
             f"--images DIR --name NAME` and set the metric parameter ref: NAME"
@@ -535,8 +540,9 @@ def model_reference_pixels(model) -> torch.Tensor:
 
 
 def ensure_model_reference(model, extractor: InceptionFeatures, refs_dir, progress=None) -> Path:
-    """The reference of a model's training set (dataset name = model name), built on first use."""
-    dataset = getattr(model, "name", None) or type(model).__name__.lower()
+    """The reference of a model's training set, built on first use. Dataset name: the model's
+    `reference_dataset` (checkpoint adapters, whose one model name covers many data sets), else its name."""
+    dataset = getattr(model, "reference_dataset", None) or getattr(model, "name", None) or type(model).__name__.lower()
     shape = tuple(getattr(model, "data_shape", ()))
     if len(shape) != 3:
         raise UserError(f"model {dataset!r} does not produce images (data shape {shape}); FID needs images")

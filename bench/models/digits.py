@@ -24,7 +24,8 @@ Class-conditional use: `cond` is a LongTensor [B] of labels 0..9 (or None: uncon
 condition restricts the average to that digit's training images -- the same as masking the logits
 of the other classes with -inf, but computed by grouping the batch by label and using only the
 class's ~180 images, which is ~10x faster. A label of -1 marks an unconditional row (handy for
-classifier-free-guidance batches that mix both).
+classifier-free-guidance batches that mix both). `guidance` (null or a scale >= 0) turns on
+classifier-free guidance (`bench.guidance`: x0_u + scale (x0_c - x0_u), 2 evaluations per call).
 
 Time. `time` names the noise schedule the model is used in (default "ve"): "ve" is EDM's
 VE(0.002, 80) with t = sigma, the model's native coordinates; "flow" is FlowOT(0.002, 80/81) (VE
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..guidance import GuidanceParam
 from ..registry import MODELS, SCHEDULES
 from ..schedules import VE, FlowOT, convert, make_schedule
 from .base import Denoiser
@@ -84,10 +86,10 @@ def _weighted_mean(x: torch.Tensor, inv_s2: torch.Tensor, AT: torch.Tensor, X: t
 
 
 @MODELS.register("digits")
-class Digits(Denoiser):
+class Digits(GuidanceParam, Denoiser):
     """The exact posterior mean of the 1797 scikit-learn 8x8 digits, optionally class-conditional."""
 
-    defaults = {"time": "ve"}
+    defaults = {"time": "ve", "guidance": None}
     data_shape = IMAGE_SHAPE
     num_classes = NUM_CLASSES
     data_range = 2.0
@@ -98,6 +100,7 @@ class Digits(Denoiser):
         times = [n for n in SCHEDULES.names() if n != "vp-discrete"]
         if not isinstance(time, str) or time not in times:
             raise UserError(f"model 'digits': time must be one of {', '.join(times)}, got {time!r}")
+        self.check_guidance()
         self.schedule = _schedule_for(time)
         self._ve = VE(0.002, 80.0)
         # Float64 master copies on the CPU (plain attributes, not buffers, so Module.to(dtype) never
@@ -182,6 +185,10 @@ class Digits(Denoiser):
         return out[torch.argsort(order)]
 
     def forward(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
+        """E[x0 | x_t = x (, label)] in the model's time (guided when `guidance` is set)."""
+        return self.guide(self.denoise, x, t, cond)
+
+    def denoise(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
         """E[x0 | x_t = x (, label)] in the model's time; x [B, 1, 8, 8], t [B] or scalar, cond [B] or None."""
         xf = self._flat(x)
         t = self._sigma_batch(t, x)
