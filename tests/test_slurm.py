@@ -27,36 +27,9 @@ from bench.launch_config import make_launch_config
 from bench.registry import METHODS
 from bench.store import ResultsRoot
 
+from .fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-@METHODS.register("slurm-test-fit")
-class ResumableFit(HeuristicMethod):
-    """Test plugin: a polynomial schedule whose exponent is 'learned' in `steps` checkpointed steps."""
-
-    needs_fit = True
-    heuristic = False
-    defaults = {"steps": 6, "step_seconds": 0.0}
-
-    def fit(self, ctx):
-        state = ctx.load_checkpoint() or {"step": 0, "rho": 1.0, "attempts": 0}
-        state["attempts"] += 1
-        state["resumed_from"] = state["step"]
-        while state["step"] < self.params["steps"]:
-            time.sleep(self.params["step_seconds"])
-            state["rho"] += 0.125
-            state["step"] += 1
-            ctx.save_checkpoint(state)
-        self.state = state
-
-    def state_dict(self):
-        return dict(self.state)
-
-    def load_state_dict(self, state):
-        self.state = dict(state)
-
-    def timesteps(self):
-        return METHODS.create("polynomial", rho=self.state["rho"]).bind(self.noise_schedule, self.steps).timesteps()
 
 
 @METHODS.register("slurm-test-sleep")
@@ -138,7 +111,7 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.25):
 def test_slurm_rows_equal_local_rows_and_a_requeued_fit_resumes(cluster, tmp_path):
     """Fits, then cells in array tasks; one fit is preempted (USR2), requeued by submitit and resumes
     from its checkpoint. The rows equal those of the local executor with one thread per process."""
-    grid = parse_grid(_grid(["uniform", "edm", {"name": "slurm-test-fit", "steps": 10, "step_seconds": 0.4}]))
+    grid = parse_grid(_grid(["uniform", "edm", {"name": "test-steps", "steps": 10, "step_seconds": 0.4}]))
     root = tmp_path / "slurm"
     config = make_launch_config({}, executor="slurm", cells_per_job=3, timeout_min=15, detach=True)
     todo = run_submitit(grid, root, config, quiet=True)
@@ -167,7 +140,7 @@ def test_slurm_rows_equal_local_rows_and_a_requeued_fit_resumes(cluster, tmp_pat
     assert again.submission is None and len(again.in_flight) == 6
     assert len(st.load_submissions(ResultsRoot(root), "slurmtest")) == 1
     fitted = torch.load(fit_dir / "state.pt", weights_only=False)
-    assert fitted["attempts"] == 2 and 2 <= fitted["resumed_from"] < 10 and fitted["rho"] == 1.0 + 10 * 0.125
+    assert fitted["attempts"] == 2 and 2 <= fitted["resumed_from"] < 10 and fitted["rho"] == 1.0 + 10 * 0.25
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a job has one CPU, hence one thread
