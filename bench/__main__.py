@@ -38,8 +38,10 @@ def cmd_run(args):
     from .grid import load_grid
     from .launch import launch
     from .launch_config import make_launch_config, parse_sbatch_flags
+    from .preflight import check_paths
 
     grid = load_grid(args.grid)
+    check_paths(grid.cells)  # every missing weight / prompt file at once, before anything runs
     config = make_launch_config(
         grid.launch, executor=args.executor, jobs=args.jobs, partition=args.partition,
         gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,

@@ -25,6 +25,7 @@ from .grid import Cell, plugin_label
 from .images import save_sample_grid
 from .metrics import MetricContext, make_metric
 from .models import make_model
+from .models._lazy import LazyDenoiser
 from .registry import METHODS
 from .seeding import generator_for, stable_hash
 from .solvers import make_solver
@@ -66,7 +67,10 @@ def load_model(spec: dict, device) -> torch.nn.Module:
     """Build a model once per process and device."""
     key = f"{stable_hash(spec)}@{device}"
     if key not in _MODELS:
-        _MODELS[key] = make_model(spec).to(device).eval()
+        model = make_model(spec)
+        if isinstance(model, LazyDenoiser):  # file-backed models load their weights now, onto `device`
+            model.load(device)
+        _MODELS[key] = model.to(device).eval()
     return _MODELS[key]
 
 
@@ -130,6 +134,15 @@ def sample(model, solver, method, x_T, cond, batch_size: int, targets=None):
     return torch.cat(outputs), first
 
 
+def decode(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """`model.decode` (the identity unless the model is latent) in batches, without gradients."""
+    fn = getattr(model, "decode", None)
+    if fn is None or x.shape[0] == 0:
+        return x
+    with torch.no_grad():
+        return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
 def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=False) -> Path:
     """Run one cell and write its row; skip it if the row exists. Returns the row's path."""
     root = ResultsRoot(root) if not isinstance(root, ResultsRoot) else root
@@ -153,11 +166,14 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
     sample_seconds = time.perf_counter() - start
     n_batches = -(-len(evaluation) // cell.samples["batch"])
 
+    # Latent models score decoded images: samples and teacher endpoints go through model.decode.
+    samples = decode(model, samples, cell.samples["batch"])
+    teacher_x0 = decode(model, evaluation.x0, cell.samples["batch"])
     # Seeded from the model, seed and evaluation size (not the cell) so that all cells of a sweep
     # share the metrics' reference samples: method differences are not blurred by reference noise.
-    metric_ctx = MetricContext(teacher=evaluation.x0, model=model, device=device, results_root=root.root,
+    metric_ctx = MetricContext(teacher=teacher_x0, model=model, device=device, results_root=root.root,
                                generator=generator_for(cell.model, cell.seed, len(evaluation), "metrics"))
-    if len(model.data_shape) == 3:  # image models keep a small grid of their samples for the report
+    if samples.ndim == 4:  # image models keep a small grid of their samples for the report
         save_sample_grid(samples[:64], root.samples_path(cell.grid, cell.hash))
     metrics, higher = {}, {}
     for spec in cell.metrics:

@@ -10,6 +10,11 @@ Named schedules:
   * `VE`     -- EDM (Karras et al. 2022): alpha = 1, sigma = t, t in [0.002, 80].
   * `FlowOT` -- rectified flow / flow matching with the OT path: alpha = 1 - t, sigma = t.
                lambda = log((1-t)/t), so t_OT = t_VE / (1 + t_VE) and x_OT = x_VE / (1 + t_VE).
+               Optional resolution `shift` (SD3's scheduler `shift`, Esser et al. 2024): the model's
+               time u maps to the OT time s(u) = shift u / (1 + (shift - 1) u), i.e. alpha = (1-u) /
+               (1 + (shift-1) u), sigma = shift u / (1 + (shift-1) u) and lambda = log((1-u)/u) - log shift.
+               The path is the same; only the time axis moves, so "uniform in t" is diffusers' shifted
+               default schedule. shift = 1 (the default) is the plain OT time.
 VP schedules (alpha^2 + sigma^2 = 1), written through log alpha(t) as DPM-Solver's `NoiseScheduleVP`
 (Lu et al. 2022) defines them; sigma = sqrt(1 - alpha^2), lambda = log alpha - log sigma, and the
 inverse goes through log alpha(lambda) = -log(1 + e^{-2 lambda}) / 2:
@@ -140,25 +145,41 @@ class FlowOT(NoiseSchedule):
     """Flow matching with the optimal-transport path: alpha = 1 - t, sigma = t (Lipman et al. 2023).
 
     Defaults match the toy study of the INDIS paper: t_max = 80/81 (VE sigma 80), t_min = 0.002.
+    With `shift` != 1, t is the unshifted time of a resolution-shifted model (module docstring).
     """
 
-    def __init__(self, t_min: float = 0.002, t_max: float = 80.0 / 81.0):
+    def __init__(self, t_min: float = 0.002, t_max: float = 80.0 / 81.0, shift: float = 1.0):
         if not 0 < t_min < t_max < 1:
             raise ValueError(f"FlowOT schedule needs 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
+        if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
+            raise ValueError(f"FlowOT schedule needs a finite shift > 0, got {shift!r}")
         self.t_min, self.t_max = float(t_min), float(t_max)
+        self.shift = float(shift)
+
+    def _denominator(self, t):
+        return 1 + (self.shift - 1) * t
 
     def alpha(self, t):
-        return 1 - as_tensor(t)
+        t = as_tensor(t)
+        return (1 - t) if self.shift == 1 else (1 - t) / self._denominator(t)
 
     def sigma(self, t):
-        return as_tensor(t)
+        t = as_tensor(t)
+        return t if self.shift == 1 else self.shift * t / self._denominator(t)
+
+    def lambda_(self, t):
+        t = as_tensor(t)
+        return torch.log(1 - t) - torch.log(t) - math.log(self.shift)
 
     def t_of_lambda(self, lam):
-        # lambda = log((1-t)/t)  =>  t = 1 / (1 + e^lambda) = sigmoid(-lambda)
-        return torch.sigmoid(-as_tensor(lam))
+        # lambda = log((1-t)/t) - log(shift)  =>  t = sigmoid(-lambda - log(shift))
+        return torch.sigmoid(-as_tensor(lam) - math.log(self.shift))
 
     def spec(self):
-        return {"name": "flow", "t_min": self.t_min, "t_max": self.t_max}
+        spec = {"name": "flow", "t_min": self.t_min, "t_max": self.t_max}
+        if self.shift != 1:  # plain OT keeps its old spec, so existing cache keys stay valid
+            spec["shift"] = self.shift
+        return spec
 
 
 def _log_alpha_of_lambda(lam: torch.Tensor) -> torch.Tensor:

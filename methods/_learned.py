@@ -42,8 +42,10 @@ Losses (`make_loss`)
 the harness's `mse` metric sums instead of averaging, which differs by the constant d). `lpips`:
 `bench.metrics.lpips.load_lpips(net="alex", pretrained=True)`, imported lazily; it takes 1- or
 3-channel images [B, C, H, W] in [-1, 1] (it repeats grey to RGB and upsamples small images itself).
-`auto`: LPIPS for such images when its weights load, else l2 (vectors, other channel counts such as
-latents, or missing weights); the loss actually used is recorded in the method's fit info.
+`auto`: LPIPS for such images when its weights load, else l2 (vectors, other channel counts, or
+missing weights); the loss actually used is recorded in the method's fit info. Latent models
+(`loss_for_model`): LPIPS compares the decoded images (through the autoencoder, differentiably);
+l2 stays on the latents.
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ import torch
 
 from bench.discretization import Discretization
 from bench.errors import UserError
+from bench.models.base import Denoiser
 from bench.schedules import VE, NoiseSchedule
 
 SPACES = ("auto", "t", "lambda")
@@ -274,6 +277,19 @@ def make_loss(method: str, name: str, data_shape, device) -> tuple[Callable, str
     return l2_loss, "l2"
 
 
+def loss_for_model(method: str, name: str, model, device) -> tuple[Callable, str]:
+    """`make_loss` for a model's samples. For a latent model (one whose `decode` is not the
+    identity), LPIPS compares the decoded images, differentiably through the decoder; l2 stays on
+    the latents (the state the solver carries)."""
+    decode = getattr(model, "decode", None)
+    latent = decode is not None and getattr(decode, "__func__", None) is not Denoiser.decode
+    shape = tuple(getattr(model, "image_shape", model.data_shape)) if latent else tuple(model.data_shape)
+    loss_fn, used = make_loss(method, name, shape, device)
+    if latent and used == "lpips":
+        return (lambda x, y: loss_fn(decode(x), decode(y))), "lpips (decoded)"
+    return loss_fn, used
+
+
 # ----------------------------------------------------------------------------------------------
 # Training-loop utilities.
 # ----------------------------------------------------------------------------------------------
@@ -362,7 +378,7 @@ def seconds_per_sample(fn: Callable, n: int, repeats: int = 7) -> float:
 
 
 __all__ = [
-    "SPACES", "LOSSES", "TimeMap", "resolve_space", "make_loss", "l2_loss", "heuristic_timesteps",
+    "SPACES", "LOSSES", "TimeMap", "resolve_space", "make_loss", "loss_for_model", "l2_loss", "heuristic_timesteps",
     "heuristic_names", "choose_init", "seeded", "epoch_batches", "EpochBatches", "evaluate_losses", "discretization",
     "count_parameters", "seconds_per_sample", "check_choice", "check_bool", "check_int", "check_float",
     "check_init", "slice_cond",

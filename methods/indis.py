@@ -79,7 +79,7 @@ from bench.registry import METHODS
 from ._checkpointing import check_checkpointing, checkpointed
 from ._learned import (
     SPACES, TimeMap, check_bool, check_choice, check_float, check_init, check_int, choose_init, count_parameters,
-    discretization, epoch_batches, evaluate_losses, heuristic_timesteps, make_loss, seconds_per_sample, seeded,
+    discretization, epoch_batches, evaluate_losses, heuristic_timesteps, loss_for_model, seconds_per_sample, seeded,
     slice_cond,
 )
 
@@ -258,7 +258,7 @@ class INDIS(DiscretizationMethod):
         n_train = p["train"] if p["train"] is not None else ctx.train_size
         train, val = ctx.teacher("train", n_train), ctx.teacher("val", p["val"])
         dtype = train.x_T.dtype
-        loss_fn, loss_used = make_loss(self.name, p["loss"], model.data_shape, ctx.device)
+        loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
         self._loss_fn = loss_fn
 
         def val_loss(make_disc) -> float:

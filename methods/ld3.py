@@ -58,7 +58,7 @@ from bench.registry import METHODS
 from ._checkpointing import check_checkpointing, checkpointed
 from ._learned import (
     SPACES, TimeMap, check_bool, check_choice, check_float, check_init, check_int, choose_init, discretization,
-    epoch_batches, evaluate_losses, heuristic_timesteps, make_loss, slice_cond,
+    epoch_batches, evaluate_losses, heuristic_timesteps, loss_for_model, slice_cond,
 )
 
 
@@ -140,7 +140,7 @@ class LD3(DiscretizationMethod):
         nfe = int(ctx.nfe)
         train, val = ctx.teacher("train", p["train"]), ctx.teacher("val", p["val"])
         dtype = train.x_T.dtype
-        loss_fn, loss_used = make_loss(self.name, p["loss"], model.data_shape, ctx.device)
+        loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
         prior_std = float(self.noise_schedule.prior_std())
 
         def val_loss(xi, xi_c) -> float:

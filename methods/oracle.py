@@ -44,7 +44,7 @@ from bench.registry import METHODS
 from ._checkpointing import checkpointed
 from ._learned import (
     check_choice, check_float, check_int, choose_init, count_parameters, discretization, evaluate_losses,
-    heuristic_timesteps, make_loss,
+    heuristic_timesteps, loss_for_model,
 )
 from .indis import GOD, GlobalO
 
@@ -69,7 +69,7 @@ class Oracle(GOD):
         p = self.params
         model, solver = ctx.model, ctx.solver
         val = ctx.teacher("val", p["val"])
-        loss_fn, loss_used = make_loss(self.name, p["loss"], model.data_shape, ctx.device)
+        loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
         self._loss_fn = loss_fn
         candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
         name, t, scores = choose_init(
@@ -122,5 +122,5 @@ class Oracle(GOD):
     def _loss(self, device):
         if self._loss_fn is None:  # after load_state_dict: rebuild the loss the fit used
             used = self._info.get("loss", "l2")
-            self._loss_fn, _ = make_loss(self.name, used, self.model.data_shape, device)
+            self._loss_fn, _ = loss_for_model(self.name, used.split(" ")[0], self.model, device)
         return self._loss_fn

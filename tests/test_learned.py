@@ -11,7 +11,8 @@ from bench.registry import METHODS
 from bench.schedules import VE, FlowOT, make_schedule
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet
-from methods._learned import TimeMap, heuristic_timesteps, l2_loss, make_loss
+from methods import _learned
+from methods._learned import TimeMap, heuristic_timesteps, l2_loss, loss_for_model, make_loss
 from methods.ld3 import project_to_ball
 
 
@@ -326,6 +327,27 @@ def test_loss_choice():
     assert make_loss("ld3", "auto", (4, 8, 8), "cpu")[1] == "l2"  # 4 channels: a latent, not an image
     with pytest.raises(UserError, match="loss"):
         make_loss("ld3", "lpips", (2,), "cpu")
+
+
+def test_lpips_loss_of_a_latent_model_compares_decoded_images(monkeypatch):
+    """Latent models: LPIPS sees decoded images (of the autoencoder's shape), l2 stays on latents."""
+    from bench.models.base import Denoiser
+
+    class Latent(Denoiser):
+        data_shape = (4, 2, 2)
+        image_shape = (3, 4, 4)
+
+        def decode(self, z):
+            return z[:, :3].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+    seen = []
+    monkeypatch.setattr(_learned, "_load_lpips", lambda device: lambda x, y: seen.append(x.shape) or (x - y).abs().mean((1, 2, 3)))
+    loss_fn, used = loss_for_model("ld3", "auto", Latent(), "cpu")
+    z, w = torch.randn(5, 4, 2, 2), torch.randn(5, 4, 2, 2)
+    assert used == "lpips (decoded)" and loss_fn(z, w).shape == (5,) and seen == [(5, 3, 4, 4)]
+    assert loss_for_model("ld3", "l2", Latent(), "cpu")[1] == "l2"
+    plain = make_model({"name": "digits"})  # identity decode: LPIPS on the samples themselves
+    assert loss_for_model("ld3", "auto", plain, "cpu")[1] == "lpips"
 
 
 def test_heuristic_candidates_cover_the_baselines():
