@@ -27,6 +27,9 @@ from tabulate import tabulate
 from .errors import UserError
 
 BEST_HEURISTIC = "best heuristic"
+# Columns that describe a metric's feature network, the same in every cell (fd-digits' classifier
+# accuracy): kept in the rows, not tabled.
+DETAIL_SUFFIXES = ("_classifier_acc",)
 NOISE_FLOOR = "noise floor"
 FORMATS = {"text": "simple", "markdown": "github", "latex": "latex_booktabs"}
 
@@ -50,6 +53,8 @@ def load_rows(root="results", grid: str | None = None) -> pd.DataFrame:
         for metric, value in metrics.items():
             if isinstance(value, str) or value is None:
                 continue  # tags such as `fid_weights` (the feature network's hash) label a table below
+            if metric.endswith(DETAIL_SUFFIXES):
+                continue
             floor = metric.endswith("_floor") and metric[: -len("_floor")] in metrics
             name = metric[: -len("_floor")] if floor else metric
             weights = metrics.get(f"{name}_weights")
