@@ -117,12 +117,25 @@ def read_prompts(model: str, field: str, path: str) -> list[str]:
     return prompts
 
 
-def decoded_shape(vae_config: dict, latent_shape) -> tuple[int, int, int]:
-    """(out_channels, H, W) of an AutoencoderKL / VQModel decoding latents of `latent_shape`: each of its
-    len(block_out_channels) levels but the last upsamples by 2."""
-    factor = 2 ** (len(vae_config.get("block_out_channels") or [0]) - 1)
-    _, h, w = latent_shape
-    return int(vae_config.get("out_channels", 3)), h * factor, w * factor
+class LatentImages:
+    """Mixin of the latent adapters (`diffusers-ldm`, `sd3`): decode latents with the autoencoder
+    (`self.vae`, its config `self.vae_config`) as diffusers' pipelines do,
+    vae.decode(z / scaling_factor + shift_factor), and the decoded image shape."""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(out_channels, H, W): each of the autoencoder's len(block_out_channels) levels but the
+        last upsamples by 2."""
+        factor = 2 ** (len(self.vae_config.get("block_out_channels") or [0]) - 1)
+        _, h, w = self.data_shape
+        return int(self.vae_config.get("out_channels", 3)), h * factor, w * factor
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents [B, C, h, w] -> images [B, C', H, W] in [-1, 1], in x's dtype."""
+        self.load(x.device)
+        scale = float(self.vae_config.get("scaling_factor") or 1.0)
+        shift = float(self.vae_config.get("shift_factor") or 0.0)
+        return self.vae.decode((x / scale + shift).to(self.vae.dtype)).sample.to(x.dtype)
 
 
 class PromptConditioned:

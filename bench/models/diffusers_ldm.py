@@ -17,14 +17,14 @@ from functools import cached_property
 import torch
 
 from ..registry import MODELS
-from ._hf import CONFIG, component_dir, decoded_shape, load_frozen, offline_imports, read_json
+from ._hf import CONFIG, LatentImages, component_dir, load_frozen, offline_imports, read_json
 from .diffusers_unet import DiffusersUNet
 
 AUTOENCODERS = {"vae": "AutoencoderKL", "vqvae": "VQModel"}
 
 
 @MODELS.register("diffusers-ldm")
-class DiffusersLDM(DiffusersUNet):
+class DiffusersLDM(LatentImages, DiffusersUNet):
     """A diffusers latent UNet + autoencoder: denoises latents, decodes them to images for the metrics."""
 
     unet_root_ok = False
@@ -43,19 +43,6 @@ class DiffusersLDM(DiffusersUNet):
         cls = getattr(offline_imports(), AUTOENCODERS[self.vae_dir.name])
         modules["vae"] = load_frozen(self.name, "path", cls, self.vae_dir)
         return modules
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """The decoded image shape: the autoencoder's output channels at 2^(levels - 1) times the latent size."""
-        return decoded_shape(self.vae_config, self.data_shape)
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents [B, C, h, w] -> images [B, 3, H, W] in the range [-1, 1], in x's dtype."""
-        self.load(x.device)
-        scale = float(self.vae_config.get("scaling_factor") or 1.0)
-        shift = float(self.vae_config.get("shift_factor") or 0.0)
-        z = (x / scale + shift).to(self.vae.dtype)
-        return self.vae.decode(z).sample.to(x.dtype)
 
 
 __all__ = ["DiffusersLDM"]

@@ -31,7 +31,7 @@ from ..errors import UserError
 from ..guidance import GuidanceParam, check_scale
 from ..registry import MODELS
 from ._diffusers_time import flow_schedule, flow_timestep
-from ._hf import CONFIG, PromptConditioned, component_dir, decoded_shape, freeze, local, offline_imports, path_param, read_json, \
+from ._hf import CONFIG, LatentImages, PromptConditioned, component_dir, freeze, local, offline_imports, path_param, read_json, \
     scheduler_config
 from ._lazy import LazyDenoiser, batch_labels, batch_time
 from ._predictions import x0_from_output
@@ -58,7 +58,7 @@ def absent_components(pipeline_class, root) -> dict[str, None]:
 
 
 @MODELS.register("sd3")
-class SD3(GuidanceParam, PromptConditioned, LazyDenoiser):
+class SD3(GuidanceParam, PromptConditioned, LatentImages, LazyDenoiser):
     """A diffusers SD3 pipeline folder as a flow-matching data-prediction denoiser over latents."""
 
     defaults = {"path": None, "prompts": None, "guidance": None, "t_min": None, "t_max": None}
@@ -145,18 +145,6 @@ class SD3(GuidanceParam, PromptConditioned, LazyDenoiser):
     def forward(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
         self.load(x.device)
         return self.guide(self.denoise, x, batch_time(t, x), cond)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """The decoded image shape: the autoencoder's output channels at 2^(levels - 1) times the latent size."""
-        return decoded_shape(self.vae_config, self.data_shape)
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents -> images in [-1, 1], in x's dtype (as the SD3 pipeline decodes)."""
-        self.load(x.device)
-        scale = float(self.vae_config.get("scaling_factor") or 1.0)
-        shift = float(self.vae_config.get("shift_factor") or 0.0)
-        return self.vae.decode((x / scale + shift).to(self.vae.dtype)).sample.to(x.dtype)
 
 
 __all__ = ["SD3"]
