@@ -75,19 +75,29 @@ def positive_int(method: str, name: str, value, minimum: int = 1) -> int:
 # Teacher trajectories
 
 
-class RecordingModel:
-    """Passes calls to `model` and keeps (x, t, output) of each, and the number of rows evaluated."""
+class RowCounter:
+    """Passes calls to `model` and counts the rows evaluated."""
 
     def __init__(self, model):
         self.model = model
         self.schedule = model.schedule
-        self.records: list[tuple] = []
         self.rows = 0
 
     def __call__(self, x, t, cond=None):
-        out = self.model(x, t, cond)
-        self.records.append((x, t, out))
         self.rows += x.shape[0]
+        return self.model(x, t, cond)
+
+
+class RecordingModel(RowCounter):
+    """A RowCounter that also keeps (x, t, output) of each call."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.records: list[tuple] = []
+
+    def __call__(self, x, t, cond=None):
+        out = super().__call__(x, t, cond)
+        self.records.append((x, t, out))
         return out
 
 
@@ -468,5 +478,5 @@ def ddim_jumps(schedule, x_i, x0_i, t_i, t_js):
 __all__ = [
     "fine_grid", "check_grid_spec", "teacher_trajectory", "gits_dp", "gits_brute_force", "gits_path_cost",
     "deviation", "oss_dp", "oss_brute_force", "median_path", "calls_needed", "SolverReplay",
-    "one_step_jumps", "ddim_jumps",
+    "one_step_jumps", "ddim_jumps", "RowCounter",
 ]

@@ -302,6 +302,36 @@ def test_gits_counts_teacher_evaluations_and_uses_the_warmup_priors():
     assert method.path[0] == 0 and method.path[-1] == 12
 
 
+def test_gits_coeff_list_keeps_the_path_closest_to_the_teacher_on_the_warmup():
+    coeffs = [0.5, 1.0, 2.0]
+    method, ctx = fitted("gits", teacher_steps=12, warmup=16, coeff=coeffs)
+    paths = {c: gits_dp(method.cost.numpy(), 3, c) for c in coeffs}
+    distinct = {tuple(p) for p in paths.values()}
+    assert len(distinct) >= 2  # this fixture's weights disagree, so the choice matters
+    # each candidate's error, recomputed by hand: Euler student from the warm-up priors along its path
+    schedule = method.noise_schedule
+    nodes = fine_grid(schedule, "edm", 12)
+    x_T = priors(16, schedule)
+    teacher = make_solver("ipndm").sample(method.model, x_T, Discretization(nodes[None]))
+    for c in coeffs:
+        x = make_solver("euler").sample(method.model, x_T, Discretization(nodes[paths[c]][None]))
+        assert method.selection[c] == pytest.approx(float((x - teacher).norm(dim=1).mean()), rel=1e-9)
+    assert method.coeff == min(coeffs, key=method.selection.__getitem__)
+    assert method.path == paths[method.coeff]
+    assert method.fit_info() == {"coeff": method.coeff, "warmup_endpoint_l2": method.selection[method.coeff]}
+    # the teacher's evaluations plus one Euler solve (3 evaluations) per distinct path and sample
+    assert ctx.fit_nfe == 16 * 12 + 16 * 3 * len(distinct)
+
+
+def test_gits_single_coeff_needs_no_selection():
+    scalar, ctx = fitted("gits", teacher_steps=12, warmup=16, coeff=1.0)
+    listed, ctx_listed = fitted("gits", teacher_steps=12, warmup=16, coeff=[1.0])
+    assert listed.path == scalar.path and ctx_listed.fit_nfe == ctx.fit_nfe == 16 * 12
+    assert scalar.fit_info() == {} and scalar.coeff == 1.0
+    sweep = METHODS.create("gits", coeff="sweep")
+    assert sweep.coeffs == (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
+
+
 def test_oss_ave_is_the_median_of_per_sample_paths():
     method, _ = fitted("oss", teacher_steps=12, search_batch=6)
     assert method.paths.shape == (6, 4)
@@ -347,6 +377,9 @@ def test_teacher_steps_below_student_steps_is_a_user_error():
 @pytest.mark.parametrize("name, params, field", [
     ("gits", {"metric": "l3"}, "metric"),
     ("gits", {"coeff": 0}, "coeff"),
+    ("gits", {"coeff": []}, "coeff"),
+    ("gits", {"coeff": [1.0, -1]}, "coeff"),
+    ("gits", {"coeff": "all"}, "coeff"),
     ("gits", {"grid": "gits"}, "grid"),
     ("gits", {"grid": "nope"}, "grid"),
     ("gits", {"jump": "heun"}, "jump"),
