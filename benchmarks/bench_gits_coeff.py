@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from scipy.stats import spearmanr
 
@@ -93,7 +92,6 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    np.set_printoptions(precision=4)
     root = Path(args.results or tempfile.mkdtemp(prefix="bench-gits-coeff-"))
     print(f"results root: {root}", file=sys.stderr)
     for key in CELLS:

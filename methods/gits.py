@@ -162,13 +162,13 @@ class GITS(DiscretizationMethod):
         """{path: mean over warm-up samples of ||student(x_T along path) - teacher x_0||_2} for each
         distinct path, and the network rows the student solves spent."""
         student = ctx.solver if ctx.solver is not None else make_solver("euler")
-        recorder = RowCounter(ctx.model)
+        counter = RowCounter(ctx.model)
         errors = {}
         for path in {tuple(path) for path in paths.values()}:
             disc = Discretization(t_nodes[list(path)].to(device=x_T.device, dtype=x_T.dtype)[None])
-            x = student.sample(recorder, x_T, disc, cond)
+            x = student.sample(counter, x_T, disc, cond)
             errors[path] = float((x - x_0).flatten(1).norm(dim=1).mean())
-        return errors, recorder.rows
+        return errors, counter.rows
 
     def cost_matrix(self, ctx, traj, x0, t_nodes, cond):
         """cost [T+1, T+1] (float64; inf where i >= j) and the network rows the jumps spent."""
