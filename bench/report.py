@@ -12,8 +12,8 @@ A metric that names its feature network (`fid_weights`: a hash of the weights fi
 methods that fit is tabled the same way (`COSTS`: fit seconds, the fit's network evaluations of
 single samples, a schedule network's parameter count and per-sample cost in model evaluations, and
 the evaluations a per-instance method spends inside `schedule`).
-Tables print with tabulate (`text`, `markdown`, `latex`) or as CSV; plots (metric versus NFE, one line
-per method) are written with matplotlib.
+Tables print with tabulate (`text`, `markdown`, `latex`; a cell the grid does not run shows `-`) or as
+CSV (left empty); plots (metric versus NFE, one line per method) are written with matplotlib.
 """
 from __future__ import annotations
 
@@ -109,6 +109,9 @@ def tables(df: pd.DataFrame, stat: str = "mean") -> dict[tuple, pd.DataFrame]:
     return out
 
 
+MISSING = "-"
+
+
 def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4) -> str:
     if fmt not in FORMATS and fmt != "csv":
         raise UserError(f"--format must be one of text, markdown, csv, latex; got {fmt!r}")
@@ -116,9 +119,12 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4) 
     for (grid, model, solver, metric), table in tabs.items():
         title = f"{grid} | {model} | {solver} | {metric}"
         if fmt == "csv":
-            parts.append(f"# {title}\n" + table.to_csv(float_format=f"%.{digits}g"))
+            parts.append(f"# {title}\n" + table.to_csv(float_format=f"%.{digits}g", na_rep=""))
         else:
-            body = tabulate(table, headers="keys", tablefmt=FORMATS[fmt], floatfmt=f".{digits}g")
+            # cells the grid does not run (e.g. fitted methods only at some NFEs) print as a dash, not nan
+            cells = table.astype(object).where(table.notna(), None)
+            body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], floatfmt=f".{digits}g",
+                            missingval=MISSING)
             heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
             parts.append(f"{heading}\n\n{body}\n")
     return "\n".join(parts)

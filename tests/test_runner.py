@@ -166,6 +166,19 @@ def test_report_tables_and_formats(tiny_grid, tmp_path, capsys):
     assert list((tmp_path / "tiny" / "report").glob("*.png"))
 
 
+def test_report_marks_cells_the_grid_does_not_run():
+    import pandas as pd
+    table = pd.DataFrame({"NFE=3": [0.5, 0.25], "NFE=4": [0.125, float("nan")]}, index=["uniform", "gits"])
+    table.index.name = "method"
+    tabs = {("g", "m", "euler", "mse"): table}
+    for fmt in ("text", "markdown", "latex"):
+        out = report.render(tabs, fmt)
+        assert "nan" not in out and "0.125" in out
+        gits_line = next(line for line in out.splitlines() if line.lstrip("| ").startswith("gits"))
+        assert gits_line.replace("|", " ").replace("&", " ").split()[2] == report.MISSING
+    assert "gits,0.25,\n" in report.render(tabs, "csv")
+
+
 def test_cli_user_errors_are_one_line(tmp_path, write_grid, tiny_grid, capsys):
     tiny_grid["methods"] = ["nope"]
     code = main(["run", "--grid", write_grid(tiny_grid), "--results", str(tmp_path)])
