@@ -14,7 +14,7 @@ Two parts, per model:
      jump's error (norm) that is perpendicular to the x_T -> x_0 line, the only part 'dev' sees.
   3. How good the grid is and how well GITS's objective ranks it, at NFE 3: the cell's student solves the
      warm-up priors along every 3-step subset of the 60-step grid (1,711 paths, endpoints kept), and the
-     mean squared endpoint distance to the teacher is the true error of each path. Printed: the best
+     `mse` metric of its endpoints against the teacher's is the true error of each path. Printed: the best
      path and its error, the rank of each coeff's DP path ('dev' metric) among all 1,711, and the rank
      correlation of the paper's DP objective (coeff 1.15) with the true error. This separates "the grid
      holds no better schedule" from "the DP objective does not find it".
@@ -31,12 +31,13 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
+from bench.discretization import Discretization
 from bench.grid import parse_grid
 from bench.launch import run_local
+from bench.metrics.distance import per_sample_squared_error
 from bench.models import make_model
 from bench.report import load_rows, render, tables
 from bench.solvers import make_solver
-from bench.discretization import Discretization
 from methods._dp import ddim_jumps, deviation, fine_grid, gits_dp, gits_path_cost, teacher_trajectory
 
 HEURISTICS = ["uniform", "logsnr", "polynomial", "edm"]
@@ -113,7 +114,7 @@ def grid_ceiling(key: str, costs, steps: int = 3) -> str:
         for interior in itertools.combinations(range(1, T), steps - 1):
             path = (0, *interior, T)
             x = student.sample(model, x_T, Discretization(t[list(path)][None]), cond)
-            error[path] = float((x - traj[-1]).square().flatten(1).mean(1).mean())
+            error[path] = float(per_sample_squared_error(x, traj[-1]).mean())  # the `mse` metric
     ranked = sorted(error, key=error.__getitem__)
     rank = {path: n + 1 for n, path in enumerate(ranked)}
     paths = list(error)
