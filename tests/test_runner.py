@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -167,7 +168,6 @@ def test_report_tables_and_formats(tiny_grid, tmp_path, capsys):
 
 
 def test_report_marks_cells_the_grid_does_not_run():
-    import pandas as pd
     table = pd.DataFrame({"NFE=3": [0.5, 0.25], "NFE=4": [0.125, float("nan")]}, index=["uniform", "gits"])
     table.index.name = "method"
     tabs = {("g", "m", "euler", "mse"): table}
