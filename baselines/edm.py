@@ -7,20 +7,17 @@ trailing zero. For a non-VE model, sigma is the schedule's equivalent VE noise l
 (= exp(-lambda)) and each sigma_i is mapped back to the model's time t at equal log-SNR.
 """
 import torch
+from pydantic import Field
 
 from bench.discretization import HeuristicMethod
-from bench.errors import UserError
+from bench.params import Params
 from bench.registry import METHODS
 
 
 @METHODS.register("edm")
 class EDM(HeuristicMethod):
-    defaults = {"rho": 7.0}
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        if not float(self.params["rho"]) > 0:
-            raise UserError(f"method 'edm' needs rho > 0, got rho={self.params['rho']}")
+    class Params(Params):
+        rho: float = Field(7.0, gt=0, allow_inf_nan=False, description="EDM's rho (Karras et al. 2022, sec. 3: rho = 7)")
 
     def timesteps(self):
         s = self.noise_schedule

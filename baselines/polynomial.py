@@ -4,20 +4,17 @@ rho = 2 (the default) is the "time-quadratic" schedule of DDIM (Song et al. 2021
 skipping) and DPM-Solver ("time_quadratic"); rho = 1 is `uniform`. Steps crowd near t_min for rho > 1.
 """
 import torch
+from pydantic import Field
 
 from bench.discretization import HeuristicMethod
-from bench.errors import UserError
+from bench.params import Params
 from bench.registry import METHODS
 
 
 @METHODS.register("polynomial")
 class Polynomial(HeuristicMethod):
-    defaults = {"rho": 2.0}
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        if not float(self.params["rho"]) > 0:
-            raise UserError(f"method 'polynomial' needs rho > 0, got rho={self.params['rho']}")
+    class Params(Params):
+        rho: float = Field(2.0, gt=0, allow_inf_nan=False, description="the exponent (2: time-quadratic, 1: uniform)")
 
     def timesteps(self):
         s = self.noise_schedule

@@ -4,6 +4,7 @@
                         [--executor local|submitit-local|slurm] [--detach] [--cells-per-job N] ...
     python -m bench status --grid grids/toy2d.yaml [--all] [--json]
     python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex]
+    python -m bench gc --grid grids/toy2d.yaml [--delete]
     python -m bench list
     python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
     python -m bench fid-ref --model digits | --images DIR | --array FILE.npz [--name NAME]
@@ -34,14 +35,38 @@ def _spec(name: str, params: list[str] | None) -> dict:
     return spec
 
 
+def check_device(device: str) -> str:
+    """`--device` as torch understands it, on a device this machine has; else one UserError."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device: {device!r} is not a torch device; use cpu, cuda, cuda:1 or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {device}: this machine has no CUDA device; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise UserError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device: {device!r} is not supported; use cpu, cuda or mps")
+    return device
+
+
 def cmd_run(args):
     from .grid import load_grid
     from .launch import launch
     from .launch_config import make_launch_config, parse_sbatch_flags
     from .preflight import check_paths
+    from .store import check_writable
 
-    grid = load_grid(args.grid)
+    check_device(args.device)
+    grid = load_grid(args.grid, force=args.force)
     check_paths(grid.cells)  # every missing weight / prompt file at once, before anything runs
+    check_writable(args.results)
     config = make_launch_config(
         grid.launch, executor=args.executor, jobs=args.jobs, partition=args.partition,
         gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
@@ -52,15 +77,16 @@ def cmd_run(args):
     launch(grid, root=args.results, config=config, device=args.device, quiet=args.quiet,
            command=[sys.executable, "-m", "bench", *(args.argv or [])])
     if not args.quiet and not config.detach:
-        print(f"rows in {args.results}/{grid.name}/rows; `python -m bench report --grid {args.grid}` prints the tables",
-              file=sys.stderr)
+        results = "" if args.results == "results" else f" --results {args.results}"
+        print(f"rows in {args.results}/{grid.name}/rows; `python -m bench report --grid {args.grid}{results}` "
+              "prints the tables", file=sys.stderr)
 
 
 def cmd_status(args):
     from .grid import load_grid
     from .status import format_status, status_json, sweep_status
 
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, force=True)
     status = sweep_status(grid, args.results)
     print(status_json(status) if args.json else format_status(status, show_all=args.all))
 
@@ -70,8 +96,10 @@ def cmd_report(args):
     from .grid import load_grid
     from .store import ResultsRoot
 
-    grid_name = load_grid(args.grid).name if args.grid else None
-    df = report.load_rows(args.results, grid_name)
+    grid = load_grid(args.grid, force=True) if args.grid else None
+    if args.plots:
+        _check_report_writable(args.results)
+    df = report.load_rows(args.results, grid)
     tabs = report.tables(df)
     print(report.render(tabs, args.format, args.digits))
     if df["seed"].nunique() > 1:
@@ -85,6 +113,33 @@ def cmd_report(args):
             print(f"{len(paths)} plots in {root.report_dir(grid)}", file=sys.stderr)
 
 
+def _check_report_writable(root) -> None:
+    import os
+    from pathlib import Path
+
+    folder = Path(root)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--results: {root} is read-only, so the plots cannot be written; pass --no-plots "
+                        "or a writable results root")
+
+
+def cmd_gc(args):
+    from .gc import collect, format_garbage, remove
+
+    garbage = collect(load_grid_arg(args.grid), args.results)
+    print(format_garbage(garbage, deleted=args.delete))
+    if args.delete:
+        remove(garbage, args.results)
+
+
+def load_grid_arg(path):
+    from .grid import load_grid
+
+    return load_grid(path, force=True)
+
+
 def cmd_list(args):
     from .registry import METHODS, METRICS, MODELS, SCHEDULES, SOLVERS
 
@@ -94,9 +149,13 @@ def cmd_list(args):
         for name, cls in registry.items():
             doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip()
             first = doc.splitlines()[0] if doc else ""
-            params = getattr(cls, "defaults", None)
-            extra = f"  [{', '.join(f'{k}={v}' for k, v in params.items())}]" if params else ""
-            print(f"  {name:<18} {first}{extra}")
+            print(f"  {name:<18} {first}")
+            params = getattr(cls, "Params", None)
+            if params is not None:
+                from .params import field_table
+
+                for field, kind, default, doc in field_table(params):
+                    print(f"      {field} = {default!r}  ({kind}) {doc}")
 
 
 def cmd_show_schedule(args):
@@ -165,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results root (default: results)")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--force", action="store_true",
+                     help="accept sizes beyond the sane limits (NFE > 1000, teacher steps > 10000)")
     _add_launch_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -182,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--digits", type=int, default=4, help="significant digits (default: 4)")
     rep.add_argument("--no-plots", dest="plots", action="store_false", help="do not write PNG plots")
     rep.set_defaults(func=cmd_report)
+
+    gc = sub.add_parser("gc", help="list (and with --delete remove) rows and fits no current cell uses")
+    gc.add_argument("--grid", required=True, help="grid YAML file, e.g. grids/toy2d.yaml")
+    gc.add_argument("--results", default="results", help="results root (default: results)")
+    gc.add_argument("--delete", action="store_true", help="remove them (default: only list)")
+    gc.set_defaults(func=cmd_gc)
 
     from .fidref import add_parser as add_fid_ref_parser
 

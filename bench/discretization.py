@@ -132,6 +132,8 @@ class FitContext:
     resumed_seconds: float = 0.0
     resumed_nfe: int = 0
     resumes: int = 0
+    # Called with (path, reason) for a checkpoint that does not load (the runner moves it aside).
+    quarantine: Callable[[Path, str], Any] | None = None
     _started: float = field(default_factory=time.perf_counter, repr=False)
     _last_save: float = field(default_factory=time.perf_counter, repr=False)
 
@@ -172,7 +174,17 @@ class FitContext:
         path = Path(self.artifact_dir) / "checkpoint.pt"
         if not path.exists():
             return None
-        payload = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=False)
+            if not isinstance(payload, dict) or not {"state", "fit_seconds", "fit_nfe", "resumes"} <= set(payload):
+                raise ValueError("not a checkpoint of this harness")
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is set aside and the fit starts over
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if self.quarantine is not None:
+                self.quarantine(path, reason)
+            else:
+                path.unlink(missing_ok=True)
+            return None
         self.resumed_seconds = float(payload["fit_seconds"])
         self.resumed_nfe = int(payload["fit_nfe"])
         self.resumes = int(payload["resumes"]) + 1

@@ -16,34 +16,72 @@ A grid file (see `grids/*.yaml`):
                                   # a list matches any entry: {method: [oss, ld3], nfe: [9, 10]}
     launch: {...}                 # executor settings (bench.launch_config)
 
-Every problem is reported as one `GridError` naming the field and the fix. A cell's hash covers
-everything that changes its result row; its fit key covers everything that changes its fit, so
-cells that differ only in metrics or evaluation size share one fitted artifact.
+Every problem is reported as one `GridError` naming the field and the fix, before anything runs:
+unknown or duplicate keys (a YAML mapping that repeats a key is an error, not "the last one wins"),
+bad parameter values (each plugin's typed `Params`), a metric the model cannot be scored with, a
+grid name that is not a plain folder name, and sizes beyond `SANE_LIMITS` unless `force` is given.
+
+Keys. A cell's hash covers everything that determines its result row: the *resolved* specs of
+model, solver, method, metrics and teacher (every default filled in, every `auto` replaced by what it
+chose on this machine, each plugin's `version`, and the content hash of every file a model loads),
+the NFE, seed, evaluation size and dtype, and the cell's `seed_key`. Its fit key covers the same for
+the fit (cells that differ only in metrics or evaluation size share one fitted artifact).
+
+`seed_key` is the hash of the grid entries as written (not resolved): it seeds the fit's and the
+metrics' random generators. Seeds therefore do not move when a default changes (the keys do, and the
+cell is recomputed with the same randomness), and two spellings of one resolved spec are two cells.
 """
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import Field
 
 from .errors import GridError, UserError
+from .filehash import content_sha256
 from .launch_config import parse_launch_section
+from .params import Params, validate
 from .registry import METHODS, METRICS, MODELS, SOLVERS
 from .seeding import MAX_SPLIT_SIZE, stable_hash
 
 AXES = ("models", "solvers", "nfe", "methods", "seeds")
 KNOWN_KEYS = set(AXES) | {"name", "description", "metrics", "teacher", "samples", "dtype", "exclude", "launch"}
-DEFAULT_TEACHER = {"solver": "euler", "steps": 100, "method": "uniform", "dtype": "float64"}
-DEFAULT_SAMPLES = {"train": 1000, "eval": 1000, "batch": 4096}
 EXCLUDE_FIELDS = {"model", "solver", "nfe", "method", "seed"}
+GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Sizes past these are almost always typos (1e8 for 1e3); `bench run --force` accepts them.
+SANE_LIMITS = {"nfe": 1000, "teacher.steps": 10_000}
+
+
+class TeacherSection(Params):
+    """`teacher:`: the high-NFE solve whose endpoints x0* are the reference (`bench.teacher`)."""
+
+    solver: str | dict = Field("euler", description="the teacher's solver")
+    steps: int = Field(100, ge=1, description="the teacher's steps")
+    method: str | dict = Field("uniform", description="the teacher's closed-form schedule")
+    dtype: Literal["float32", "float64"] = Field("float64", description="the teacher's precision")
+
+
+class SamplesSection(Params):
+    """`samples:`: how many priors fits may train on, how many are scored, and the batch size."""
+
+    train: int = Field(1000, ge=1, le=MAX_SPLIT_SIZE, description="training priors offered to fits")
+    eval: int = Field(1000, ge=1, le=MAX_SPLIT_SIZE, description="evaluation priors scored per cell")
+    batch: int = Field(4096, ge=1, le=MAX_SPLIT_SIZE, description="priors per sampling batch")
+
+
+DEFAULT_TEACHER = TeacherSection().model_dump()
+DEFAULT_SAMPLES = SamplesSection().model_dump()
 
 
 @dataclass(frozen=True)
 class Cell:
     grid: str
-    model: dict
+    model: dict  # the grid entries as written (labels, seeds)
     solver: dict
     nfe: int
     steps: int
@@ -54,13 +92,24 @@ class Cell:
     samples: dict
     dtype: str
     needs_fit: bool = field(default=False, compare=False)
+    resolved: dict = field(default_factory=dict, compare=False)  # {model, solver, method, metrics, teacher}
+
+    def seed_key(self) -> str:
+        """The hash of the entries as written: it seeds the fit's and the metrics' generators."""
+        return stable_hash({
+            "model": _unlabelled(self.model), "solver": _unlabelled(self.solver), "steps": self.steps,
+            "method": _unlabelled(self.method), "seed": self.seed, "teacher": self.teacher,
+            "train": self.samples["train"], "dtype": self.dtype,
+        })
 
     def config(self) -> dict:
-        """Plain values that determine this cell's result row."""
+        """Plain values that determine this cell's result row (resolved specs)."""
+        r = self.resolved
         return {
-            "model": self.model, "solver": self.solver, "nfe": self.nfe, "method": self.method,
-            "seed": self.seed, "metrics": list(self.metrics), "teacher": self.teacher,
+            "model": r["model"], "solver": r["solver"], "nfe": self.nfe, "method": r["method"],
+            "seed": self.seed, "metrics": list(r["metrics"]), "teacher": r["teacher"],
             "samples": {"train": self.samples["train"], "eval": self.samples["eval"]}, "dtype": self.dtype,
+            "seed_key": self.seed_key(),
         }
 
     @property
@@ -71,9 +120,11 @@ class Cell:
         """Plain values that determine the method's fit, or None for a method without one."""
         if not self.needs_fit:
             return None
+        r = self.resolved
         return {
-            "model": self.model, "solver": self.solver, "steps": self.steps, "method": self.method,
-            "seed": self.seed, "teacher": self.teacher, "train": self.samples["train"], "dtype": self.dtype,
+            "model": r["model"], "solver": r["solver"], "steps": self.steps, "method": r["method"],
+            "seed": self.seed, "teacher": r["teacher"], "train": self.samples["train"], "dtype": self.dtype,
+            "seed_key": self.seed_key(),
         }
 
     @property
@@ -92,11 +143,26 @@ class Grid:
     cells: list[Cell]
     launch: dict
     path: Path | None = None
+    raw: dict | None = None  # the grid file's mapping, kept beside the rows for `report` and `gc`
+
+    def save_copy(self, root) -> None:
+        """Keep the grid as run under `<root>/<name>/grid.yaml` (atomically)."""
+        from .store import ResultsRoot, atomic_write_bytes
+
+        if self.raw is not None:
+            text = yaml.safe_dump({"name": self.name, **self.raw}, sort_keys=False)
+            atomic_write_bytes(ResultsRoot(root).grid_copy_path(self.name), text.encode())
+
+
+def _unlabelled(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k != "label"}
 
 
 def plugin_label(spec: dict) -> str:
-    """`name` or `name(k=v, ...)` for a plugin spec with parameters."""
-    params = {k: v for k, v in spec.items() if k != "name"}
+    """The entry's `label:`, else `name` or `name(k=v, ...)` with the parameters as written."""
+    if isinstance(spec.get("label"), str):
+        return spec["label"]
+    params = {k: v for k, v in spec.items() if k not in ("name", "label")}
     if not params:
         return spec["name"]
     return f"{spec['name']}(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
@@ -113,6 +179,14 @@ def _as_list(raw: dict, key: str) -> list:
     return value
 
 
+def _plugin(registry, spec: dict, where: str):
+    """The plugin object of a spec, or one GridError naming `where`."""
+    try:
+        return registry.get(spec["name"])(**{k: v for k, v in spec.items() if k not in ("name", "label")})
+    except UserError as err:
+        raise GridError(f"{where}: {err}") from None
+
+
 def _plugin_specs(raw: dict, key: str, registry) -> list[dict]:
     specs = []
     for i, entry in enumerate(_as_list(raw, key)):
@@ -121,12 +195,9 @@ def _plugin_specs(raw: dict, key: str, registry) -> list[dict]:
             entry = {"name": entry}
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise GridError(f"{where} must be a name or a mapping with a `name`, got {entry!r}")
-        try:
-            cls = registry.get(entry["name"])
-            params = {k: v for k, v in entry.items() if k != "name"}
-            cls(**params)  # validates parameter names and values
-        except UserError as err:
-            raise GridError(f"{where}: {err}") from None
+        if "label" in entry and not isinstance(entry["label"], str):
+            raise GridError(f"{where}.label must be a string, got {entry['label']!r}")
+        _plugin(registry, entry, where)
         specs.append(dict(entry))
     return specs
 
@@ -139,14 +210,20 @@ def _int_list(raw: dict, key: str, minimum: int) -> list[int]:
     return values
 
 
-def _section(raw: dict, key: str, defaults: dict) -> dict:
+def _section(raw: dict, key: str, model: type[Params]) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
         raise GridError(f"grid.{key} must be a mapping, got {value!r}")
-    unknown = sorted(set(value) - set(defaults))
-    if unknown:
-        raise GridError(f"grid.{key}.{unknown[0]} is not a known field; known: {', '.join(sorted(defaults))}")
-    return {**defaults, **value}
+    try:
+        return validate(model, value, f"grid.{key}", error=GridError).model_dump()
+    except GridError as err:
+        # "grid.teacher: steps must be ..." -> "grid.teacher.steps must be ..."
+        text = str(err).replace(f"grid.{key}: ", f"grid.{key}.", 1)
+        text = text.replace(f"grid.{key} has no parameter '", f"grid.{key}.", 1)
+        if "its parameters are:" in text:
+            field_name = text[len(f"grid.{key}."):].split("'", 1)[0]
+            text = f"grid.{key}.{field_name} is not a known field; known: {', '.join(sorted(model.model_fields))}"
+        raise GridError(text) from None
 
 
 def _matches(rule: dict, combo: dict) -> bool:
@@ -161,42 +238,68 @@ def _field_matches(key: str, value, actual) -> bool:
     return actual == value
 
 
-def parse_grid(raw: dict, name: str = "grid", path: Path | None = None) -> Grid:
+def _check_sane(what: str, value: int, force: bool) -> None:
+    limit = SANE_LIMITS[what]
+    if value > limit and not force:
+        raise GridError(f"grid.{what} = {value} is beyond {limit}; if you mean it, pass --force")
+
+
+def _model_resolved(model) -> dict:
+    """The model's resolved spec: parameters, version, and the content hash of each file it loads."""
+    files = {}
+    for param, path in sorted(model.required_paths().items()):
+        p = Path(path).expanduser()
+        files[param] = content_sha256(p) if p.exists() else None  # the pre-run check reports a missing one
+    return {**model.resolved_spec(), "files": files}
+
+
+def _check_metric(metric, model, where: str) -> None:
+    """Refuse before any compute a metric the model cannot be scored with."""
+    from .models.base import Denoiser
+
+    if getattr(metric, "needs_data_sampler", False) and type(model).sample_data is Denoiser.sample_data:
+        raise GridError(f"{where}: metric {metric.name!r} compares with exact data samples, which model "
+                        f"{model.name!r} cannot draw; use it with toy models only, or remove it from the grid")
+    check = getattr(metric, "check_model", None)
+    if check is not None:
+        try:
+            check(model)
+        except UserError as err:
+            raise GridError(f"{where}: {err}") from None
+
+
+def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: bool = False) -> Grid:
     if not isinstance(raw, dict):
         raise GridError("the grid file must be a YAML mapping with keys such as models, solvers, nfe, methods")
     unknown = sorted(set(raw) - KNOWN_KEYS)
     if unknown:
         raise GridError(f"grid.{unknown[0]} is not a known field; known: {', '.join(sorted(KNOWN_KEYS))}")
     name = raw.get("name", name)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise GridError(f"grid.name must be a plain folder name, got {name!r}")
+    if not isinstance(name, str) or not GRID_NAME.fullmatch(name) or name in (".", ".."):
+        raise GridError(f"grid.name must be a plain folder name (letters, digits, '.', '_', '-'; not '..'), "
+                        f"got {name!r}")
 
     models = _plugin_specs(raw, "models", MODELS)
     solvers = _plugin_specs(raw, "solvers", SOLVERS)
     methods = _plugin_specs(raw, "methods", METHODS)
     metrics = _plugin_specs(raw, "metrics", METRICS)
     nfes = _int_list(raw, "nfe", 1)
+    for v in nfes:
+        _check_sane("nfe", v, force)
     seeds = _int_list(raw, "seeds", 0) if "seeds" in raw else [0]
 
-    teacher = _section(raw, "teacher", DEFAULT_TEACHER)
-    if not isinstance(teacher["steps"], int) or teacher["steps"] < 1:
-        raise GridError(f"grid.teacher.steps must be a positive integer, got {teacher['steps']!r}")
-    if teacher["dtype"] not in ("float32", "float64"):
-        raise GridError(f"grid.teacher.dtype must be float32 or float64, got {teacher['dtype']!r}")
+    teacher = _section(raw, "teacher", TeacherSection)
+    _check_sane("teacher.steps", teacher["steps"], force)
+    teacher_parts = {}
     for sub, registry in (("solver", SOLVERS), ("method", METHODS)):
         spec = teacher[sub] if isinstance(teacher[sub], dict) else {"name": teacher[sub]}
-        try:
-            registry.get(spec.get("name", "?"))(**{k: v for k, v in spec.items() if k != "name"})
-        except UserError as err:
-            raise GridError(f"grid.teacher.{sub}: {err}") from None
-        if registry.get(spec["name"]).__dict__.get("needs_fit"):
+        if not isinstance(spec.get("name"), str):
+            raise GridError(f"grid.teacher.{sub} must be a name or a mapping with a `name`, got {teacher[sub]!r}")
+        teacher_parts[sub] = _plugin(registry, spec, f"grid.teacher.{sub}")
+        if sub == "method" and registry.get(spec["name"]).needs_fit:
             raise GridError(f"grid.teacher.method must be a closed-form schedule, got {spec['name']!r}")
 
-    samples = _section(raw, "samples", DEFAULT_SAMPLES)
-    for k in ("train", "eval", "batch"):
-        v = samples[k]
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SPLIT_SIZE:
-            raise GridError(f"grid.samples.{k} must be an integer from 1 to {MAX_SPLIT_SIZE}, got {v!r}")
+    samples = _section(raw, "samples", SamplesSection)
 
     dtype = raw.get("dtype", "float32")
     if dtype not in ("float32", "float64"):
@@ -214,38 +317,80 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None) -> Grid:
 
     launch = parse_launch_section(raw.get("launch"))
 
+    # Resolve every plugin once per (model, spec): `auto` choices depend on the model.
+    model_objs = [_plugin(MODELS, m, f"grid.models[{i}]") for i, m in enumerate(models)]
+    metric_objs = [_plugin(METRICS, m, f"grid.metrics[{i}]") for i, m in enumerate(metrics)]
+    resolved_models = [_model_resolved(m) for m in model_objs]
+    for mi, model in enumerate(model_objs):
+        for i, metric in enumerate(metric_objs):
+            _check_metric(metric, model, f"grid.metrics[{i}] on grid.models[{mi}]")
+    solver_objs = [_plugin(SOLVERS, s, f"grid.solvers[{i}]") for i, s in enumerate(solvers)]
+    method_objs = [_plugin(METHODS, m, f"grid.methods[{i}]") for i, m in enumerate(methods)]
+    resolved_teacher = {mi: {"solver": teacher_parts["solver"].resolved_spec(model),
+                             "method": teacher_parts["method"].resolved_spec(model),
+                             "steps": teacher["steps"], "dtype": teacher["dtype"]}
+                        for mi, model in enumerate(model_objs)}
+
     cells = []
-    for model, solver, nfe, method, seed in itertools.product(models, solvers, nfes, methods, seeds):
+    for (mi, model), (si, solver), nfe, (ki, method), seed in itertools.product(
+            enumerate(models), enumerate(solvers), nfes, enumerate(methods), seeds):
         combo = {"model": model, "solver": solver, "nfe": nfe, "method": method, "seed": seed}
         if any(_matches(rule, combo) for rule in excludes):
             continue
-        solver_obj = SOLVERS.get(solver["name"])(**{k: v for k, v in solver.items() if k != "name"})
+        solver_obj, model_obj = solver_objs[si], model_objs[mi]
         try:
             steps = solver_obj.steps_for_nfe(nfe)
         except UserError as err:
             raise GridError(
                 f"grid.nfe: {err}; or drop the pair with `exclude: [{{solver: {solver['name']}, nfe: {nfe}}}]`"
             ) from None
+        resolved = {
+            "model": resolved_models[mi],
+            "solver": solver_obj.resolved_spec(model_obj),
+            "method": method_objs[ki].resolved_spec(model_obj),
+            "metrics": [m.resolved_spec(model_obj) for m in metric_objs],
+            "teacher": resolved_teacher[mi],
+        }
         cells.append(Cell(
             grid=name, model=model, solver=solver, nfe=nfe, steps=steps, method=method, seed=seed,
-            metrics=tuple(metrics),
-            teacher=teacher, samples=samples, dtype=dtype,
-            needs_fit=METHODS.get(method["name"]).needs_fit,
+            metrics=tuple(metrics), teacher=teacher, samples=samples, dtype=dtype,
+            needs_fit=METHODS.get(method["name"]).needs_fit, resolved=resolved,
         ))
     if not cells:
         raise GridError("grid.exclude removes every cell; loosen the exclude rules")
-    return Grid(name=name, cells=cells, launch=launch, path=path)
+    return Grid(name=name, cells=cells, launch=launch, path=path, raw=raw)
 
 
-def load_grid(path) -> Grid:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping repeating a key is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise GridError(f"grid key {key!r} appears twice at line {key_node.start_mark.line + 1}; "
+                                "keep one (YAML would silently use the last)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_grid_file(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--grid: no grid file at {path}; see grids/ for examples")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise GridError(f"{path}: not UTF-8 text (byte {err.start}); save the grid file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise GridError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_grid(raw, name=path.stem, path=path)
 
+
+def load_grid(path, force: bool = False) -> Grid:
+    path = Path(path)
+    return parse_grid(read_grid_file(path), name=path.stem, path=path, force=force)

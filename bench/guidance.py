@@ -25,8 +25,10 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 
 from .errors import UserError
+from .params import Params
 
 
 def guided_call(denoise, x: torch.Tensor, t, cond, scale: float) -> torch.Tensor:
@@ -41,6 +43,11 @@ def guided_call(denoise, x: torch.Tensor, t, cond, scale: float) -> torch.Tensor
     both = denoise(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, torch.full_like(cond, -1)]))
     x0_cond, x0_uncond = both[:b], both[b:]
     return x0_uncond + scale * (x0_cond - x0_uncond)
+
+
+class GuidanceParams(Params):
+    guidance: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                   description="classifier-free guidance scale (null: none; 1: the conditional model)")
 
 
 def check_scale(model: str, value) -> float | None:
@@ -88,7 +95,7 @@ class Guided(torch.nn.Module):
 class GuidanceParam:
     """Mixin for conditional `Denoiser`s: a `guidance` parameter (null or a scale >= 0).
 
-    The class lists `"guidance": None` in its `defaults`, puts this mixin before `Denoiser` and calls
+    The class's `Params` derive from `GuidanceParams`, puts this mixin before `Denoiser` and calls
     `self.guide(self.denoise, x, t, cond)` in `forward`. With no guidance the model id is unchanged
     (the parameter is left out), so caches made before this parameter existed stay valid.
     """
@@ -115,4 +122,4 @@ class GuidanceParam:
         return f"{self.name}({args})"
 
 
-__all__ = ["Guided", "GuidanceParam", "guided_call", "check_scale"]
+__all__ = ["Guided", "GuidanceParam", "GuidanceParams", "guided_call", "check_scale"]

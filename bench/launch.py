@@ -8,7 +8,12 @@ after a crash or a kill computes exactly the missing cells.
 
 * `local` (`run_local`): this process, or N worker processes from joblib's loky backend with one
   torch thread each, so that N workers share N cores instead of fighting over them. With several
-  visible CUDA devices and `--device cuda`, tasks take `cuda:0`, `cuda:1`, ... in turn.
+  visible CUDA devices and `--device cuda`, tasks take `cuda:0`, `cuda:1`, ... in turn. A failing
+  fit or cell is recorded (a `local` submission record with its exception and traceback, which
+  `bench status` lists) and the sweep goes on; the run ends with a summary and `SweepFailed`. A cell
+  another process holds (its lock) is put off to the end of the phase and then waited for, so that
+  two runs on one root never compute a cell twice. Workers watch the launching process and exit
+  when it is gone (a killed `bench run` leaves no worker computing).
 * `submitit-local` and `slurm` (`run_submitit`) follow submitit's model: a job is a pickled
   callable run by `python -m submitit.core._submit` with the launcher's interpreter (`sys.executable`,
   i.e. this venv, unless `launch.python` says otherwise); results live on disk. Fits are one job each
@@ -49,7 +54,8 @@ from . import status as st
 from .errors import UserError
 from .grid import Cell, Grid
 from .launch_config import LaunchConfig, make_launch_config
-from .store import ResultsRoot, remove_stale_temporaries
+from .rows import row_ok
+from .store import ResultsRoot, check_writable, remove_stale_temporaries
 
 POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "2"))
 LOST_GRACE_SECONDS = 3.0  # a job that left the queue is re-checked once for a late result pickle
@@ -77,8 +83,10 @@ def plan(grid: Grid, root: ResultsRoot, skip_cells=(), skip_fits=()) -> Plan:
     (hashes of cells and fits that jobs of an earlier submission are computing)."""
     skip_cells, skip_fits = set(skip_cells), set(skip_fits)
     pending, done, fits, in_flight, seen = [], [], [], [], set()
+    from .runner import row_done
+
     for cell in grid.cells:
-        if root.row_path(grid.name, cell.hash).exists():
+        if row_done(root, cell):  # a corrupt row is quarantined here and its cell planned again
             done.append(cell)
             continue
         if cell.hash in skip_cells:
@@ -122,20 +130,43 @@ def _limit_threads(threads):
     threadpool_limits(threads)
 
 
-def _fit_task(cell: Cell, root: str, device: str, threads: int | None, plugins=()):
+def _watch_parent(parent_pid: int | None) -> None:
+    """In a worker process: exit as soon as the launching process `parent_pid` is gone."""
+    if parent_pid is None or parent_pid == os.getpid() or getattr(_watch_parent, "started", False):
+        return
+    import threading
+
+    def watch():
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="bench-parent-watch").start()
+    _watch_parent.started = True
+
+
+def _local_task(kind: str, cell: Cell, root: str, device: str, threads: int | None, plugins=(),
+                wait: bool = False, parent_pid: int | None = None):
+    """One local fit or cell; never raises: returns (kind, cell, outcome, error, traceback) with
+    outcome "done", "busy" (another process holds it; retried at the end) or "failed"."""
+    _watch_parent(parent_pid)
     _set_threads(threads)
-    _import_plugins(plugins)
-    from .runner import fit_cell
+    try:
+        _import_plugins(plugins)
+        from .runner import fit_cell, run_cell
 
-    fit_cell(cell, ResultsRoot(root), device)
-
-
-def _cell_task(cell: Cell, root: str, device: str, threads: int | None, plugins=()):
-    _set_threads(threads)
-    _import_plugins(plugins)
-    from .runner import run_cell
-
-    return str(run_cell(cell, ResultsRoot(root), device))
+        if kind == "fit":
+            fit_cell(cell, ResultsRoot(root), device)
+            return kind, cell, "done", None, None
+        written = run_cell(cell, ResultsRoot(root), device, wait=wait)
+        return kind, cell, "done" if written is not None else "busy", None, None
+    except Exception as err:  # noqa: BLE001 - recorded by the launcher; the sweep goes on
+        return kind, cell, "failed", f"{type(err).__name__}: {err}".splitlines()[0], traceback.format_exc()
 
 
 def cuda_device_count() -> int:
@@ -166,40 +197,79 @@ def _in_flight(grid: Grid, root: ResultsRoot) -> tuple[set[str], set[str], list,
 
 
 def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bool = False) -> Plan:
-    """Run every missing cell of `grid` on this machine; returns the plan it ran."""
+    """Run every missing cell of `grid` on this machine; returns the plan it ran. Raises
+    `SweepFailed` after the whole sweep when some fits or cells failed."""
+    check_writable(root)
+    grid.save_copy(root)
     root = ResultsRoot(root)
     busy_cells, busy_fits, active, _ = _in_flight(grid, root)
-    if not active:
-        remove_stale_temporaries(root.rows_dir(grid.name))
+    remove_stale_temporaries(root.rows_dir(grid.name))
     todo = plan(grid, root, busy_cells, busy_fits)
     show = not quiet and sys.stderr.isatty()
     if not quiet:
         busy = f", {len(todo.in_flight)} left to running jobs" if todo.in_flight else ""
         print(f"{grid.name}: {len(grid.cells)} cells, {len(todo.done)} done, {len(todo.pending)} to run, "
               f"{len(todo.fits)} fits{busy}", file=sys.stderr)
-    phases = [("fit", _fit_task, todo.fits), ("cells", _cell_task, todo.pending)]
-    for phase, task, cells in phases:
-        if not cells:
-            continue
-        devices = spread_devices(device, len(cells), jobs)
-        if jobs <= 1:
-            iterator = (task(cell, str(root.root), dev, None) for cell, dev in zip(cells, devices))
-        else:
-            from joblib import Parallel, delayed
-
-            plugins = plugin_modules(cells)  # workers import plugins registered outside bench's packages
-            iterator = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
-                delayed(task)(cell, str(root.root), dev, 1, plugins) for cell, dev in zip(cells, devices)
-            )
-        _drain(iterator, total=len(cells), desc=f"{grid.name} {phase}", show=show)
+    failures = _LocalFailures(root, grid.name)
+    for phase, cells in (("fit", todo.fits), ("cell", todo.pending)):
+        busy = _run_phase(phase, cells, root, device, jobs, failures, wait=False, show=show, desc=f"{grid.name} {phase}s")
+        if busy:  # held by another process: wait for it, then take what it left undone
+            _run_phase(phase, busy, root, device, 1, failures, wait=True, show=show, desc=f"{grid.name} {phase}s (waited)")
+    if failures.count:
+        where = f" --results {root.root}" if str(root.root) != "results" else ""
+        grid_ref = str(grid.path) if grid.path else grid.name
+        raise SweepFailed(f"{failures.count} of {len(todo.fits) + len(todo.pending)} fits and cells failed; "
+                          f"`python -m bench status --grid {grid_ref}{where}` lists them with their errors; "
+                          "the others finished")
     return todo
 
 
-def _drain(iterator, total: int, desc: str, show: bool):
+def _run_phase(phase: str, cells: list[Cell], root: ResultsRoot, device: str, jobs: int,
+               failures: "_LocalFailures", wait: bool, show: bool, desc: str) -> list[Cell]:
+    """Run one phase's tasks; record failures; return the cells another process held."""
+    if not cells:
+        return []
     from tqdm import tqdm
 
-    for _ in tqdm(iterator, total=total, desc=desc, disable=not show, leave=False):
-        pass
+    devices = spread_devices(device, len(cells), jobs)
+    if jobs <= 1:
+        results = (_local_task(phase, cell, str(root.root), dev, None, wait=wait) for cell, dev in zip(cells, devices))
+    else:
+        from joblib import Parallel, delayed
+
+        plugins = plugin_modules(cells)  # workers import plugins registered outside bench's packages
+        results = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
+            delayed(_local_task)(phase, cell, str(root.root), dev, 1, plugins, wait, os.getpid())
+            for cell, dev in zip(cells, devices))
+    busy = []
+    for kind, cell, outcome, error, text in tqdm(results, total=len(cells), desc=desc, disable=not show, leave=False):
+        if outcome == "busy":
+            busy.append(cell)
+        elif outcome == "failed":
+            failures.record(kind, cell, error, text)
+    return busy
+
+
+class _LocalFailures:
+    """Failures of a local run, kept as a `local` submission record (created on the first one)."""
+
+    def __init__(self, root: ResultsRoot, grid_name: str):
+        self.root, self.grid_name = root, grid_name
+        self.sub: st.Submission | None = None
+        self.count = 0
+
+    def record(self, kind: str, cell: Cell, error: str, text: str) -> None:
+        self.count += 1
+        print(f"bench: {kind} failed: {cell.label()}: {error}", file=sys.stderr)
+        if self.sub is None:
+            self.sub = st.new_submission(self.root, self.grid_name, "local", [sys.executable, *sys.argv])
+        log = self.sub.log_folder / f"{cell.hash}.log"
+        log.write_text(text)
+        if kind == "fit":
+            self.sub.add(st.TaskRef("fit", str(os.getpid()), [cell.hash], cell.fit_hash))
+        self.sub.add(st.TaskRef("cells", str(os.getpid()), [cell.hash]))
+        self.sub.save()
+        st.write_failure(self.sub.failures_dir, cell.hash, error, text, str(os.getpid()), str(log))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -297,7 +367,7 @@ class CellsTask(_JobTask):
         job_id, log = _job_info()
         failed, written = [], []
         for cell in cells:
-            if root.row_path(cell.grid, cell.hash).exists():
+            if row_ok(root.row_path(cell.grid, cell.hash)):
                 continue
             start = time.perf_counter()
             try:
@@ -459,6 +529,8 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
                  command: list[str] | None = None) -> Plan:
     """Submit the grid's missing fits and cells as submitit jobs and (unless `config.detach`) wait
     for them. Raises `SweepFailed` when cells failed; returns the plan it submitted."""
+    check_writable(root)
+    grid.save_copy(root)
     root = ResultsRoot(Path(root).absolute())
     busy_cells, busy_fits, active, _ = _in_flight(grid, root)
     if not active:

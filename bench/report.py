@@ -12,13 +12,16 @@ A metric that names its feature network (`fid_weights`: a hash of the weights fi
 methods that fit is tabled the same way (`COSTS`: fit seconds, the fit's network evaluations of
 single samples, a schedule network's parameter count and per-sample cost in model evaluations, and
 the evaluations a per-instance method spends inside `schedule`).
+Only the current cells of each grid are tabled: `load_rows` recomputes the cell keys of the grid as
+it is now (the given grid file, or the copy a run keeps in `<root>/<grid>/grid.yaml`) and reads
+exactly those rows, so rows of older parameters, defaults or code versions are never averaged in. A
+row that does not read cleanly is named on stderr and left out (the next `run` recomputes it).
 Tables print with tabulate (`text`, `markdown`, `latex`; a cell the grid does not run shows `-`) or as
 CSV (left empty); plots (metric versus NFE, one line per method) are written with matplotlib.
 """
 from __future__ import annotations
 
-import glob
-import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -34,37 +37,74 @@ NOISE_FLOOR = "noise floor"
 FORMATS = {"text": "simple", "markdown": "github", "latex": "latex_booktabs"}
 
 
-def load_rows(root="results", grid: str | None = None) -> pd.DataFrame:
-    """All rows under the results root (or one grid's) in long form: one line per (cell, metric)."""
-    pattern = str(Path(root) / (grid or "*") / "rows" / "*.json")
+def current_grids(root, grid=None) -> list:
+    """The grids to report: `grid` (a `Grid`, or the name of a grid run under `root`), else every
+    grid whose run left its grid file under `root`."""
+    from .grid import Grid, parse_grid, read_grid_file
+    from .store import ResultsRoot
+
+    if isinstance(grid, Grid):
+        return [grid]
+    results = ResultsRoot(root)
+    names = [grid] if grid else sorted(p.parent.name for p in Path(root).glob("*/grid.yaml"))
+    grids = []
+    for name in names:
+        copy = results.grid_copy_path(name)
+        if copy.is_file():
+            grids.append(parse_grid(read_grid_file(copy), name=name, path=copy, force=True))
+    return grids
+
+
+def load_rows(root="results", grid=None) -> pd.DataFrame:
+    """The rows of the current cells of `grid` (or of every grid under the results root) in long
+    form: one line per (cell, metric)."""
+    from .rows import read_row
+    from .store import CorruptArtifact, ResultsRoot
+
+    results = ResultsRoot(root)
     records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path) as f:
-            row = json.load(f)
-        base = {
-            "grid": row["grid"], "model": row["model_label"], "solver": row["solver_label"],
-            "method": row["method_label"], "nfe": row["nfe"], "seed": row["seed"],
-            "heuristic": row["heuristic"], "fit_seconds": row["fit"]["fit_seconds"],
-        }
-        higher = row.get("higher_is_better", {})
-        for label, value in _costs(row).items():
-            records.append({**base, "metric": label, "floor": False, "value": value, "higher_is_better": False})
-        metrics = row["metrics"]
-        for metric, value in metrics.items():
-            if isinstance(value, str) or value is None:
-                continue  # tags such as `fid_weights` (the feature network's hash) label a table below
-            if metric.endswith(DETAIL_SUFFIXES):
+    for g in current_grids(root, grid):
+        for cell in g.cells:
+            path = results.row_path(g.name, cell.hash)
+            if not path.exists():
                 continue
-            floor = metric.endswith("_floor") and metric[: -len("_floor")] in metrics
-            name = metric[: -len("_floor")] if floor else metric
-            weights = metrics.get(f"{name}_weights")
-            label = f"{name} [{weights}]" if isinstance(weights, str) else name
-            records.append({**base, "metric": label, "floor": floor, "value": value,
-                            "higher_is_better": higher.get(name, False)})
+            try:
+                row = read_row(path)
+            except (CorruptArtifact, OSError) as err:
+                print(f"bench: skipping {err} (the next run recomputes it)", file=sys.stderr)
+                continue
+            records.extend(_records(row))
     if not records:
-        where = f"grid {grid!r} under {root}" if grid else str(root)
-        raise UserError(f"no result rows in {where}; run `python -m bench run --grid ...` first or pass --results")
+        where = f"grid {getattr(grid, 'name', grid)!r} under {root}" if grid else str(root)
+        raise UserError(f"no result rows of the current cells in {where}; run `python -m bench run --grid ...` "
+                        "first or pass --results")
     return pd.DataFrame.from_records(records)
+
+
+def _records(row: dict) -> list[dict]:
+    """One record per metric (and per cost of a fitted method) of a row."""
+    records = []
+    base = {
+        "grid": row["grid"], "model": row["model_label"], "solver": row["solver_label"],
+        "method": row["method_label"], "nfe": row["nfe"], "seed": row["seed"],
+        "heuristic": row["heuristic"], "fit_seconds": row["fit"]["fit_seconds"],
+    }
+    higher = row.get("higher_is_better", {})
+    for label, value in _costs(row).items():
+        records.append({**base, "metric": label, "floor": False, "value": value, "higher_is_better": False})
+    metrics = row["metrics"]
+    for metric, value in metrics.items():
+        if isinstance(value, str) or value is None:
+            continue  # tags such as `fid_weights` (the feature network's hash) label a table below
+        if metric.endswith(DETAIL_SUFFIXES):
+            continue
+        floor = metric.endswith("_floor") and metric[: -len("_floor")] in metrics
+        name = metric[: -len("_floor")] if floor else metric
+        weights = metrics.get(f"{name}_weights")
+        label = f"{name} [{weights}]" if isinstance(weights, str) else name
+        records.append({**base, "metric": label, "floor": floor, "value": value,
+                        "higher_is_better": higher.get(name, False)})
+    return records
 
 
 # What fitting a method costs, tabled like the metrics (methods that fit or search only).

@@ -2,9 +2,15 @@
 
 `run_cell` is a pure function of the cell and the results root, so it can run in this process, a
 worker process or a Slurm job alike (submitit's model: results on disk, nothing returned that
-matters). A finished cell is a row file; a cell whose row exists is skipped. Fits are cached under
-the cell's fit key, so every cell that shares it (same model, solver, steps, method, seed, teacher
-and training size) reuses one artifact. A fit or a row is written atomically, after it is complete.
+matters). A finished cell is a row file that reads cleanly (`bench.rows`); a cell whose row exists
+is skipped, one whose row is corrupt is quarantined and recomputed. Fits are cached under the cell's
+fit key, so every cell that shares it (same resolved model, solver, steps, method, seed, teacher and
+training size) reuses one artifact; `fit.json` records the SHA-256 of `state.pt`, checked on load.
+
+One writer per cell and per fit: `run_cell` holds the cell's lock while it computes, `fit_cell` the
+fit's (`bench.store.lock`). A second process that wants the same cell waits for the first and then
+finds its row; a fit resumes only from a checkpoint that its own lock protects. With
+`wait=False`, `run_cell` returns None at once instead of waiting (the launcher retries those last).
 """
 from __future__ import annotations
 
@@ -21,15 +27,16 @@ import torch
 
 from . import __version__
 from .discretization import FitContext
-from .grid import Cell, plugin_label
+from .grid import Cell, _unlabelled, plugin_label
 from .images import save_sample_grid
 from .metrics import MetricContext, make_metric
 from .models import make_model
 from .models._lazy import LazyDenoiser
 from .registry import METHODS
+from .rows import read_row, write_row
 from .seeding import generator_for, stable_hash
 from .solvers import make_solver
-from .store import ResultsRoot, atomic_write_json, atomic_write_torch, read_json
+from .store import CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, read_json
 from .teacher import DTYPES, teacher_set
 
 
@@ -74,45 +81,92 @@ def load_model(spec: dict, device) -> torch.nn.Module:
     return _MODELS[key]
 
 
+def resolved_params(spec: dict, cls) -> dict:
+    """The constructor arguments of a resolved spec: its declared parameters only."""
+    return {k: v for k, v in spec.items() if k in cls.Params.model_fields}
+
+
 def build_method(cell: Cell, model, solver):
-    spec = {k: v for k, v in cell.method.items() if k != "name"}
-    method = METHODS.create(cell.method["name"], **spec)
+    """The cell's method with its resolved parameters (every `auto` as the cell's key records it)."""
+    cls = METHODS.get(cell.method["name"])
+    method = cls(**resolved_params(cell.resolved["method"], cls))
     return method.bind(model.schedule, cell.steps, solver, model=CountingModel(model))
 
 
 def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
     return teacher_set(model, cell.teacher, split, cell.seed, n, root,
-                       batch_size=cell.samples["batch"], device=device, dtype=DTYPES[cell.dtype])
+                       batch_size=cell.samples["batch"], device=device, dtype=DTYPES[cell.dtype],
+                       key_parts={"model": cell.resolved["model"], "teacher": cell.resolved["teacher"]})
+
+
+def load_fit(method, fit_dir: Path, root: ResultsRoot, device) -> dict | None:
+    """The fit info of a finished fit, with `method` loaded from it; None when there is none. A
+    fit whose files do not parse or whose state fails its checksum is quarantined (None)."""
+    info_path, state_path = fit_dir / "fit.json", fit_dir / "state.pt"
+    if not info_path.exists():
+        return None
+    try:
+        record = read_json(info_path)
+        if not isinstance(record, dict) or not isinstance(record.get("info"), dict):
+            raise CorruptArtifact(info_path, "not a fit record")
+        want = record.get("state_sha256")
+        if want is not None and _sha256(state_path) != want:
+            raise CorruptArtifact(state_path, "checksum mismatch")
+        method.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
+    except (OSError, ValueError, CorruptArtifact, RuntimeError, KeyError, EOFError, TypeError,
+            AttributeError, __import__("pickle").UnpicklingError) as err:
+        root.quarantine(fit_dir, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+    return record["info"]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
     """Return the cell's method, fitted (from the cache when the fit key has one), and fit info."""
     device = torch.device(device)
-    model = load_model(cell.model, device)
-    solver = make_solver(cell.solver)
+    model = load_model(_unlabelled(cell.model), device)
+    solver = make_solver(_unlabelled(cell.solver))
     method = build_method(cell, model, solver)
     if not method.needs_fit:
         return method, {"fit_seconds": 0.0, "fit_nfe": 0, "cached": False}
     fit_dir = root.fit_dir(cell.fit_hash)
-    info_path = fit_dir / "fit.json"
-    if info_path.exists():
-        method.load_state_dict(torch.load(fit_dir / "state.pt", map_location=device, weights_only=False))
-        return method, {**read_json(info_path)["info"], "cached": True}
-    counting = method.model
-    ctx = FitContext(
-        model=counting, schedule=model.schedule, solver=solver, nfe=cell.nfe, steps=cell.steps,
-        teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
-        generator=generator_for(cell.fit_hash, "fit"), device=device, progress=progress,
-        artifact_dir=fit_dir, train_size=cell.samples["train"],
-    )
-    method.fit(ctx)
-    info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
-            **method.fit_info()}
-    counting.calls = counting.rows = 0
-    atomic_write_torch(fit_dir / "state.pt", method.state_dict())
-    atomic_write_json(info_path, {"fit_key": cell.fit_key(), "info": info})  # written last: marks the fit done
-    (fit_dir / "checkpoint.pt").unlink(missing_ok=True)  # the finished fit supersedes it
+    info = load_fit(method, fit_dir, root, device)
+    if info is not None:
+        return method, {**info, "cached": True}
+    with root.fit_lock(cell.fit_hash):
+        info = load_fit(method, fit_dir, root, device)  # another process may have finished it meanwhile
+        if info is not None:
+            return method, {**info, "cached": True}
+        counting = method.model
+        ctx = FitContext(
+            model=counting, schedule=model.schedule, solver=solver, nfe=cell.nfe, steps=cell.steps,
+            teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
+            # seeded from the entries as written, so a changed default keeps the fit's randomness
+            generator=generator_for(cell.seed_key(), "fit"), device=device, progress=progress,
+            artifact_dir=fit_dir, train_size=cell.samples["train"], quarantine=root.quarantine,
+        )
+        method.fit(ctx)
+        info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
+                **method.fit_info()}
+        counting.calls = counting.rows = 0
+        atomic_write_torch(fit_dir / "state.pt", method.state_dict())
+        record = {"fit_key": cell.fit_key(), "info": info, "state_sha256": _sha256(fit_dir / "state.pt")}
+        atomic_write_json(fit_dir / "fit.json", record)  # written last: marks the fit done
+        (fit_dir / "checkpoint.pt").unlink(missing_ok=True)  # the finished fit supersedes it
     return method, {**info, "cached": False}
+
+
+def fit_done(root: ResultsRoot, fit_hash: str) -> bool:
+    return (root.fit_dir(fit_hash) / "fit.json").exists()
 
 
 def sample(model, solver, method, x_T, cond, batch_size: int, targets=None):
@@ -143,17 +197,45 @@ def decode(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
         return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=False) -> Path:
-    """Run one cell and write its row; skip it if the row exists. Returns the row's path."""
+def row_done(root: ResultsRoot, cell: Cell, quarantine: bool = True) -> bool:
+    """True when the cell's row reads cleanly; a corrupt one is quarantined (when asked) and False."""
+    path = root.row_path(cell.grid, cell.hash)
+    if not path.exists():
+        return False
+    try:
+        read_row(path)
+    except CorruptArtifact as err:
+        if quarantine:
+            root.quarantine(path, err.reason)
+        return False
+    except OSError:
+        return False
+    return True
+
+
+def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=False,
+             wait: bool = True) -> Path | None:
+    """Run one cell and write its row; skip it if its row exists and reads cleanly. Returns the
+    row's path, or None when `wait` is False and another process holds the cell."""
     root = ResultsRoot(root) if not isinstance(root, ResultsRoot) else root
     row_path = root.row_path(cell.grid, cell.hash)
-    if row_path.exists() and not overwrite:
+    if not overwrite and row_done(root, cell):
         return row_path
+    try:
+        with root.cell_lock(cell.grid, cell.hash, timeout=-1 if wait else 0):
+            if not overwrite and row_done(root, cell):
+                return row_path  # computed by the process that held the lock
+            return _compute_cell(cell, root, row_path, device, progress)
+    except Timeout:
+        return None
+
+
+def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progress) -> Path:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     method, fit_info = fit_cell(cell, root, device, progress)
-    model = load_model(cell.model, device)
+    model = load_model(_unlabelled(cell.model), device)
     solver = method.solver
     evaluation = cell_teacher(cell, model, root, "eval", cell.samples["eval"], device)
 
@@ -172,20 +254,23 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
     # Seeded from the model, seed and evaluation size (not the cell) so that all cells of a sweep
     # share the metrics' reference samples: method differences are not blurred by reference noise.
     metric_ctx = MetricContext(teacher=teacher_x0, model=model, device=device, results_root=root.root,
-                               generator=generator_for(cell.model, cell.seed, len(evaluation), "metrics"))
+                               generator=generator_for(_unlabelled(cell.model), cell.seed, len(evaluation),
+                                                       "metrics"))
     if samples.ndim == 4:  # image models keep a small grid of their samples for the report
         save_sample_grid(samples[:64], root.samples_path(cell.grid, cell.hash))
     metrics, higher = {}, {}
     for spec in cell.metrics:
-        metric = make_metric(spec)
+        metric = make_metric(_unlabelled(spec))
         values = metric.compute(samples, metric_ctx)
         metrics.update(values)
         higher[metric.name] = metric.higher_is_better
 
+    config = cell.config()
     row = {
         "cell": cell.hash,
         "grid": cell.grid,
-        **cell.config(),
+        **{k: v for k, v in config.items() if k != "metrics"},
+        "metrics_spec": config["metrics"],
         "steps": cell.steps,
         "model_label": plugin_label(cell.model),
         "solver_label": plugin_label(cell.solver),
@@ -214,7 +299,7 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
         "host": socket.gethostname(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return atomic_write_json(row_path, row)
+    return write_row(row_path, row)
 
 
 def _sync(device):

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .grid import Grid, plugin_label
+from .rows import row_ok
 from .store import ResultsRoot, atomic_write_json, read_json
 
 ACTIVE = ("queued", "running")  # states of a job that may still write rows
@@ -330,7 +331,7 @@ def sweep_status(grid: Grid, root="results", live: dict | None = None) -> SweepS
     wanted = set()
     for cell in grid.cells:
         h = cell.hash
-        if root.row_path(grid.name, h).exists():
+        if row_ok(root.row_path(grid.name, h)):
             cells.append(Item("cell", h, cell.label(), "done"))
         else:
             cells.append(Item("cell", h, cell.label(), "pending"))
@@ -400,11 +401,13 @@ def format_status(status: SweepStatus, show_all: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_failure(failures_dir: Path, cell_hash: str, err: BaseException, traceback_text: str,
+def write_failure(failures_dir: Path, cell_hash: str, err: BaseException | str, traceback_text: str,
                   job_id: str | None, log: str | None) -> None:
-    """Record inside a job that one cell raised (the job goes on with its other cells)."""
+    """Record that one cell raised (the job or local run goes on with its other cells); `err` is the
+    exception or its one-line text."""
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     atomic_write_json(Path(failures_dir) / f"{cell_hash}.json", {
-        "cell": cell_hash, "exception": f"{type(err).__name__}: {err}".splitlines()[0],
+        "cell": cell_hash, "exception": text.splitlines()[0],
         "traceback": traceback_text, "job_id": job_id, "log": log,
     })
 

@@ -8,6 +8,7 @@ batch size on the CPU generator's noise, so regenerating a set gives bit-identic
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,9 @@ def priors(model, split: str, seed: int, n: int, device=None, dtype=torch.float3
     return seeds, x_T, None if cond is None else cond.to(device)
 
 
-def teacher_key(model, teacher: dict, split: str, seed: int, n: int) -> dict:
+def teacher_key(model, teacher: dict, split: str, seed: int, n: int, key_parts: dict | None = None) -> dict:
+    """The plain values a teacher set depends on. The runner passes `key_parts`: the resolved model
+    (its version and the content hashes of its files) and the resolved teacher (plugin versions)."""
     return {
         "model": model.model_id(),
         "schedule": model.schedule.spec(),
@@ -54,6 +57,7 @@ def teacher_key(model, teacher: dict, split: str, seed: int, n: int) -> dict:
         "split": split,
         "seed": seed,
         "n": n,
+        **(key_parts or {}),
     }
 
 
@@ -74,15 +78,37 @@ def run_teacher(model, teacher: dict, x_T, cond, batch_size: int):
 
 
 def teacher_set(model, teacher: dict, split: str, seed: int, n: int, root: ResultsRoot,
-                batch_size: int = 4096, device=None, dtype=torch.float32) -> TeacherSet:
-    """The cached teacher set; computed and stored on first use."""
+                batch_size: int = 4096, device=None, dtype=torch.float32, key_parts: dict | None = None) -> TeacherSet:
+    """The cached teacher set; computed and stored on first use (one writer at a time). A file
+    that does not load, holds another key, or fails its checksum is quarantined and recomputed."""
     seeds, x_T, cond = priors(model, split, seed, n, device=device, dtype=dtype)
-    key = teacher_key(model, teacher, split, seed, n)
-    path = root.teacher_path(stable_hash(key))
-    if path.exists():
+    key = teacher_key(model, teacher, split, seed, n, key_parts)
+    key_hash = stable_hash(key)
+    path = root.teacher_path(key_hash)
+    x0 = _load(path, key, root)
+    if x0 is None:
+        with root.teacher_lock(key_hash):
+            x0 = _load(path, key, root)  # another process may have written it meanwhile
+            if x0 is None:
+                x0 = run_teacher(model, teacher, x_T, cond, batch_size).detach().cpu()
+                atomic_write_torch(path, {"key": key, "x0": x0, "sha256": tensor_sha256(x0)})
+    return TeacherSet(seeds, x_T, cond, x0.to(device=device, dtype=dtype))
+
+
+def tensor_sha256(x: torch.Tensor) -> str:
+    return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _load(path, key: dict, root: ResultsRoot) -> torch.Tensor | None:
+    if not path.exists():
+        return None
+    try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
-        if stored["key"] == key:
-            return TeacherSet(seeds, x_T, cond, stored["x0"].to(device=device, dtype=dtype))
-    x0 = run_teacher(model, teacher, x_T, cond, batch_size)
-    atomic_write_torch(path, {"key": key, "x0": x0.detach().cpu()})
-    return TeacherSet(seeds, x_T, cond, x0)
+        if not isinstance(stored, dict) or stored.get("key") != key or not isinstance(stored.get("x0"), torch.Tensor):
+            raise ValueError("not the teacher set of this key")
+        if stored.get("sha256") != tensor_sha256(stored["x0"]):
+            raise ValueError("checksum mismatch")
+    except Exception as err:  # noqa: BLE001 - any unreadable teacher file is set aside and recomputed
+        root.quarantine(path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+    return stored["x0"]

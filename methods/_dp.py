@@ -34,25 +34,6 @@ from bench.schedules import append_dims
 # Grids
 
 
-def check_grid_spec(method: str, spec, field: str = "grid") -> dict:
-    """Validate a parameter naming a grid (a heuristic's name or {name: ..., **params}); return a dict."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise UserError(f"method {method!r}: {field} must be a heuristic's name such as 'edm' or "
-                        f"{{name: edm, rho: 7}}, got {spec!r}")
-    try:
-        cls = METHODS.get(spec["name"])
-        if not cls.heuristic:
-            raise UserError(f"{field} must be a closed-form heuristic (uniform, logsnr, polynomial, edm), "
-                            f"got {spec['name']!r}")
-        cls(**{k: v for k, v in spec.items() if k != "name"})  # validates its parameters
-    except UserError as err:
-        text = str(err)
-        raise UserError(f"method {method!r}: {text if text.startswith(field) else f'{field}: {text}'}") from None
-    return dict(spec)
-
-
 def fine_grid(schedule, spec, steps: int) -> torch.Tensor:
     """The float64 times [steps + 1] of the heuristic `spec` with `steps` steps, from t_max to t_min."""
     spec = dict(spec) if isinstance(spec, dict) else {"name": spec}
@@ -63,12 +44,6 @@ def fine_grid(schedule, spec, steps: int) -> torch.Tensor:
         raise UserError(f"grid {spec!r} with {steps} steps is not strictly decreasing; use fewer steps "
                         f"or another grid")
     return t
-
-
-def positive_int(method: str, name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"method {method!r}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,7 +451,7 @@ def ddim_jumps(schedule, x_i, x0_i, t_i, t_js):
 
 
 __all__ = [
-    "fine_grid", "check_grid_spec", "teacher_trajectory", "gits_dp", "gits_brute_force", "gits_path_cost",
+    "fine_grid", "teacher_trajectory", "gits_dp", "gits_brute_force", "gits_path_cost",
     "deviation", "oss_dp", "oss_brute_force", "median_path", "calls_needed", "SolverReplay",
     "one_step_jumps", "ddim_jumps", "RowCounter",
 ]

@@ -66,52 +66,6 @@ LOSSES = ("auto", "l2", "lpips")
 
 
 # ----------------------------------------------------------------------------------------------
-# Parameter checks: one-line UserErrors that name the parameter and the fix.
-# ----------------------------------------------------------------------------------------------
-
-def check_choice(method: str, name: str, value, choices) -> str:
-    if value not in choices:
-        raise UserError(f"method {method!r}: {name} must be one of {', '.join(map(str, choices))}, got {value!r}")
-    return value
-
-
-def check_bool(method: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"method {method!r}: {name} must be true or false, got {value!r}")
-    return value
-
-
-def check_int(method: str, name: str, value, minimum: int = 1, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        hint = " or null" if allow_none else ""
-        raise UserError(f"method {method!r}: {name} must be an integer >= {minimum}{hint}, got {value!r}")
-    return value
-
-
-def check_float(method: str, name: str, value, low: float = 0.0, high: float = math.inf,
-                low_open: bool = True, high_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo = f"{'>' if low_open else '>='} {low}"
-        hi = "" if high == math.inf else f" and {'<' if high_open else '<='} {high}"
-        raise UserError(f"method {method!r}: {name} must be a number {lo}{hi}, got {value!r}")
-    return float(value)
-
-
-def check_init(method: str, value) -> str:
-    """`init` is "auto" (the heuristic with the lowest validation loss) or a heuristic's name."""
-    names = heuristic_names()
-    if value != "auto" and value not in names:
-        raise UserError(f"method {method!r}: init must be 'auto' or a heuristic ({', '.join(names)}), got {value!r}")
-    return value
-
-
-# ----------------------------------------------------------------------------------------------
 # The cumulative-softmax timestep map.
 # ----------------------------------------------------------------------------------------------
 
@@ -197,10 +151,7 @@ class TimeMap:
 # Heuristic initialisation.
 # ----------------------------------------------------------------------------------------------
 
-def heuristic_names() -> list[str]:
-    from bench.registry import METHODS
-
-    return [name for name, cls in METHODS.items() if cls.heuristic and not cls.needs_fit]
+from ._params import heuristic_names  # noqa: E402 - re-exported for the learned methods
 
 
 def heuristic_timesteps(schedule: NoiseSchedule, steps: int, solver, data_shape) -> dict[str, torch.Tensor]:
@@ -256,9 +207,41 @@ def _load_lpips(device):
     return lambda x, y: net(x, y).reshape(-1)
 
 
+def _lpips_available() -> bool:
+    from bench.metrics.lpips import check_weights
+
+    try:
+        check_weights("alex")
+    except (UserError, ImportError):
+        return False
+    return True
+
+
+def _loss_shape(model) -> tuple:
+    """The shape LPIPS would compare: decoded images for latent models, else the state's shape."""
+    decode = getattr(model, "decode", None)
+    latent = decode is not None and getattr(decode, "__func__", None) is not Denoiser.decode
+    return tuple(getattr(model, "image_shape", model.data_shape)) if latent else tuple(model.data_shape)
+
+
+def resolve_learned(params: dict, model) -> dict:
+    """The `auto` parameters every learned method shares, resolved for `model` on this machine:
+    space (lambda for VE, else t), loss (lpips when the images suit it and its weights load, else
+    l2) and grad_checkpointing (on for neural networks). `init: auto` stays: it is a rule (the
+    heuristic with the lowest validation loss) whose choice the row's fit info records."""
+    from ._checkpointing import is_network
+
+    out = dict(params)
+    out["space"] = resolve_space(params["space"], model.schedule)
+    if params["loss"] == "auto":
+        out["loss"] = "lpips" if _lpips_shape_ok(_loss_shape(model)) and _lpips_available() else "l2"
+    if params["grad_checkpointing"] == "auto":
+        out["grad_checkpointing"] = bool(getattr(model, "neural_network", False)) or is_network(model)
+    return out
+
+
 def make_loss(method: str, name: str, data_shape, device) -> tuple[Callable, str]:
     """(per-sample loss fn(x, y) -> [B], the name of the loss used)."""
-    check_choice(method, "loss", name, LOSSES)
     if name == "l2":
         return l2_loss, "l2"
     if name == "lpips":
@@ -283,8 +266,7 @@ def loss_for_model(method: str, name: str, model, device) -> tuple[Callable, str
     the latents (the state the solver carries)."""
     decode = getattr(model, "decode", None)
     latent = decode is not None and getattr(decode, "__func__", None) is not Denoiser.decode
-    shape = tuple(getattr(model, "image_shape", model.data_shape)) if latent else tuple(model.data_shape)
-    loss_fn, used = make_loss(method, name, shape, device)
+    loss_fn, used = make_loss(method, name, _loss_shape(model), device)
     if latent and used == "lpips":
         return (lambda x, y: loss_fn(decode(x), decode(y))), "lpips (decoded)"
     return loss_fn, used
@@ -380,6 +362,5 @@ def seconds_per_sample(fn: Callable, n: int, repeats: int = 7) -> float:
 __all__ = [
     "SPACES", "LOSSES", "TimeMap", "resolve_space", "make_loss", "loss_for_model", "l2_loss", "heuristic_timesteps",
     "heuristic_names", "choose_init", "seeded", "epoch_batches", "EpochBatches", "evaluate_losses", "discretization",
-    "count_parameters", "seconds_per_sample", "check_choice", "check_bool", "check_int", "check_float",
-    "check_init", "slice_cond",
+    "count_parameters", "seconds_per_sample", "slice_cond",
 ]

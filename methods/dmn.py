@@ -51,16 +51,20 @@ Defaults and where they come from:
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from scipy.optimize import BFGS, LinearConstraint, NonlinearConstraint, minimize
 
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.errors import UserError
+from bench.params import Params
 from bench.registry import METHODS
 
-from ._dp import check_grid_spec, fine_grid, positive_int
+from ._dp import fine_grid
+from ._params import HeuristicSpec
 
 TRUNC_STEPS = 3  # the reference's `truncNum`
 COMPLEX_STEP = 1e-30  # the complex-step derivative's step (any tiny value; no cancellation)
@@ -230,15 +234,14 @@ def optimize_lambdas(lam_init, order: int = 3, maxiter: int = 1000):
 @METHODS.register("dmn")
 class DMN(DiscretizationMethod):
     needs_fit = True
-    defaults = {"order": 3, "init": "logsnr", "maxiter": 1000}
+
+    class Params(Params):
+        order: Literal[1, 2, 3] = Field(3, description="the solver order the error bound assumes (the paper: 3)")
+        init: HeuristicSpec = Field("logsnr", description="the starting schedule of the trust-region search")
+        maxiter: int = Field(1000, ge=1, le=1_000_000, description="trust-constr iterations")
 
     def __init__(self, **params):
         super().__init__(**params)
-        p = self.params
-        if isinstance(p["order"], bool) or p["order"] not in (1, 2, 3):
-            raise UserError(f"method 'dmn': order must be 1, 2 or 3, got {p['order']!r}")
-        check_grid_spec(self.name, p["init"], "init")
-        positive_int(self.name, "maxiter", p["maxiter"], 1)
         self.t = None
         self.lambdas = None
         self.initial_lambdas = None

@@ -75,17 +75,23 @@ evaluations of `jump: solver` and the student solves of a `coeff` list).
 """
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 import torch
+from pydantic import AfterValidator, Field
 
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.errors import UserError
+from bench.params import Params
 from bench.registry import METHODS
 from bench.schedules import append_dims
+from bench.seeding import MAX_SPLIT_SIZE
 from bench.solvers import make_solver
 from bench.solvers.base import AnalyticFirstStep
 
-from ._dp import (RowCounter, check_grid_spec, ddim_jumps, deviation, fine_grid, gits_dp, one_step_jumps,
-                  positive_int, teacher_trajectory)
+from ._params import HeuristicSpec, SolverSpec
+from ._dp import (RowCounter, ddim_jumps, deviation, fine_grid, gits_dp, one_step_jumps,
+                  teacher_trajectory)
 
 METRICS = ("dev", "l1", "l2")
 # The reference's list of DP weights for MS-COCO (`dp(..., multiple_coeff=True)` in gits_utils.py).
@@ -97,34 +103,22 @@ SPACES = ("ve", "model")
 @METHODS.register("gits")
 class GITS(DiscretizationMethod):
     needs_fit = True
-    defaults = {
-        "teacher_steps": 60,
-        "teacher_solver": "ipndm",
-        "grid": "edm",
-        "metric": "dev",
-        "coeff": 1.15,
-        "warmup": 256,
-        "jump": "euler",
-        "space": "model",
-    }
+
+    class Params(Params):
+        teacher_steps: int = Field(60, ge=2, le=100_000, description="steps of the fine teacher grid (reference: 60)")
+        teacher_solver: SolverSpec = Field("ipndm", description="the warm-up teacher's solver (reference: ipndm)")
+        grid: HeuristicSpec = Field("edm", description="the fine grid's schedule (reference: EDM rho=7)")
+        metric: Literal["dev", "l1", "l2"] = Field("dev", description="the local cost (reference: dev)")
+        coeff: Annotated[Any, AfterValidator(_coeff_value)] = Field(
+            1.15, description="the DP weight: a number > 0, a list of them, or 'sweep' (0.8..1.2)")
+        warmup: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="warm-up priors (reference: 256)")
+        jump: Literal["euler", "solver"] = Field("euler", description="the one-step jump the costs model")
+        space: Literal["ve", "model"] = Field("model", description="coordinates the deviations are measured in")
 
     def __init__(self, **params):
         super().__init__(**params)
         p = self.params
-        positive_int(self.name, "teacher_steps", p["teacher_steps"], 2)
-        positive_int(self.name, "warmup", p["warmup"], 1)
-        check_grid_spec(self.name, p["grid"])
-        if p["metric"] not in METRICS:
-            raise UserError(f"method 'gits': metric must be one of {', '.join(METRICS)}, got {p['metric']!r}")
-        if p["space"] not in SPACES:
-            raise UserError(f"method 'gits': space must be one of {', '.join(SPACES)}, got {p['space']!r}")
-        if p["jump"] not in JUMPS:
-            raise UserError(f"method 'gits': jump must be one of {', '.join(JUMPS)}, got {p['jump']!r}")
         self.coeffs = coeff_candidates(p["coeff"])
-        try:
-            make_solver(p["teacher_solver"])
-        except UserError as err:
-            raise UserError(f"method 'gits': teacher_solver: {err}") from None
         self.t = None
         self.path = None
         self.cost = None
@@ -232,11 +226,16 @@ class GITS(DiscretizationMethod):
         self.selection = state.get("selection")
 
 
+def _coeff_value(value):
+    coeff_candidates(value)
+    return value
+
+
 def coeff_candidates(value) -> tuple[float, ...]:
     """The DP weights to try: a number, a non-empty list of numbers, or 'sweep' (COEFF_SWEEP); all > 0."""
     if value == "sweep":
         return COEFF_SWEEP
     values = value if isinstance(value, list) else [value]
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in values):
-        raise UserError(f"method 'gits': coeff must be a number > 0, a list of them, or 'sweep', got {value!r}")
+        raise ValueError(f"must be a number > 0, a list of them, or 'sweep', got {value!r}")
     return tuple(dict.fromkeys(float(v) for v in values))

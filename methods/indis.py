@@ -69,19 +69,23 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Annotated, Any
 
 import torch
+from pydantic import AfterValidator, Field
 from torch import nn
 
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.registry import METHODS
+from bench.seeding import MAX_SPLIT_SIZE
 
-from ._checkpointing import check_checkpointing, checkpointed
+from ._checkpointing import checkpointed
 from ._learned import (
-    SPACES, TimeMap, check_bool, check_choice, check_float, check_init, check_int, choose_init, count_parameters,
+    TimeMap, choose_init, count_parameters, resolve_learned,
     discretization, epoch_batches, evaluate_losses, heuristic_timesteps, loss_for_model, seconds_per_sample, seeded,
     slice_cond,
 )
+from ._params import LearnedParams
 
 HEAD_INIT_SCALE = 0.01
 
@@ -150,54 +154,43 @@ class GlobalO(nn.Module):
         return self.o[None]
 
 
+class GODParams(LearnedParams):
+    """The parameters INDIS and GOD share; defaults and their sources in the module docstring."""
+
+    shifts: bool = Field(True, description="learn time shifts and output scales beside the timesteps")
+    b: float = Field(0.05, gt=0, lt=1, description="bound of the shift factors (paper: 0.05)")
+    train: int | None = Field(None, ge=1, le=MAX_SPLIT_SIZE, description="training pairs (null: the grid's samples.train)")
+    val: int = Field(1000, ge=1, le=MAX_SPLIT_SIZE, description="validation pairs")
+    batch: int = Field(16, ge=1, le=MAX_SPLIT_SIZE, description="pairs per optimiser step")
+    lr: float = Field(0.003, gt=0, allow_inf_nan=False, description="Adam learning rate")
+    iterations: int = Field(3000, ge=1, le=10_000_000, description="optimiser steps")
+    ema: float = Field(0.99, ge=0, lt=1, description="EMA decay of the weights")
+    clip: float | None = Field(None, gt=0, description="gradient-norm clip (null: none)")
+    val_every: int = Field(500, ge=1, le=10_000_000, description="steps between validations")
+
+
+def _lr_net(value):
+    if value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
+        return value
+    raise ValueError(f"must be auto or a number > 0, got {value!r}")
+
+
+class INDISParams(GODParams):
+    instance: bool = Field(True, description="a schedule per initial noise (INDIS) instead of one for all (GOD)")
+    svd: bool = Field(True, description="condition on the SVD features of x_T (paper)")
+    hidden: int = Field(64, ge=1, le=65536, description="width of the schedule network")
+    class_dim: int = Field(32, ge=1, le=65536, description="class-embedding width")
+    lr_net: Annotated[Any, AfterValidator(_lr_net)] = Field(
+        "auto", description="the network's learning rate: auto = lr for vectors, lr / 10 for images")
+
+
 @METHODS.register("indis")
 class INDIS(DiscretizationMethod):
     needs_fit = True
-    defaults = {
-        "instance": True,
-        "shifts": True,
-        "svd": True,
-        "b": 0.05,
-        "space": "auto",
-        "loss": "auto",
-        "hidden": 64,
-        "class_dim": 32,
-        "train": None,
-        "val": 1000,
-        "batch": 16,
-        "lr": 0.003,
-        "lr_net": "auto",
-        "iterations": 3000,
-        "ema": 0.99,
-        "clip": None,
-        "val_every": 500,
-        "init": "auto",
-        "grad_checkpointing": "auto",
-    }
+    Params = INDISParams
 
     def __init__(self, **params):
         super().__init__(**params)
-        p, n = self.params, self.name
-        for key in ("instance", "shifts", "svd"):
-            if key in p:
-                check_bool(n, key, p[key])
-        check_float(n, "b", p["b"], high=1.0, high_open=True)
-        check_choice(n, "space", p["space"], SPACES)
-        check_choice(n, "loss", p["loss"], ("auto", "l2", "lpips"))
-        for key in ("hidden", "class_dim"):
-            if key in p:
-                check_int(n, key, p[key], 1)
-        check_int(n, "train", p["train"], 1, allow_none=True)
-        for key in ("val", "batch", "iterations", "val_every"):
-            check_int(n, key, p[key], 1)
-        check_float(n, "lr", p["lr"])
-        if p.get("lr_net", "auto") != "auto":
-            check_float(n, "lr_net", p["lr_net"])
-        check_float(n, "ema", p["ema"], low=0.0, low_open=False, high=1.0, high_open=True)
-        if p["clip"] is not None:
-            check_float(n, "clip", p["clip"])
-        check_init(n, p["init"])
-        check_checkpointing(n, p["grad_checkpointing"])
         self.phi: nn.Module | None = None
         self._info: dict = {}
         self._loss_fn = None
@@ -213,6 +206,14 @@ class INDIS(DiscretizationMethod):
     @property
     def n_out(self) -> int:
         return 3 if self.shifts else 1
+
+    def resolve(self, context=None) -> dict:
+        if context is None:
+            return dict(self.params)
+        out = resolve_learned(self.params, context)
+        if out.get("lr_net") == "auto":  # the rule of `_param_groups`
+            out["lr_net"] = self.params["lr"] / (10.0 if len(context.data_shape) == 3 else 1.0)
+        return out
 
     def bind(self, schedule, steps, solver=None, model=None):
         super().bind(schedule, steps, solver, model)
@@ -394,6 +395,5 @@ class INDIS(DiscretizationMethod):
 class GOD(INDIS):
     """The globally optimised discretization: INDIS with `instance` off (one schedule for all samples)."""
 
-    defaults = {k: v for k, v in INDIS.defaults.items()
-                if k not in ("instance", "svd", "hidden", "class_dim", "lr_net")}
+    Params = GODParams
 

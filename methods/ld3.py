@@ -51,68 +51,61 @@ from __future__ import annotations
 import copy
 
 import torch
+from pydantic import Field
 
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.registry import METHODS
+from bench.seeding import MAX_SPLIT_SIZE
 
-from ._checkpointing import check_checkpointing, checkpointed
+from ._checkpointing import checkpointed
 from ._learned import (
-    SPACES, TimeMap, check_bool, check_choice, check_float, check_init, check_int, choose_init, discretization,
+    TimeMap, choose_init, discretization, resolve_learned,
     epoch_batches, evaluate_losses, heuristic_timesteps, loss_for_model, slice_cond,
 )
+from ._params import LearnedParams
+
+
+class LD3HardParams(LearnedParams):
+    """LD3's parameters without the soft teacher's radius (`ld3-hard`); defaults from the module docstring."""
+
+    decoupled: bool = Field(True, description="learn the evaluation-time shift xi_c (LD3's decoupled time)")
+    window: float = Field(0.5, gt=0, lt=1, description="xi_c's clamp, as a fraction of the neighbouring gaps")
+    train: int = Field(50, ge=1, le=MAX_SPLIT_SIZE, description="training pairs (paper: 50)")
+    val: int = Field(50, ge=1, le=MAX_SPLIT_SIZE, description="validation pairs (paper: 50)")
+    batch: int = Field(2, ge=1, le=MAX_SPLIT_SIZE, description="pairs per optimiser step (reference: 2)")
+    rounds1: int = Field(2, ge=0, le=100_000, description="epochs of the first phase")
+    rounds2: int = Field(5, ge=0, le=100_000, description="epochs of the second phase")
+    lr_xi: float = Field(0.005, gt=0, allow_inf_nan=False, description="SGD learning rate of the timestep logits")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    lr_xi_c: float = Field(0.1, gt=0, allow_inf_nan=False, description="learning rate of xi_c")
+    lr_prior: float = Field(12.0, gt=0, allow_inf_nan=False, description="learning rate of the soft teacher's x_T")
+    clip: float = Field(1.0, gt=0, allow_inf_nan=False, description="gradient-norm clip")
+    patience: int = Field(5, ge=1, le=100_000, description="epochs without improvement before stopping")
+    decay: float = Field(0.8, gt=0, le=1, description="learning-rate decay on a plateau")
+    min_lr_xi: float = Field(5e-5, gt=0, description="floor of lr_xi")
+    min_lr_xi_c: float = Field(1e-6, gt=0, description="floor of lr_xi_c")
+    lr_patience: int = Field(5, ge=1, le=100_000, description="plateau epochs before a decay")
+
+
+class LD3Params(LD3HardParams):
+    bound: float = Field(0.001, ge=0, allow_inf_nan=False, description="the soft teacher's radius r (paper: 0.001)")
 
 
 @METHODS.register("ld3")
 class LD3(DiscretizationMethod):
     needs_fit = True
-    defaults = {
-        "space": "auto",
-        "loss": "auto",
-        "bound": 0.001,
-        "decoupled": True,
-        "window": 0.5,
-        "train": 50,
-        "val": 50,
-        "batch": 2,
-        "rounds1": 2,
-        "rounds2": 5,
-        "lr_xi": 0.005,
-        "momentum": 0.9,
-        "lr_xi_c": 0.1,
-        "lr_prior": 12.0,
-        "clip": 1.0,
-        "patience": 5,
-        "decay": 0.8,
-        "min_lr_xi": 5e-5,
-        "min_lr_xi_c": 1e-6,
-        "lr_patience": 5,
-        "init": "auto",
-        "grad_checkpointing": "auto",
-    }
+    Params = LD3Params
 
     def __init__(self, **params):
         super().__init__(**params)
-        p, n = self.params, self.name
-        check_choice(n, "space", p["space"], SPACES)
-        check_choice(n, "loss", p["loss"], ("auto", "l2", "lpips"))
-        check_float(n, "bound", p.get("bound", 0.0), low=0.0, low_open=False)
-        check_bool(n, "decoupled", p["decoupled"])
-        check_float(n, "window", p["window"], high=1.0, high_open=True)
-        for key in ("train", "val", "batch", "patience", "lr_patience"):
-            check_int(n, key, p[key], 1)
-        for key in ("rounds1", "rounds2"):
-            check_int(n, key, p[key], 0)
-        for key in ("lr_xi", "lr_xi_c", "lr_prior", "clip", "min_lr_xi", "min_lr_xi_c"):
-            check_float(n, key, p[key])
-        check_float(n, "momentum", p["momentum"], low=0.0, low_open=False, high=1.0, high_open=True)
-        check_float(n, "decay", p["decay"], high=1.0)
-        check_init(n, p["init"])
-        check_checkpointing(n, p["grad_checkpointing"])
         self.xi: torch.Tensor | None = None
         self.xi_c: torch.Tensor | None = None
         self._info: dict = {}
 
     # --- the schedule ------------------------------------------------------------------------
+
+    def resolve(self, context=None) -> dict:
+        return dict(self.params) if context is None else resolve_learned(self.params, context)
 
     def bind(self, schedule, steps, solver=None, model=None):
         super().bind(schedule, steps, solver, model)
@@ -290,7 +283,7 @@ class LD3(DiscretizationMethod):
 class LD3Hard(LD3):
     """LD3 without the soft teacher (r = 0): the ablation of the paper. It has no `bound` parameter."""
 
-    defaults = {k: v for k, v in LD3.defaults.items() if k != "bound"}
+    Params = LD3HardParams
 
 
 def project_to_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.Tensor:

@@ -35,7 +35,10 @@ this (shared) CPU.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 
 from bench.discretization import Discretization, FitContext
 from bench.errors import UserError
@@ -43,23 +46,20 @@ from bench.registry import METHODS
 
 from ._checkpointing import checkpointed
 from ._learned import (
-    check_choice, check_float, check_int, choose_init, count_parameters, discretization, evaluate_losses,
+    choose_init, count_parameters, discretization, evaluate_losses,
     heuristic_timesteps, loss_for_model,
 )
-from .indis import GOD, GlobalO
+from .indis import GOD, GODParams, GlobalO
 
 
 @METHODS.register("oracle")
 class Oracle(GOD):
     uses_eval_targets = True
-    defaults = {**GOD.defaults, "init_fit": "god", "refine_iterations": 50, "refine_lr": 0.05}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        p, n = self.params, self.name
-        check_choice(n, "init_fit", p["init_fit"], ("god", "heuristic"))
-        check_int(n, "refine_iterations", p["refine_iterations"], 0)
-        check_float(n, "refine_lr", p["refine_lr"])
+    class Params(GODParams):
+        init_fit: Literal["god", "heuristic"] = Field("god", description="the shared start: a GOD fit or the best heuristic")
+        refine_iterations: int = Field(50, ge=0, le=1_000_000, description="per-prior Adam steps on the evaluation target")
+        refine_lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="their learning rate")
 
     def fit(self, ctx: FitContext) -> None:
         if self.params["init_fit"] == "god":

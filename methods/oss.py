@@ -64,51 +64,61 @@ sample, node and step, plus per-candidate rows for solvers with a second in-step
 """
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import torch
+from pydantic import AfterValidator, Field
 
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
 from bench.errors import UserError
+from bench.params import Params
 from bench.registry import METHODS
+from bench.seeding import MAX_SPLIT_SIZE
 from bench.schedules import VE
 from bench.solvers import make_solver
 
-from ._dp import (SolverReplay, check_grid_spec, fine_grid, median_path, oss_dp, positive_int,
+from ._params import HeuristicSpec, SolverSpec, _heuristic_spec
+from ._dp import (SolverReplay, fine_grid, median_path, oss_dp,
                   teacher_trajectory)
+
+
+def _grid_value(value):
+    return value if value == "auto" else _heuristic_spec(value)
 
 
 @METHODS.register("oss")
 class OSS(DiscretizationMethod):
     needs_fit = True
-    defaults = {
-        "teacher_steps": 200,
-        "teacher_solver": "euler",
-        "grid": "auto",
-        "search_batch": 256,
-        "instance": False,
-    }
+
+    class Params(Params):
+        teacher_steps: int = Field(200, ge=2, le=100_000, description="teacher steps on the fine grid (paper: 200)")
+        teacher_solver: SolverSpec = Field("euler", description="the teacher's solver (paper: Euler)")
+        grid: Annotated[Any, AfterValidator(_grid_value)] = Field(
+            "auto", description="the fine grid: auto (edm for VE, else uniform) or a heuristic")
+        search_batch: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="priors searched (paper: 256)")
+        instance: bool = Field(False, description="per-instance OSS (search at sampling time) instead of OSS-ave")
 
     def __init__(self, **params):
         super().__init__(**params)
-        p = self.params
-        positive_int(self.name, "teacher_steps", p["teacher_steps"], 2)
-        positive_int(self.name, "search_batch", p["search_batch"], 1)
-        if p["grid"] != "auto":
-            check_grid_spec(self.name, p["grid"])
-        if not isinstance(p["instance"], bool):
-            raise UserError(f"method 'oss': instance must be true or false, got {p['instance']!r}")
-        try:
-            make_solver(p["teacher_solver"])
-        except UserError as err:
-            raise UserError(f"method 'oss': teacher_solver: {err}") from None
         self.t = None
         self.paths = None
 
     # -- the search ----------------------------------------------------------------------------
 
+    def resolve(self, context=None) -> dict:
+        if context is None:
+            return dict(self.params)
+        grid = self.params["grid"]
+        return {**self.params, "grid": self._auto_grid(context.schedule) if grid == "auto" else grid}
+
+    @staticmethod
+    def _auto_grid(schedule) -> str:
+        return "edm" if isinstance(schedule, VE) else "uniform"
+
     def grid_spec(self):
         if self.params["grid"] != "auto":
             return self.params["grid"]
-        return "edm" if isinstance(self.noise_schedule, VE) else "uniform"
+        return self._auto_grid(self.noise_schedule)
 
     def teacher_grid(self) -> torch.Tensor:
         T = self.params["teacher_steps"]

@@ -70,7 +70,7 @@ def test_polynomial_rho_2_is_time_quadratic():
 def test_bad_method_parameter_is_a_user_error():
     with pytest.raises(UserError, match="has no parameter 'rh'"):
         METHODS.create("polynomial", rh=2)
-    with pytest.raises(UserError, match="rho > 0"):
+    with pytest.raises(UserError, match="rho must be > 0"):
         METHODS.create("edm", rho=-1)
 
 

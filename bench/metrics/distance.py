@@ -21,7 +21,9 @@ import math
 from typing import ClassVar
 
 import torch
+from pydantic import Field
 
+from ..params import Params
 from ..registry import METRICS
 from .base import Metric, MetricContext
 
@@ -52,7 +54,9 @@ class MSE(Metric):
 class PSNR(Metric):
     higher_is_better: ClassVar[bool] = True
     needs_teacher: ClassVar[bool] = True
-    defaults: ClassVar[dict] = {"max_db": 100.0}
+
+    class Params(Params):
+        max_db: float = Field(100.0, gt=0, description="cap of a sample's PSNR (an exact match is +inf dB)")
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
         teacher = self.teacher_for(samples, ctx)

@@ -45,13 +45,16 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import UserError
+from ..filehash import file_sha256
+from ..params import Params
 from ..registry import METRICS
 from ..seeding import stable_hash
 from ..store import atomic_write_json, atomic_write_torch, read_json
 from .base import Metric, MetricContext
-from .fid import HASH_LEN, feature_stats, file_lock, file_sha256, frechet_distance_features, psd_sqrt, refs_dir_for
+from .fid import HASH_LEN, feature_stats, file_lock, frechet_distance_features, psd_sqrt, refs_dir_for
 
 IMAGE_SHAPE = (1, 8, 8)
 CONFIG = {
@@ -190,7 +193,9 @@ class FDDigits(Metric):
     higher_is_better: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
     extra_columns: ClassVar[tuple[str, ...]] = ("floor", "classifier_acc", "weights")
-    defaults: ClassVar[dict] = {"refs_dir": None}
+
+    class Params(Params):
+        refs_dir: str | None = Field(None, description="where the classifier lives (default: <results>/cache/fid-refs)")
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict:
         shape = tuple(getattr(ctx.model, "data_shape", ()))

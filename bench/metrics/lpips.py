@@ -42,13 +42,15 @@ import functools
 import math
 import warnings
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ..errors import UserError
+from ..params import Params
 from ..registry import METRICS
 from .base import Metric, MetricContext
 
@@ -154,15 +156,10 @@ def load_lpips(net: str = "alex", pretrained: bool = True, device="cpu", pnet_ra
 class LPIPS(Metric):
     higher_is_better: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
-    defaults: ClassVar[dict] = {"net": "alex", "batch": 64}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        if self.params["net"] not in NETS:
-            raise UserError(f"metric 'lpips': net must be one of {', '.join(NETS)}, got {self.params['net']!r}")
-        batch = self.params["batch"]
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise UserError(f"metric 'lpips': batch must be a positive integer, got {batch!r}")
+    class Params(Params):
+        net: Literal["alex", "vgg"] = Field("alex", description="LPIPS backbone (the lpips package's default: alex)")
+        batch: int = Field(64, ge=1, le=65536, description="images per LPIPS forward pass")
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
         teacher = self.teacher_for(samples, ctx)

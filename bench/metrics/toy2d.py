@@ -53,9 +53,10 @@ import numpy as np
 import ot
 import torch
 from scipy.ndimage import gaussian_filter
+from pydantic import Field, model_validator
 from scipy.spatial.distance import cdist
 
-from ..errors import UserError
+from ..params import Params
 from ..registry import METRICS
 from .base import Metric, MetricContext
 
@@ -88,13 +89,9 @@ class Wasserstein(Metric):
     needs_teacher: ClassVar[bool] = False
     needs_data_sampler: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ("floor",)
-    defaults: ClassVar[dict] = {"n": 4000}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        n = self.params["n"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
-            raise UserError(f"metric 'wasserstein': n must be an integer >= 2, got {n!r}")
+    class Params(Params):
+        n: int = Field(4000, ge=2, le=1_000_000, description="samples compared (exact W2 costs O(n^3))")
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
         gen = _flat_cpu64(samples)
@@ -125,28 +122,20 @@ class KL(Metric):
     needs_teacher: ClassVar[bool] = False
     needs_data_sampler: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ("floor",)
-    defaults: ClassVar[dict] = {
-        "bins": 64,
-        "smooth": 1.0,
-        "eps": 1e-6,
-        "n_ref": 20000,
-        "low": -0.9,
-        "high": 1.5,
-    }
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        p = self.params
-        if not isinstance(p["bins"], int) or p["bins"] < 1:
-            raise UserError(f"metric 'kl': bins must be a positive integer, got {p['bins']!r}")
-        if not isinstance(p["n_ref"], int) or p["n_ref"] < 1:
-            raise UserError(f"metric 'kl': n_ref must be a positive integer, got {p['n_ref']!r}")
-        if not float(p["smooth"]) >= 0.0:
-            raise UserError(f"metric 'kl': smooth must be >= 0 (cells), got {p['smooth']!r}")
-        if not float(p["eps"]) > 0.0:
-            raise UserError(f"metric 'kl': eps must be > 0, got {p['eps']!r}")
-        if not float(p["low"]) < float(p["high"]):
-            raise UserError(f"metric 'kl': low must be below high, got low={p['low']!r}, high={p['high']!r}")
+    class Params(Params):
+        bins: int = Field(64, ge=1, le=4096, description="histogram cells per axis")
+        smooth: float = Field(1.0, ge=0, description="Gaussian smoothing of the histogram, in cells")
+        eps: float = Field(1e-6, gt=0, description="floor added to every cell before normalising")
+        n_ref: int = Field(20000, ge=1, le=10_000_000, description="exact data samples of the reference histogram")
+        low: float = Field(-0.9, description="lower edge of the histogram on both axes")
+        high: float = Field(1.5, description="upper edge of the histogram on both axes")
+
+        @model_validator(mode="after")
+        def _range(self):
+            if not self.low < self.high:
+                raise ValueError(f"low must be below high, got low={self.low!r}, high={self.high!r}")
+            return self
 
     def histogram(self, points: torch.Tensor) -> np.ndarray:
         """Smoothed, floored, normalised histogram [bins, bins] of 2D points (see the module docstring)."""

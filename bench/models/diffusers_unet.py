@@ -24,8 +24,10 @@ from __future__ import annotations
 from functools import cached_property
 
 import torch
+from pydantic import Field
 
 from ..errors import UserError
+from ..params import Params
 from ..registry import MODELS
 from ._diffusers_time import vp_schedule, vp_timestep
 from ._hf import CONFIG, component_dir, load_frozen, offline_imports, path_param, read_json, scheduler_config
@@ -50,7 +52,9 @@ def image_shape(config: dict, model: str) -> tuple[int, int, int]:
 class DiffusersUNet(LazyDenoiser):
     """A diffusers pixel UNet with its DDPM schedule, as a data-prediction denoiser."""
 
-    defaults = {"path": None}
+
+    class Params(Params):
+        path: str | None = Field(None, description="a diffusers folder with unet/ and scheduler/ (required)")
     data_range = 2.0
     unet_class = "UNet2DModel"
     unet_root_ok = True  # a bare UNet folder is accepted, not only a pipeline folder

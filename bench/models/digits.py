@@ -43,9 +43,10 @@ import functools
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import UserError
-from ..guidance import GuidanceParam
+from ..guidance import GuidanceParam, GuidanceParams
 from ..registry import MODELS, SCHEDULES
 from ..schedules import VE, FlowOT, convert, make_schedule
 from .base import Denoiser
@@ -89,7 +90,9 @@ def _weighted_mean(x: torch.Tensor, inv_s2: torch.Tensor, AT: torch.Tensor, X: t
 class Digits(GuidanceParam, Denoiser):
     """The exact posterior mean of the 1797 scikit-learn 8x8 digits, optionally class-conditional."""
 
-    defaults = {"time": "ve", "guidance": None}
+
+    class Params(GuidanceParams):
+        time: str = Field("ve", description="the time variable: ve (EDM), flow, vp-linear, vp-cosine, vp-scaled-linear")
     data_shape = IMAGE_SHAPE
     num_classes = NUM_CLASSES
     data_range = 2.0

@@ -45,9 +45,10 @@ import re
 import sys
 
 import torch
+from pydantic import Field
 
 from ..errors import UserError
-from ..guidance import GuidanceParam
+from ..guidance import GuidanceParam, GuidanceParams
 from ..registry import MODELS
 from ..schedules import VE
 from .base import Denoiser
@@ -70,8 +71,14 @@ def _check_path(field: str, value, want_dir: bool) -> str:
 class EDM(GuidanceParam, Denoiser):
     """An EDM network pickle as a VE data-prediction denoiser (see the module docstring)."""
 
-    defaults = {"pickle": None, "source": None, "sigma_min": 0.002, "sigma_max": 80.0, "key": "ema",
-                "dataset": None, "guidance": None}
+
+    class Params(GuidanceParams):
+        pickle: str | None = Field(None, description="the network pickle (required)")
+        source: str | None = Field(None, description="a local EDM source tree (required: the pickle imports it)")
+        sigma_min: float = Field(0.002, gt=0, description="EDM's sigma_min (generate.py default)")
+        sigma_max: float = Field(80.0, gt=0, description="EDM's sigma_max (generate.py default)")
+        key: str = Field("ema", description="the network's key in the pickle")
+        dataset: str | None = Field(None, description="FID reference name (default: from the pickle's file name)")
     data_range = 2.0
     neural_network = True  # for `methods._checkpointing`, before the lazy load has filled parameters()
 

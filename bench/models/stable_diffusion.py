@@ -19,9 +19,10 @@ Parameter `guidance` (null or a scale >= 0): classifier-free guidance through `b
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from ..errors import UserError
-from ..guidance import GuidanceParam, check_scale
+from ..guidance import GuidanceParam, GuidanceParams, check_scale
 from ..registry import MODELS
 from ._hf import PromptConditioned, component_dir, load_frozen, load_tokenizer, subfolder
 from ._lazy import batch_labels, batch_time
@@ -34,7 +35,10 @@ ENCODE_BATCH = 32
 class StableDiffusion(GuidanceParam, PromptConditioned, DiffusersLDM):
     """Stable Diffusion (diffusers folder) with prompt-index conditions and optional guidance."""
 
-    defaults = {"path": None, "prompts": None, "guidance": None}
+
+    class Params(GuidanceParams):
+        path: str | None = Field(None, description="a StableDiffusionPipeline folder (required)")
+        prompts: str | None = Field(None, description="a text file with one prompt per line (the classes)")
     unet_class = "UNet2DConditionModel"
     what = "a StableDiffusionPipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
 

@@ -38,11 +38,14 @@ data prediction is invariant under the conversion. The output is differentiable 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..errors import UserError
+from ..params import Params
 from ..registry import MODELS
 from ..schedules import VE, FlowOT, convert
 from .base import Denoiser
@@ -93,7 +96,10 @@ def build_tree(seed: int = SEED):
 class Toy2D(Denoiser):
     """The exact posterior mean of the 2D tree mixture (Karras et al. 2024), in VE or flow-OT time."""
 
-    defaults = {"time": "ve", "classes": "A"}
+
+    class Params(Params):
+        time: Literal["ve", "flow"] = Field("ve", description="ve (EDM sigma 0.002..80) or flow (OT, same log-SNR range)")
+        classes: Literal["A", "B", "AB"] = Field("A", description="which of the tree's two classes the data holds")
     data_shape = (2,)
     num_classes = 0
     data_range = 2.0

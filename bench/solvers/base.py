@@ -43,8 +43,10 @@ import math
 from typing import ClassVar
 
 import torch
+from pydantic import Field
 
 from ..errors import UserError
+from ..params import Params
 from ..plugin import Plugin
 from ..registry import SOLVERS
 from ..schedules import append_dims
@@ -90,7 +92,11 @@ class Solver(Plugin):
     order: ClassVar[int] = 1
     # Network evaluations per step without AFS.
     evals_per_step: ClassVar[int] = 1
-    defaults: ClassVar[dict] = {"afs": False}
+    version: ClassVar[int] = 1
+
+    class Params(Params):
+        afs: bool = Field(False, description="analytical first step (Dockhorn et al. 2023 / AMED): the first "
+                                            "evaluation uses eps = x / sqrt(alpha^2 + sigma^2), saving one NFE")
 
     def nfe(self, steps: int) -> int:
         """Network evaluations spent for `steps` steps (AFS saves the first one)."""
@@ -137,13 +143,6 @@ def ve_view(schedule, t: torch.Tensor, ndim: int):
     return alpha, append_dims(schedule.sigma(t), ndim) / alpha
 
 
-def check_order(solver: str, name: str, value, allowed) -> int:
-    """Validate an integer order parameter, raising a UserError that names it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
-        raise UserError(f"solver {solver!r}: {name} must be one of {sorted(allowed)}, got {value!r}")
-    return value
-
-
 def coefficient_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype for step coefficients (phi functions, divided differences, small linear solves).
 
@@ -159,5 +158,5 @@ def factorial(k: int) -> float:
 
 
 __all__ = [
-    "Solver", "make_solver", "predict", "ve_view", "AnalyticFirstStep", "check_order", "coefficient_dtype",
+    "Solver", "make_solver", "predict", "ve_view", "AnalyticFirstStep", "coefficient_dtype",
 ]

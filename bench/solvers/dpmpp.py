@@ -38,6 +38,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from pydantic import Field
 
 from ..registry import SOLVERS
 from ..schedules import append_dims
@@ -48,7 +49,9 @@ LOWER_ORDER_FINAL_BELOW_STEPS = 10  # the reference code's threshold (its docstr
 
 class DPMSolverPPMultistep(Solver):
     max_order: ClassVar[int] = 2
-    defaults = {**Solver.defaults, "lower_order_final": True}
+
+    class Params(Solver.Params):
+        lower_order_final: bool = Field(True, description="lower the order of the last steps (fewer than 10 steps)")
 
     def step_order(self, n: int, steps: int) -> int:
         order = min(self.max_order, n + 1)
@@ -108,7 +111,10 @@ class DPMSolverPP2M(DPMSolverPPMultistep):
 @SOLVERS.register("dpmpp-3m")
 class DPMSolverPP3M(DPMSolverPPMultistep):
     max_order = 3
-    defaults = {**DPMSolverPPMultistep.defaults, "exact_d2": False}
+
+    class Params(DPMSolverPPMultistep.Params):
+        exact_d2: bool = Field(False, description="the exact second divided difference (order 3) instead of "
+                                                  "the reference's (order 2)")
 
     @property
     def order(self) -> int:  # type: ignore[override]

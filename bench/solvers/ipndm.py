@@ -19,8 +19,12 @@ history like a network one). NFE for N steps: N (N - 1 with AFS).
 """
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from ..registry import SOLVERS
-from .base import Solver, check_order, ve_view
+from .base import Solver, ve_view
 
 ADAMS_BASHFORTH = {
     1: (1.0,),
@@ -33,11 +37,9 @@ ADAMS_BASHFORTH = {
 @SOLVERS.register("ipndm")
 class IPNDM(Solver):
     order = 4
-    defaults = {**Solver.defaults, "max_order": 4}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        check_order(self.name, "max_order", self.params["max_order"], ADAMS_BASHFORTH)
+    class Params(Solver.Params):
+        max_order: Literal[1, 2, 3, 4] = Field(4, description="highest Adams-Bashforth order used after warm-up")
 
     def sample(self, model, x_T, disc, cond=None, return_trajectory=False):
         schedule = model.schedule

@@ -17,11 +17,14 @@ NFE for N steps: N (N - 1 with AFS). Order 4 (for any smooth step-size sequence)
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 
 from ..registry import SOLVERS
 from ..schedules import append_dims
-from .base import Solver, check_order, coefficient_dtype, ve_view
+from .base import Solver, coefficient_dtype, ve_view
 
 
 def adams_bashforth_weights(s_history, s_next):
@@ -43,11 +46,9 @@ def adams_bashforth_weights(s_history, s_next):
 @SOLVERS.register("ipndm-v")
 class IPNDMv(Solver):
     order = 4
-    defaults = {**Solver.defaults, "max_order": 4}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        check_order(self.name, "max_order", self.params["max_order"], (1, 2, 3, 4))
+    class Params(Solver.Params):
+        max_order: Literal[1, 2, 3, 4] = Field(4, description="highest Adams-Bashforth order used after warm-up")
 
     def sample(self, model, x_T, disc, cond=None, return_trajectory=False):
         schedule = model.schedule

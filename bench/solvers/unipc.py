@@ -38,13 +38,14 @@ Coefficients are computed in float64 (the moments lose ~i log10(1/h) digits to c
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 
 from ..registry import SOLVERS
 from ..schedules import append_dims
-from .base import Solver, check_order, coefficient_dtype, factorial, ve_view
+from .base import Solver, coefficient_dtype, factorial, ve_view
 
 
 def unipc_rhs(h: torch.Tensor, b_h: torch.Tensor, count: int) -> torch.Tensor:
@@ -68,11 +69,10 @@ def solve_weights(ratios: list, rhs: torch.Tensor) -> torch.Tensor:
 
 class UniPC(Solver):
     variant: ClassVar[str] = "bh1"
-    defaults = {**Solver.defaults, "order": 3, "lower_order_final": True}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        check_order(self.name, "order", self.params["order"], (1, 2, 3))
+    class Params(Solver.Params):
+        order: Literal[1, 2, 3] = Field(3, description="order of the multistep predictor (the corrector adds one)")
+        lower_order_final: bool = Field(True, description="lower the order of the last steps (fewer than 10 steps)")
 
     @property
     def order(self) -> int:  # type: ignore[override]

@@ -1,0 +1,58 @@
+"""`bench gc`: the rows and fits of a results root that no current cell uses.
+
+A change of parameters, defaults, plugin versions or model files gives cells new keys; their old
+rows and fits stay on disk (never tabled: `report` reads the current cells only). `collect` lists,
+for one grid, its rows whose hash is not a current cell's, and the fits under `cache/fits/` that no
+current cell of any grid run under the root uses (the grid copies in `<root>/<grid>/grid.yaml`, and
+the given grid as it is now). `remove` deletes them. Teacher sets are left alone: they are cheap to
+keep and shared across grids.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .grid import Grid
+from .report import current_grids
+from .store import ResultsRoot
+
+
+@dataclass
+class Garbage:
+    grid: str
+    rows: list[Path] = field(default_factory=list)
+    fits: list[Path] = field(default_factory=list)
+
+
+def collect(grid: Grid, root="results") -> Garbage:
+    results = ResultsRoot(root)
+    current = {c.hash for c in grid.cells}
+    rows = sorted(p for p in results.rows_dir(grid.name).glob("*.json") if p.stem not in current)
+    used = {c.fit_hash for c in grid.cells if c.fit_hash}
+    for other in current_grids(root):
+        if other.name != grid.name:
+            used |= {c.fit_hash for c in other.cells if c.fit_hash}
+    fits_dir = results.root / "cache" / "fits"
+    fits = sorted(p for p in fits_dir.iterdir() if p.is_dir() and p.name not in used) if fits_dir.is_dir() else []
+    return Garbage(grid.name, rows, fits)
+
+
+def format_garbage(garbage: Garbage, deleted: bool = False) -> str:
+    verb = "removed" if deleted else "unused"
+    lines = [f"{garbage.grid}: {len(garbage.rows)} {verb} rows, {len(garbage.fits)} {verb} fits"]
+    lines += [f"  row {p}" for p in garbage.rows] + [f"  fit {p}" for p in garbage.fits]
+    if not deleted and (garbage.rows or garbage.fits):
+        lines.append("rerun with --delete to remove them")
+    return "\n".join(lines)
+
+
+def remove(garbage: Garbage, root="results") -> None:
+    for path in garbage.rows:
+        path.unlink(missing_ok=True)
+        ResultsRoot(root).samples_path(garbage.grid, path.stem).unlink(missing_ok=True)
+    for path in garbage.fits:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = ["Garbage", "collect", "format_garbage", "remove"]
