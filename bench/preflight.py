@@ -1,9 +1,11 @@
-"""Checks made before a run starts: every file the grid's models need exists.
+"""Checks made before a run starts: every file the grid's models and metrics need exists.
 
 Each model lists its path parameters with `Denoiser.required_paths()` (read from its parameters,
-nothing loaded). `missing_paths(cells)` collects every missing one across all models of the cells;
-`check_paths(cells)` raises ONE `UserError` listing them all, so a user fixes a grid in one go
-instead of discovering the files one failed cell at a time.
+nothing loaded); each metric that loads weights checks them with `check_ready()` (Inception for
+FID/KID, torchvision's backbone for LPIPS). `missing_paths(cells)` and `metric_problems(cells)`
+collect every problem across the cells; `check_paths(cells)` raises ONE `UserError` listing them
+all, so a user fixes a grid in one go instead of discovering the files one failed cell at a time.
+(Whether a metric suits a model at all is checked earlier, when the grid is parsed.)
 """
 from __future__ import annotations
 
@@ -29,8 +31,30 @@ def missing_paths(cells) -> list[str]:
     return missing
 
 
+def metric_problems(cells) -> list[str]:
+    """The metrics' own checks of the files they load (Inception, LPIPS weights), one line each."""
+    from .grid import _unlabelled
+    from .metrics import make_metric
+
+    problems, seen = [], set()
+    for cell in cells:
+        for spec in cell.metrics:
+            key = stable_hash(_unlabelled(spec))
+            if key in seen:
+                continue
+            seen.add(key)
+            check = getattr(make_metric(_unlabelled(spec)), "check_ready", None)
+            if check is None:
+                continue
+            try:
+                check()
+            except UserError as err:
+                problems.append(f"metric {spec['name']!r}: {err}")
+    return problems
+
+
 def check_paths(cells) -> None:
-    missing = missing_paths(cells)
+    missing = missing_paths(cells) + metric_problems(cells)
     if missing:
         raise UserError(f"{len(missing)} missing file(s) for this grid's models: " + "; ".join(missing)
                         + " -- put the files there or fix the paths in the grid (see the grid's comments)")

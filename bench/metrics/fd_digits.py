@@ -197,6 +197,11 @@ class FDDigits(Metric):
     class Params(Params):
         refs_dir: str | None = Field(None, description="where the classifier lives (default: <results>/cache/fid-refs)")
 
+    def check_model(self, model) -> None:
+        if tuple(getattr(model, "image_shape", getattr(model, "data_shape", ()))) != IMAGE_SHAPE:
+            raise UserError(f"metric 'fd-digits' scores 8x8 one-channel digit images; model {model.name!r} makes "
+                            f"{tuple(model.data_shape)}: remove fd-digits from its grid")
+
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict:
         shape = tuple(getattr(ctx.model, "data_shape", ()))
         if shape != IMAGE_SHAPE or tuple(samples.shape[1:]) != IMAGE_SHAPE:

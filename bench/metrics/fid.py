@@ -573,6 +573,10 @@ class FID(Metric):
     def columns(self) -> list[str]:
         return ["fid", "fid_floor", "kid", "kid_floor", "fid_weights"]
 
+    def check_ready(self) -> None:
+        """The Inception weights are on this machine (the pre-run check calls this)."""
+        locate_inception(self.params["inception_path"])
+
     def reference(self, ctx: MetricContext, extractor: InceptionFeatures, resolution) -> Reference:
         refs_dir = refs_dir_for(self.params["refs_dir"], ctx)
         ref = self.params["ref"]

@@ -161,6 +161,10 @@ class LPIPS(Metric):
         net: Literal["alex", "vgg"] = Field("alex", description="LPIPS backbone (the lpips package's default: alex)")
         batch: int = Field(64, ge=1, le=65536, description="images per LPIPS forward pass")
 
+    def check_ready(self) -> None:
+        """The weight files LPIPS loads are on this machine (the pre-run check calls this)."""
+        check_weights(self.params["net"])
+
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
         teacher = self.teacher_for(samples, ctx)
         if samples.ndim != 4 or samples.shape[1] not in (1, 3):

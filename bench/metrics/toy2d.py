@@ -56,6 +56,7 @@ from scipy.ndimage import gaussian_filter
 from pydantic import Field, model_validator
 from scipy.spatial.distance import cdist
 
+from ..errors import UserError
 from ..params import Params
 from ..registry import METRICS
 from .base import Metric, MetricContext
@@ -136,6 +137,13 @@ class KL(Metric):
             if not self.low < self.high:
                 raise ValueError(f"low must be below high, got low={self.low!r}, high={self.high!r}")
             return self
+
+    def check_model(self, model) -> None:
+        """Refuse, before any compute, a model whose samples are not 2-D points."""
+        shape = tuple(getattr(model, "data_shape", ()))
+        if shape != (2,):
+            raise UserError(f"metric 'kl' compares 2-D histograms; model {model.name!r} makes samples of shape "
+                            f"{shape}: remove kl from its grid (use it with toy2d)")
 
     def histogram(self, points: torch.Tensor) -> np.ndarray:
         """Smoothed, floored, normalised histogram [bins, bins] of 2D points (see the module docstring)."""
