@@ -20,7 +20,7 @@ from bench.errors import UserError
 from bench.registry import METHODS
 
 
-def _heuristic_spec(spec):
+def heuristic_spec(spec):
     if isinstance(spec, str):
         spec_dict = {"name": spec}
     elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
@@ -65,7 +65,7 @@ def _toggle(value):
     raise ValueError(f"must be auto, true or false, got {value!r}")
 
 
-HeuristicSpec = Annotated[Any, AfterValidator(_heuristic_spec)]
+HeuristicSpec = Annotated[Any, AfterValidator(heuristic_spec)]
 InitHeuristic = Annotated[str, AfterValidator(_init_heuristic)]
 SolverSpec = Annotated[Any, AfterValidator(_solver_spec)]
 Toggle = Annotated[Any, AfterValidator(_toggle)]
@@ -84,4 +84,5 @@ class LearnedParams(Params):
     grad_checkpointing: Toggle = Field("auto", description="recompute network calls in the backward pass "
                                                            "(auto: for neural-network models)")
 
-__all__ = ["HeuristicSpec", "InitHeuristic", "LearnedParams", "PositiveInt", "SolverSpec", "Toggle", "heuristic_names"]
+__all__ = ["HeuristicSpec", "InitHeuristic", "LearnedParams", "PositiveInt", "SolverSpec", "Toggle", "heuristic_names",
+           "heuristic_spec"]

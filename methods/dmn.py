@@ -59,7 +59,6 @@ from pydantic import Field
 from scipy.optimize import BFGS, LinearConstraint, NonlinearConstraint, minimize
 
 from bench.discretization import Discretization, DiscretizationMethod, FitContext
-from bench.errors import UserError
 from bench.params import Params
 from bench.registry import METHODS
 

@@ -77,13 +77,13 @@ from bench.seeding import MAX_SPLIT_SIZE
 from bench.schedules import VE
 from bench.solvers import make_solver
 
-from ._params import HeuristicSpec, SolverSpec, _heuristic_spec
+from ._params import SolverSpec, heuristic_spec
 from ._dp import (SolverReplay, fine_grid, median_path, oss_dp,
                   teacher_trajectory)
 
 
 def _grid_value(value):
-    return value if value == "auto" else _heuristic_spec(value)
+    return value if value == "auto" else heuristic_spec(value)
 
 
 @METHODS.register("oss")

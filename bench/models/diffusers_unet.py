@@ -52,9 +52,9 @@ def image_shape(config: dict, model: str) -> tuple[int, int, int]:
 class DiffusersUNet(LazyDenoiser):
     """A diffusers pixel UNet with its DDPM schedule, as a data-prediction denoiser."""
 
-
     class Params(Params):
         path: str | None = Field(None, description="a diffusers folder with unet/ and scheduler/ (required)")
+
     data_range = 2.0
     unet_class = "UNet2DModel"
     unet_root_ok = True  # a bare UNet folder is accepted, not only a pipeline folder

@@ -90,9 +90,9 @@ def _weighted_mean(x: torch.Tensor, inv_s2: torch.Tensor, AT: torch.Tensor, X: t
 class Digits(GuidanceParam, Denoiser):
     """The exact posterior mean of the 1797 scikit-learn 8x8 digits, optionally class-conditional."""
 
-
     class Params(GuidanceParams):
         time: str = Field("ve", description="the time variable: ve (EDM), flow, vp-linear, vp-cosine, vp-scaled-linear")
+
     data_shape = IMAGE_SHAPE
     num_classes = NUM_CLASSES
     data_range = 2.0

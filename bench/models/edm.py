@@ -71,7 +71,6 @@ def _check_path(field: str, value, want_dir: bool) -> str:
 class EDM(GuidanceParam, Denoiser):
     """An EDM network pickle as a VE data-prediction denoiser (see the module docstring)."""
 
-
     class Params(GuidanceParams):
         pickle: str | None = Field(None, description="the network pickle (required)")
         source: str | None = Field(None, description="a local EDM source tree (required: the pickle imports it)")
@@ -79,6 +78,7 @@ class EDM(GuidanceParam, Denoiser):
         sigma_max: float = Field(80.0, gt=0, description="EDM's sigma_max (generate.py default)")
         key: str = Field("ema", description="the network's key in the pickle")
         dataset: str | None = Field(None, description="FID reference name (default: from the pickle's file name)")
+
     data_range = 2.0
     neural_network = True  # for `methods._checkpointing`, before the lazy load has filled parameters()
 
@@ -87,14 +87,8 @@ class EDM(GuidanceParam, Denoiser):
         p = self.params
         _check_path("pickle", p["pickle"], want_dir=False)
         _check_path("source", p["source"], want_dir=True)
-        for field in ("sigma_min", "sigma_max"):
-            v = p[field]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise UserError(f"model 'edm': {field} must be a positive number, got {v!r}")
         if not p["sigma_min"] < p["sigma_max"]:
             raise UserError(f"model 'edm': sigma_min must be below sigma_max, got {p['sigma_min']} and {p['sigma_max']}")
-        if not isinstance(p["key"], str):
-            raise UserError(f"model 'edm': key must be the name of the network in the pickle (e.g. ema), got {p['key']!r}")
         if p["dataset"] is not None and not (isinstance(p["dataset"], str) and DATASET_NAME.fullmatch(p["dataset"])):
             raise UserError(f"model 'edm': dataset must be a name of letters, digits, '.', '_' or '-', got {p['dataset']!r}")
         _ = self.guidance  # validates the scale

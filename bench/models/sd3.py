@@ -62,12 +62,12 @@ def absent_components(pipeline_class, root) -> dict[str, None]:
 class SD3(GuidanceParam, PromptConditioned, LatentImages, LazyDenoiser):
     """A diffusers SD3 pipeline folder as a flow-matching data-prediction denoiser over latents."""
 
-
     class Params(GuidanceParams):
         path: str | None = Field(None, description="a StableDiffusion3Pipeline folder (required)")
         prompts: str | None = Field(None, description="a text file with one prompt per line (the classes)")
         t_min: float | None = Field(None, gt=0, lt=1, description="lowest time (default: the scheduler's)")
         t_max: float | None = Field(None, gt=0, lt=1, description="highest time (default: the scheduler's)")
+
     data_range = 2.0
     what = "a StableDiffusion3Pipeline folder (transformer/, vae/, text encoders, scheduler/)"
 

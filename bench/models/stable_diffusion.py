@@ -35,10 +35,10 @@ ENCODE_BATCH = 32
 class StableDiffusion(GuidanceParam, PromptConditioned, DiffusersLDM):
     """Stable Diffusion (diffusers folder) with prompt-index conditions and optional guidance."""
 
-
     class Params(GuidanceParams):
         path: str | None = Field(None, description="a StableDiffusionPipeline folder (required)")
         prompts: str | None = Field(None, description="a text file with one prompt per line (the classes)")
+
     unet_class = "UNet2DConditionModel"
     what = "a StableDiffusionPipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
 
