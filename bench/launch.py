@@ -54,6 +54,7 @@ from . import status as st
 from .errors import UserError
 from .grid import Cell, Grid
 from .launch_config import LaunchConfig, make_launch_config
+from .progress import Progress
 from .rows import row_ok
 from .store import ResultsRoot, check_writable, remove_stale_temporaries
 
@@ -205,16 +206,17 @@ def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bo
     busy_cells, busy_fits, active, _ = _in_flight(grid, root)
     remove_stale_temporaries(root.rows_dir(grid.name))
     todo = plan(grid, root, busy_cells, busy_fits)
-    show = not quiet and sys.stderr.isatty()
     if not quiet:
         busy = f", {len(todo.in_flight)} left to running jobs" if todo.in_flight else ""
         print(f"{grid.name}: {len(grid.cells)} cells, {len(todo.done)} done, {len(todo.pending)} to run, "
               f"{len(todo.fits)} fits{busy}", file=sys.stderr)
     failures = _LocalFailures(root, grid.name)
     for phase, cells in (("fit", todo.fits), ("cell", todo.pending)):
-        busy = _run_phase(phase, cells, root, device, jobs, failures, wait=False, show=show, desc=f"{grid.name} {phase}s")
+        busy = _run_phase(phase, cells, root, device, jobs, failures, wait=False, quiet=quiet,
+                          desc=f"{grid.name} {phase}s")
         if busy:  # held by another process: wait for it, then take what it left undone
-            _run_phase(phase, busy, root, device, 1, failures, wait=True, show=show, desc=f"{grid.name} {phase}s (waited)")
+            _run_phase(phase, busy, root, device, 1, failures, wait=True, quiet=quiet,
+                       desc=f"{grid.name} {phase}s (held by another run)")
     if failures.count:
         where = f" --results {root.root}" if str(root.root) != "results" else ""
         grid_ref = str(grid.path) if grid.path else grid.name
@@ -225,11 +227,10 @@ def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bo
 
 
 def _run_phase(phase: str, cells: list[Cell], root: ResultsRoot, device: str, jobs: int,
-               failures: "_LocalFailures", wait: bool, show: bool, desc: str) -> list[Cell]:
+               failures: "_LocalFailures", wait: bool, quiet: bool, desc: str) -> list[Cell]:
     """Run one phase's tasks; record failures; return the cells another process held."""
     if not cells:
         return []
-    from tqdm import tqdm
 
     devices = spread_devices(device, len(cells), jobs)
     if jobs <= 1:
@@ -242,11 +243,14 @@ def _run_phase(phase: str, cells: list[Cell], root: ResultsRoot, device: str, jo
             delayed(_local_task)(phase, cell, str(root.root), dev, 1, plugins, wait, os.getpid())
             for cell, dev in zip(cells, devices))
     busy = []
-    for kind, cell, outcome, error, text in tqdm(results, total=len(cells), desc=desc, disable=not show, leave=False):
+    progress = Progress(len(cells), desc, quiet=quiet, unit=phase)
+    for kind, cell, outcome, error, text in results:
         if outcome == "busy":
             busy.append(cell)
         elif outcome == "failed":
             failures.record(kind, cell, error, text)
+        progress.update(1, failed=outcome == "failed")
+    progress.close()
     return busy
 
 
@@ -478,13 +482,11 @@ def _local_devices(device: str, n: int) -> list[str]:
     return [f"cuda:{i % count}" for i in range(n)]
 
 
-def _wait(pairs, watched: set[str], done_path, live: dict, show: bool, desc: str,
+def _wait(pairs, watched: set[str], done_path, live: dict, quiet: bool, desc: str,
           queue: _LocalQueue | None = None, unit: str = "cell") -> dict:
     """Poll until every job of `pairs()` has ended (and `queue`, if any, has submitted all its jobs);
     show how many of `watched` are done (`done_path(key)` exists). Returns the jobs' final states."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(watched), desc=desc, disable=not show, leave=False, unit=unit)
+    bar = Progress(len(watched), desc, quiet=quiet, unit=unit)
     seen_done, rechecked = 0, False
     final: dict = {}  # jobs known to have ended with a result are not asked about again
     try:
@@ -501,7 +503,7 @@ def _wait(pairs, watched: set[str], done_path, live: dict, show: bool, desc: str
             seen_done = done
             counts = Counter(s.state for s in states.values())
             jobs = ", ".join(f"{counts[k]} {k}" for k in ("running", "queued", "failed", "unknown") if counts[k])
-            bar.set_postfix_str(f"jobs: {jobs}" if jobs else "", refresh=False)
+            bar.note(f"jobs: {jobs}" if jobs else "")
             ended = all(s.state in ("finished", "failed") for s in states.values())
             if ended and (queue is None or queue.exhausted):
                 if any(s.lost for s in states.values()) and not rechecked:
@@ -536,7 +538,6 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
     if not active:
         remove_stale_temporaries(root.rows_dir(grid.name))
     todo = plan(grid, root, busy_cells, busy_fits)
-    show = not quiet and sys.stderr.isatty()
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     cell_chunks = chunks(todo.pending, config.cells_per_job)
     busy = f", {len(todo.in_flight)} in queued or running jobs" if todo.in_flight else ""
@@ -589,7 +590,7 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
                 say(f"detached; `python -m bench status --grid {grid_ref}` shows progress")
                 return todo
             new = [(sub, t) for t in sub.tasks] if sub is not None else []
-            _wait(lambda: new + active, watched_cells, row_done, live, show, f"{grid.name}")
+            _wait(lambda: new + active, watched_cells, row_done, live, quiet, f"{grid.name}")
         else:  # submitit-local: the fits, then the cells, each phase from this process
             window = config.array_parallelism or max(1, (os.cpu_count() or 1) // config.cpus_per_job)
             if todo.fits or active_fits:
@@ -598,14 +599,14 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
                     queue = _LocalQueue(executor, fit_task, todo.fits, "fit", sub, window,
                                         _local_devices(device, len(todo.fits)), live)
                 fit_pairs = queue.pairs if queue else []
-                _wait(lambda: fit_pairs + active_fits, watched_fits, fit_done, live, show,
+                _wait(lambda: fit_pairs + active_fits, watched_fits, fit_done, live, quiet,
                       f"{grid.name} fits", queue, unit="fit")
             queue = None
             if cell_chunks:
                 queue = _LocalQueue(executor, cells_task, cell_chunks, "cells", sub, window,
                                     _local_devices(device, len(cell_chunks)), live)
             cell_pairs = queue.pairs if queue else []
-            _wait(lambda: cell_pairs + active_cells, watched_cells, row_done, live, show, f"{grid.name} cells", queue)
+            _wait(lambda: cell_pairs + active_cells, watched_cells, row_done, live, quiet, f"{grid.name} cells", queue)
     except KeyboardInterrupt:
         if config.executor == "slurm":
             print(f"bench: stopped waiting; the jobs go on: `python -m bench status --grid {grid_ref}`",
