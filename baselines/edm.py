@@ -15,6 +15,7 @@ from bench.registry import METHODS
 
 @METHODS.register("edm")
 class EDM(HeuristicMethod):
+    paper_baseline = True
     defaults = {"rho": 7.0}
 
     def __init__(self, **params):

@@ -12,6 +12,7 @@ from bench.registry import METHODS
 
 @METHODS.register("polynomial")
 class Polynomial(HeuristicMethod):
+    paper_baseline = True
     defaults = {"rho": 2.0}
 
     def __init__(self, **params):

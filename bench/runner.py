@@ -191,6 +191,8 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
         "solver_label": plugin_label(cell.solver),
         "method_label": plugin_label(cell.method),
         "heuristic": bool(method.heuristic),
+        # one of the four closed forms the papers compare against: the report's "best heuristic" picks among them
+        "paper_baseline": bool(getattr(method, "paper_baseline", False)),
         "metrics": metrics,
         "higher_is_better": higher,
         # NFE in the papers' convention (a guided evaluation counts once); the network's own

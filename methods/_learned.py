@@ -198,9 +198,11 @@ class TimeMap:
 # ----------------------------------------------------------------------------------------------
 
 def heuristic_names() -> list[str]:
+    """The closed forms a learned method may start from: the papers' four (`paper_baseline`)."""
     from bench.registry import METHODS
 
-    return [name for name, cls in METHODS.items() if cls.heuristic and not cls.needs_fit]
+    return [name for name, cls in METHODS.items()
+            if cls.heuristic and not cls.needs_fit and getattr(cls, "paper_baseline", False)]
 
 
 def heuristic_timesteps(schedule: NoiseSchedule, steps: int, solver, data_shape) -> dict[str, torch.Tensor]:
