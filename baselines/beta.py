@@ -5,8 +5,7 @@ Stepwise Spectral Analysis", arXiv:2407.12173), as ComfyUI's `beta` scheduler im
     t_i = t_min + (t_max - t_min) * F^{-1}(1 - i/N; alpha, beta),   i = 0..N,
 
 in the model's own time t, where F^{-1} is the Beta quantile function (scipy's `betaincinv`).
-alpha = beta = 0.6 (the defaults of the paper's recommendation and of ComfyUI's `beta_scheduler`)
-give a U-shaped density: steps crowd at both ends (structure at high noise, detail at low noise).
+alpha = beta = 0.6 (the defaults of ComfyUI's `beta_scheduler`, which cites the paper) give a U-shaped density: steps crowd at both ends (structure at high noise, detail at low noise).
 
 Departures from ComfyUI (`comfy/samplers.py: beta_scheduler`), which works on a discrete model's
 table of training sigmas: ComfyUI multiplies the quantile by the last training index, rounds it to
