@@ -145,9 +145,10 @@ def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
     raw = {
         "name": "ex", "models": [{"name": "toy2d", "time": "flow"}], "solvers": ["euler"], "nfe": [3, 4],
         "methods": ["uniform", "edm", {"name": "god", "iterations": 2, "val": 8, "val_every": 1, "batch": 8,
-                                       "train": 16, "loss": "l2"}],
+                                       "train": 16, "loss": "l2"},
+                    {"name": "indis", "iterations": 2, "val": 8, "val_every": 1, "batch": 8, "train": 16, "loss": "l2"}],
         "metrics": ["mse"], "teacher": {"solver": "euler", "steps": 10, "method": "uniform", "dtype": "float64"},
-        "samples": {"train": 16, "eval": 32, "batch": 32}, "exclude": [{"method": "god", "nfe": 4}],
+        "samples": {"train": 16, "eval": 32, "batch": 32}, "exclude": [{"method": ["god", "indis"], "nfe": 4}],
     }
     grid_path = tmp_path / "ex.yaml"
     import yaml
@@ -158,7 +159,7 @@ def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
     run_local(parse_grid(partial, name="ex"), root=root, quiet=True)
     assert main(["export", "--grid", str(grid_path), "--results", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "1 cells not exported" in out and "god" in out and "not run yet" in out
+    assert "2 cells not exported" in out and "god" in out and "indis" in out and "not run yet" in out
     index = list(csv.DictReader((root / "ex" / "export" / "index.csv").read_text().splitlines()))
     assert {(r["method"], r["nfe"], r["source"]) for r in index} == {
         ("uniform", "3", "row"), ("edm", "3", "row"), ("uniform", "4", "computed"), ("edm", "4", "computed")}
@@ -166,7 +167,11 @@ def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
     exported = json.loads((root / "ex" / "export" / (
         f"toy2d-time=flow__euler__{row['method']['name']}__nfe3__seed0.json")).read_text())
     assert exported["t"] == row["schedule"]["t"][0]
-    # after the whole grid runs, every cell is exported (GOD from its row)
+    # after the whole grid runs, every cell is exported: GOD's schedule from its row, INDIS's network
     run_local(parse_grid(raw, name="ex"), root=root, quiet=True)
     assert main(["export", "--grid", str(grid_path), "--results", str(root)]) == 0
-    assert "not exported" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not exported" not in out and "5 schedules and 1 schedule networks" in out
+    (net_path,) = (root / "ex" / "export").glob("*indis*.schedule-net.pt")
+    t, t_eval, scale = torch.jit.load(str(net_path))(torch.randn(5, 2, dtype=torch.float64), torch.full((5,), -1))
+    assert t.shape == (5, 4) and t_eval.shape == scale.shape == (5, 3)
