@@ -56,6 +56,7 @@ from .discretization import Discretization
 from .errors import UserError
 from .grid import Cell, load_grid, plugin_label
 from .schedules import DiscreteVP, FlowOT, NoiseSchedule
+from .seeding import stable_hash
 from .store import ResultsRoot, atomic_write_bytes, atomic_write_json, read_json
 
 CONVENTIONS = {
@@ -192,7 +193,9 @@ def to_csv(rec: dict) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")[:80] or "x"
+    """A file-name-safe label; a long one is cut and keeps a hash of the whole, so names never collide."""
+    slug = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-") or "x"
+    return slug if len(slug) <= 80 else f"{slug[:71]}-{stable_hash(text)[:8]}"
 
 
 def file_stem(rec: dict) -> str:
