@@ -16,6 +16,8 @@ from bench.registry import METHODS
 
 @METHODS.register("edm")
 class EDM(HeuristicMethod):
+    paper_baseline = True
+
     class Params(Params):
         rho: float = Field(7.0, gt=0, allow_inf_nan=False, description="EDM's rho (Karras et al. 2022, sec. 3: rho = 7)")
 

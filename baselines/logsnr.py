@@ -11,6 +11,7 @@ from bench.registry import METHODS
 
 @METHODS.register("logsnr")
 class LogSNR(HeuristicMethod):
+    paper_baseline = True
     def timesteps(self):
         s = self.noise_schedule
         lam = torch.linspace(s.lambda_min, s.lambda_max, self.steps + 1, dtype=torch.float64)

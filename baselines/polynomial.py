@@ -13,6 +13,8 @@ from bench.registry import METHODS
 
 @METHODS.register("polynomial")
 class Polynomial(HeuristicMethod):
+    paper_baseline = True
+
     class Params(Params):
         rho: float = Field(2.0, gt=0, allow_inf_nan=False, description="the exponent (2: time-quadratic, 1: uniform)")
 

@@ -11,6 +11,7 @@ from bench.registry import METHODS
 
 @METHODS.register("uniform")
 class Uniform(HeuristicMethod):
+    paper_baseline = True
     def timesteps(self):
         s = self.noise_schedule
         return torch.linspace(s.t_max, s.t_min, self.steps + 1, dtype=torch.float64)

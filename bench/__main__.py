@@ -7,6 +7,8 @@
     python -m bench gc --grid grids/toy2d.yaml [--delete]
     python -m bench list
     python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
+    python -m bench export --grid grids/toy2d.yaml [--results DIR] [--out DIR]
+    python -m bench export --model digits --method edm --nfe 4 5 [--solver euler] --out DIR
     python -m bench fid-ref --model digits | --images DIR | --array FILE.npz [--name NAME]
 
 User errors (bad grid, unknown names, missing files) print one line `bench: error: ...` and exit 2.
@@ -188,6 +190,29 @@ def cmd_show_schedule(args):
         print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
 
 
+def cmd_export(args):
+    from .export import export_grid, export_method
+
+    if args.grid:
+        if args.method or args.nfe:
+            raise UserError("export takes either --grid (cells from the results root) or --method/--nfe, not both")
+        result = export_grid(args.grid, args.results, args.out)
+        print(f"{len(result['written'])} schedules and {len(result['networks'])} schedule networks in {result['out']}"
+              f" (index.csv lists them)")
+        if result["missing"]:
+            print(f"{len(result['missing'])} cells not exported:")
+            for cell, why in result["missing"]:
+                print(f"  {cell.label()}: {why}")
+        return
+    if not args.method or not args.nfe:
+        raise UserError("export needs --grid GRID, or --method NAME --nfe N [N ...] (with --model, --solver)")
+    out = args.out or "exports"
+    paths = export_method(_spec(args.model, args.model_param), _spec(args.solver, args.solver_param),
+                          _spec(args.method, args.param), args.nfe, out)
+    for path in paths:
+        print(f"{path} (+ .csv)")
+
+
 def _add_launch_options(run: argparse.ArgumentParser) -> None:
     """`run`'s executor flags; each overrides the same field of the grid's `launch:` section."""
     from .launch_config import EXECUTORS
@@ -266,6 +291,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
     show.add_argument("--nfe", type=int, nargs="+", required=True)
     show.set_defaults(func=cmd_show_schedule)
+
+    exp = sub.add_parser("export", help="write schedules as JSON + CSV with diffusers / k-diffusion / ComfyUI forms")
+    exp.add_argument("--grid", help="export every cell of this grid found under --results")
+    exp.add_argument("--results", default="results", help="results root (default: results)")
+    exp.add_argument("--out", help="output folder (default: <results>/<grid>/export, or exports/ with --method)")
+    exp.add_argument("--model", default="toy2d")
+    exp.add_argument("--model-param", action="append", metavar="KEY=VALUE")
+    exp.add_argument("--solver", default="euler")
+    exp.add_argument("--solver-param", action="append", metavar="KEY=VALUE")
+    exp.add_argument("--method", help="a method that needs no teacher (heuristic, manual, dmn)")
+    exp.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
+    exp.add_argument("--nfe", type=int, nargs="+")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

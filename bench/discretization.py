@@ -221,9 +221,12 @@ class DiscretizationMethod(Plugin):
     # True for methods that tune on the evaluation priors' own teacher endpoints (the oracle): the
     # runner then calls `schedule(x_T, cond, target=x0*)` and marks the row `uses_eval_targets`.
     uses_eval_targets: ClassVar[bool] = False
-    # Heuristics are closed-form, training-free schedules; the report's "best heuristic" row picks
-    # among them.
+    # Heuristics are closed-form, training-free schedules (the `heuristic` row field).
     heuristic: ClassVar[bool] = False
+    # The four closed forms the papers compare against (uniform, logsnr, polynomial, edm): the
+    # report's "best heuristic" row and the learned methods' `init: auto` pick among these only, so
+    # practitioners' heuristics (beta, kl-optimal, ...) and `manual` lists never move that bar.
+    paper_baseline: ClassVar[bool] = False
 
     noise_schedule: NoiseSchedule
     steps: int

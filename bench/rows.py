@@ -46,6 +46,7 @@ class ResultRow(BaseModel):
     solver_label: str
     method_label: str
     heuristic: bool
+    paper_baseline: bool
     metrics: dict[str, Any]
     higher_is_better: dict[str, bool]
     nfe_expected: float

@@ -276,6 +276,8 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
         "solver_label": plugin_label(cell.solver),
         "method_label": plugin_label(cell.method),
         "heuristic": bool(method.heuristic),
+        # one of the four closed forms the papers compare against: the report's "best heuristic" picks among them
+        "paper_baseline": bool(getattr(method, "paper_baseline", False)),
         "metrics": metrics,
         "higher_is_better": higher,
         # NFE in the papers' convention (a guided evaluation counts once); the network's own

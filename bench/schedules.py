@@ -14,7 +14,9 @@ Named schedules:
                time u maps to the OT time s(u) = shift u / (1 + (shift - 1) u), i.e. alpha = (1-u) /
                (1 + (shift-1) u), sigma = shift u / (1 + (shift-1) u) and lambda = log((1-u)/u) - log shift.
                The path is the same; only the time axis moves, so "uniform in t" is diffusers' shifted
-               default schedule. shift = 1 (the default) is the plain OT time.
+               default schedule. shift = 1 (the default) is the plain OT time. The shipped exact models
+               (toy2d, digits) take it as `time: {name: flow, shift: 3.0}` (`flow_time`: same VE noise
+               range as `time: flow`, only the time axis moves).
 VP schedules (alpha^2 + sigma^2 = 1), written through log alpha(t) as DPM-Solver's `NoiseScheduleVP`
 (Lu et al. 2022) defines them; sigma = sqrt(1 - alpha^2), lambda = log alpha - log sigma, and the
 inverse goes through log alpha(lambda) = -log(1 + e^{-2 lambda}) / 2:
@@ -180,6 +182,27 @@ class FlowOT(NoiseSchedule):
         if self.shift != 1:  # plain OT keeps its old spec, so existing cache keys stay valid
             spec["shift"] = self.shift
         return spec
+
+
+def flow_time(spec) -> FlowOT:
+    """The shipped exact models' flow time: "flow" or {name: flow, shift: s} (a model's `time` field).
+
+    shift = 1 is FlowOT(0.002, 80/81), VE sigma 0.002/0.998 .. 80. Another shift keeps the same VE
+    noise range (the same diffusion problem; only the time axis moves, as SD3's scheduler `shift`):
+    the model's time u has VE sigma s u / (1 - u), so the ends are u = sigma / (s + sigma). Uniform
+    steps in u are then SD3/FLUX's shifted default schedule. Raises ValueError on a bad spec.
+    """
+    if spec == "flow":
+        return FlowOT(0.002, 80.0 / 81.0)
+    if not isinstance(spec, dict) or spec.get("name") != "flow" or set(spec) - {"name", "shift"}:
+        raise ValueError(f"a flow time is 'flow' or {{name: flow, shift: <number > 0>}}, got {spec!r}")
+    shift = spec.get("shift", 1.0)
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"time.shift must be a finite number > 0 (e.g. 3.0, SD3's), got {shift!r}")
+    if float(shift) == 1.0:
+        return FlowOT(0.002, 80.0 / 81.0)
+    sigma_min, sigma_max = 0.002 / 0.998, 80.0
+    return FlowOT(sigma_min / (shift + sigma_min), sigma_max / (shift + sigma_max), float(shift))
 
 
 def _log_alpha_of_lambda(lam: torch.Tensor) -> torch.Tensor:
@@ -398,5 +421,5 @@ def make_schedule(spec) -> NoiseSchedule:
 
 __all__ = [
     "NoiseSchedule", "VE", "FlowOT", "VP", "VPLinear", "VPCosine", "DiscreteVP", "VPScaledLinear",
-    "convert", "append_dims", "make_schedule", "as_tensor",
+    "convert", "append_dims", "make_schedule", "as_tensor", "flow_time",
 ]

@@ -134,9 +134,11 @@ class PriorNet(nn.Module):
         if self.num_classes:
             onehot = torch.zeros(b, self.num_classes, dtype=x.dtype, device=x.device)
             if cond is not None:
-                labels = torch.as_tensor(cond, device=x.device).reshape(-1).long()
-                valid = labels >= 0
-                onehot[valid] = nn.functional.one_hot(labels[valid], self.num_classes).to(x.dtype)
+                # written without boolean-mask indexing (same values), so a traced export keeps the batch size free
+                labels = cond if isinstance(cond, torch.Tensor) else torch.as_tensor(cond)
+                labels = labels.to(x.device).reshape(-1).long()
+                valid = (labels >= 0).unsqueeze(1)
+                onehot = nn.functional.one_hot(labels.clamp(min=0), self.num_classes).to(x.dtype) * valid.to(x.dtype)
             parts.append(self.embed(onehot / math.sqrt(self.num_classes)))
         return self.head(torch.cat(parts, dim=1)).reshape(b, self.n_out, self.steps)
 
@@ -250,6 +252,22 @@ class INDIS(DiscretizationMethod):
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit(ctx) or load_state_dict first")
         self.phi.to(x_T.device)
         return self._disc(self.phi, x_T, cond).to(device=x_T.device)
+
+    def export_module(self) -> torch.jit.ScriptModule:
+        """phi and the map to the discretization as one self-contained TorchScript module (traced):
+        f(x_T [B, *data_shape], labels [B] int64, -1 = no label) -> (t [B', N+1], t_eval [B', N],
+        scale [B', N]), float64, B' = B (INDIS) or 1 (GOD: one schedule, broadcast). The same
+        operations as `schedule(x_T, cond)`, so it returns that schedule exactly (in float64); without
+        `shifts`, t_eval = t[:, :-1] and scale = 1 (what the solver does when they are absent). The
+        schedule's constants (t range, lambda map) are baked in; load with `torch.jit.load(path)`."""
+        if self.phi is None:
+            raise RuntimeError(f"method {self.name!r} is not fitted")
+        phi = copy.deepcopy(self.phi).cpu().eval()
+        # GOD's O ignores its input: any example shape traces it
+        example = torch.zeros((2,) + (tuple(getattr(phi, "data_shape", ())) or (1,)), dtype=torch.float64)
+        labels = torch.tensor([0, -1], dtype=torch.long)
+        with torch.no_grad():
+            return torch.jit.trace(_ExportedSchedule(self, phi), (example, labels), check_trace=False)
 
     # --- fitting -----------------------------------------------------------------------------
 
@@ -389,6 +407,26 @@ class INDIS(DiscretizationMethod):
         self.phi = phi
         self._info = dict(state.get("info", {}))
         self._loss_fn = None
+
+
+class _ExportedSchedule(nn.Module):
+    """(x_T, labels) -> (t, t_eval, scale) of a fitted INDIS / GOD (see `INDIS.export_module`)."""
+
+    def __init__(self, method: INDIS, phi: nn.Module):
+        super().__init__()
+        self.phi = phi
+        self.map, self.shifts, self.b = method.map, method.shifts, float(method.params["b"])
+        self.prior_std = float(method.noise_schedule.prior_std())
+
+    def forward(self, x_T: torch.Tensor, labels: torch.Tensor):
+        O = self.phi(x_T / self.prior_std, labels)
+        u = self.map.progress(O[:, 0])
+        t = self.map.time_at(u)
+        if not self.shifts:
+            return t, t[:, :-1], torch.ones_like(t[:, :-1])
+        dtau = self.b * torch.tanh(O[:, 1].to(torch.float64) / 2)
+        gamma = 1 + self.b * torch.tanh(O[:, 2].to(torch.float64) / 2)
+        return t, self.map.relative_eval_times(u, dtau), gamma
 
 
 @METHODS.register("god")

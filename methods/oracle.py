@@ -24,6 +24,8 @@ Procedure.
      it visited (the start included), so the oracle is never worse than `god` on any prior. It runs
      under `torch.enable_grad()` (the runner samples under no_grad) with `self.model`, the counting
      model the runner binds.
+`bench export` writes the fitted start (GOD's O, `export_module`) as its schedule network; the per-prior
+refinement needs the model and each prior's teacher endpoint, so it is not part of the export.
 Defaults `refine_iterations` = 50 and `refine_lr` = 0.05 are ours (the paper gives none). Measured on
 1000 toy evaluation priors at NFE 3 (Euler), from the fitted GOD start (mean per-dimension l2):
   * with shifts, GOD 2.3e-3 -> after 10 / 20 / 50 steps 3.7e-4 / 2.4e-4 / 1.0e-4 at lr 0.05

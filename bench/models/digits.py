@@ -30,7 +30,8 @@ classifier-free guidance (`bench.guidance`: x0_u + scale (x0_c - x0_u), 2 evalua
 Time. `time` names the noise schedule the model is used in (default "ve"): "ve" is EDM's
 VE(0.002, 80) with t = sigma, the model's native coordinates; "flow" is FlowOT(0.002, 80/81) (VE
 sigma 80 at t_max, as the toy2d model); "vp-linear", "vp-cosine", "vp-scaled-linear" are those
-schedules with their defaults (see `bench.schedules`). In a non-VE time, (x, t) is moved to VE by
+schedules with their defaults (see `bench.schedules`); {name: flow, shift: s} is the flow time with
+SD3/FLUX's time shift s (`bench.schedules.flow_time`: same VE range, only the time axis moves). In a non-VE time, (x, t) is moved to VE by
 SNR matching (`bench.schedules.convert`) and the posterior mean is returned unchanged, since the
 data prediction is invariant under the conversion.
 
@@ -48,7 +49,7 @@ from pydantic import Field
 from ..errors import UserError
 from ..guidance import GuidanceParam, GuidanceParams
 from ..registry import MODELS, SCHEDULES
-from ..schedules import VE, FlowOT, convert, make_schedule
+from ..schedules import VE, FlowOT, convert, flow_time, make_schedule
 from .base import Denoiser
 
 CHUNK = 1024
@@ -68,7 +69,9 @@ def load_data() -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def _schedule_for(time: str):
+def _schedule_for(time):
+    if isinstance(time, dict):
+        return flow_time(time)
     if time == "ve":
         return VE(0.002, 80.0)
     if time == "flow":
@@ -91,7 +94,8 @@ class Digits(GuidanceParam, Denoiser):
     """The exact posterior mean of the 1797 scikit-learn 8x8 digits, optionally class-conditional."""
 
     class Params(GuidanceParams):
-        time: str = Field("ve", description="the time variable: ve (EDM), flow, vp-linear, vp-cosine, vp-scaled-linear")
+        time: str | dict = Field("ve", description="the time variable: ve (EDM), flow, vp-linear, vp-cosine, "
+                                                   "vp-scaled-linear, or {name: flow, shift: s}")
 
     data_shape = IMAGE_SHAPE
     num_classes = NUM_CLASSES
@@ -101,7 +105,13 @@ class Digits(GuidanceParam, Denoiser):
         super().__init__(**params)
         time = self.params["time"]
         times = [n for n in SCHEDULES.names() if n != "vp-discrete"]
-        if not isinstance(time, str) or time not in times:
+        if isinstance(time, dict):
+            try:
+                flow_time(time)
+            except ValueError as err:
+                raise UserError(f"model 'digits': time must be one of {', '.join(times)} or "
+                                f"{{name: flow, shift: 3.0}}; {err}") from None
+        elif not isinstance(time, str) or time not in times:
             raise UserError(f"model 'digits': time must be one of {', '.join(times)}, got {time!r}")
         self.check_guidance()
         self.schedule = _schedule_for(time)

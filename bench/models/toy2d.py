@@ -34,6 +34,8 @@ with the OT path, FlowOT(0.002, 80/81) (the INDIS toy setting; t_max = 80/81 is 
 state and time are converted to VE by SNR matching (`bench.schedules.convert`:
 t_VE = t / (1 - t), x_VE = x / (1 - t)) and the VE posterior mean is returned unchanged, since the
 data prediction is invariant under the conversion. The output is differentiable in x and t.
+`time={name: flow, shift: s}`: the same OT path with SD3/FLUX's time shift s (`bench.schedules.flow_time`:
+the same VE noise range, only the time axis moves, so `uniform` is the shifted default schedule).
 """
 from __future__ import annotations
 
@@ -44,9 +46,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from ..errors import UserError
 from ..params import Params
 from ..registry import MODELS
-from ..schedules import VE, FlowOT, convert
+from ..schedules import VE, convert, flow_time
 from .base import Denoiser
 
 ORIGIN = (0.0030, 0.0325)
@@ -94,7 +97,8 @@ class Toy2D(Denoiser):
     """The exact posterior mean of the 2D tree mixture (Karras et al. 2024), in VE or flow-OT time."""
 
     class Params(Params):
-        time: Literal["ve", "flow"] = Field("ve", description="ve (EDM sigma 0.002..80) or flow (OT, same log-SNR range)")
+        time: Literal["ve", "flow"] | dict = Field(
+            "ve", description="ve (EDM sigma 0.002..80), flow (OT, same log-SNR range) or {name: flow, shift: s}")
         classes: Literal["A", "B", "AB"] = Field("A", description="which of the tree's two classes the data holds")
 
     data_shape = (2,)
@@ -104,7 +108,12 @@ class Toy2D(Denoiser):
     def __init__(self, **params):
         super().__init__(**params)
         time, classes = self.params["time"], self.params["classes"]
-        self.schedule = VE(0.002, 80.0) if time == "ve" else FlowOT(0.002, 80.0 / 81.0)
+        if time != "ve":
+            try:
+                flow = flow_time(time)
+            except ValueError as err:
+                raise UserError(f"model 'toy2d': time must be ve, flow or {{name: flow, shift: 3.0}}; {err}") from None
+        self.schedule = VE(0.002, 80.0) if time == "ve" else flow
         self._ve = VE(0.002, 80.0)
 
         comps = [c for c in build_tree() if c[0] in classes]
@@ -231,7 +240,7 @@ class Toy2D(Denoiser):
         """E[x0 | x_t = x] in the model's time; `cond` is ignored (unconditional)."""
         self._check_x(x)
         t = self._sigma(t, x)
-        if self.params["time"] == "flow":
+        if self.params["time"] != "ve":
             x, t = convert(x, t, self.schedule, self._ve)
         return self._posterior_mean(x, t)
 

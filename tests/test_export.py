@@ -1,0 +1,177 @@
+"""`bench export`: exported schedules round-trip through diffusers' own schedulers (a few-line
+denoising loop driven by the harness's exact digits model wrapped as an eps-predictor) and give the
+harness's samples back; the k-diffusion form of `edm` is k-diffusion's Karras list; a grid's export
+covers every cell of its results root and names the ones not run yet."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bench.__main__ import main
+from bench.export import export_method, record, to_csv
+from bench.grid import parse_grid
+from bench.launch import run_local
+from bench.models import make_model
+from bench.registry import METHODS
+from bench.solvers import make_solver
+
+from .test_core import get_sigmas_karras
+
+diffusers = pytest.importorskip("diffusers")
+
+
+def _priors(model, n=16, dtype=torch.float32):
+    noise = torch.randn((n,) + tuple(model.data_shape), generator=torch.Generator().manual_seed(0))
+    return model.prior(noise).to(dtype)
+
+
+def _ve_table(k=1000, lo=1e-3, hi=100.0):
+    """trained_betas of a DDPM table whose VE sigmas are log-uniform in [lo, hi] (covers digits' 0.002..80)."""
+    sig = np.exp(np.linspace(np.log(lo), np.log(hi), k))
+    ac = 1 / (1 + sig**2)
+    return (1 - np.concatenate([[ac[0]], ac[1:] / ac[:-1]])).tolist()
+
+
+def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve():
+    """EulerDiscreteScheduler(sigmas=N+1 values) gives the harness's Euler samples back (digits, VE)."""
+    model = make_model("digits")
+    solver = make_solver("euler")
+    steps = 5
+    disc = METHODS.create("edm").bind(model.schedule, steps, solver).schedule(torch.zeros(1, 1, 8, 8))
+    x_T = _priors(model)
+    with torch.no_grad():
+        harness = solver.sample(model, x_T, disc.to(dtype=torch.float32))
+    rec = record(model.schedule, disc, nfe=steps)
+    sigmas = rec["forms"]["diffusers"]["EulerDiscreteScheduler"]["sigmas"]
+    assert len(sigmas) == steps + 1
+
+    sched = diffusers.EulerDiscreteScheduler(num_train_timesteps=1000, trained_betas=_ve_table(),
+                                             prediction_type="epsilon")
+    sched.set_timesteps(sigmas=sigmas)
+    log_table = np.log((((1 - sched.alphas_cumprod) / sched.alphas_cumprod) ** 0.5).numpy())
+
+    def eps_model(x_in, timestep):
+        # a network conditioned on diffusers' timestep: back to its sigma through the same table
+        sigma = float(np.exp(np.interp(float(timestep), np.arange(len(log_table)), log_table)))
+        x = x_in * (sigma**2 + 1) ** 0.5  # scale_model_input divided the VE state by sqrt(sigma^2 + 1)
+        with torch.no_grad():
+            x0 = model(x, torch.full((x.shape[0],), sigma, dtype=x.dtype))
+        return (x - x0) / sigma
+
+    x = x_T.clone()
+    for timestep in sched.timesteps:
+        x = sched.step(eps_model(sched.scale_model_input(x, timestep), timestep), timestep, x).prev_sample
+    assert torch.allclose(sched.sigmas[-1], torch.tensor(0.002))  # lands on sigma_min, as the harness
+    print(f"euler round trip: max |diffusers - harness| = {float((x - harness).abs().max()):.2e}")
+    assert (x - harness).abs().max() < 1e-5
+
+
+def test_dpmsolver_timesteps_round_trip_through_diffusers_on_digits_discrete_vp():
+    """DPMSolverMultistepScheduler(dpmsolver++, order 2, timesteps=N integer steps, final_sigmas_type=
+    'sigma_min') gives the harness's dpmpp-2m samples back. Its timesteps are integer training steps, so
+    the model runs in Stable Diffusion's discrete VP time (digits, time: vp-scaled-linear) and the
+    schedule is one whose knots are training steps (`trailing`); `exact` says so in the export."""
+    model = make_model({"name": "digits", "time": "vp-scaled-linear"})
+    solver = make_solver("dpmpp-2m")
+    steps = 4
+    disc = METHODS.create("trailing").bind(model.schedule, steps, solver).schedule(torch.zeros(1, 1, 8, 8))
+    x_T = _priors(model)
+    with torch.no_grad():
+        harness = solver.sample(model, x_T, disc.to(dtype=torch.float32))
+    form = record(model.schedule, disc, nfe=steps)["forms"]["diffusers"]["DPMSolverMultistepScheduler"]
+    assert form["exact"] and form["timesteps"] == [999, 749, 499, 249]
+
+    sched = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        algorithm_type="dpmsolver++", solver_order=2, prediction_type="epsilon", final_sigmas_type="sigma_min")
+    sched.set_timesteps(timesteps=form["timesteps"])
+    s = model.schedule
+
+    def eps_model(x, timestep):
+        t = torch.full((x.shape[0],), (int(timestep) + 1) / 1000, dtype=torch.float64)
+        with torch.no_grad():
+            x0 = model(x, t)
+        return ((x - s.alpha(t)[:, None, None, None] * x0) / s.sigma(t)[:, None, None, None]).to(x.dtype)
+
+    x = x_T.clone()
+    for timestep in sched.timesteps:
+        x = sched.step(eps_model(x, timestep), timestep, x).prev_sample
+    print(f"dpm++(2m) round trip: max |diffusers - harness| = {float((x - harness).abs().max()):.2e}")
+    assert (x - harness).abs().max() < 1e-5
+
+
+def test_k_diffusion_sigmas_of_edm_are_get_sigmas_karras():
+    """edm at N steps exports get_sigmas_karras(N + 1, sigma_min, sigma_max, rho=7) with its trailing 0."""
+    model = make_model("digits")
+    for steps in (3, 6):
+        disc = METHODS.create("edm").bind(model.schedule, steps).schedule(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+        sigmas = torch.tensor(record(model.schedule, disc, nfe=steps)["forms"]["k_diffusion"]["sigmas"],
+                              dtype=torch.float64)
+        expected = torch.tensor(get_sigmas_karras(steps + 1, 0.002, 80.0) + [0.0], dtype=torch.float64)
+        assert sigmas.shape == expected.shape and sigmas[-1] == 0
+        assert torch.allclose(sigmas, expected, rtol=1e-12, atol=0)
+
+
+def test_flow_forms_pass_the_unshifted_time(tmp_path):
+    model = make_model({"name": "toy2d", "time": {"name": "flow", "shift": 3.0}})
+    disc = METHODS.create("uniform").bind(model.schedule, 4).schedule(torch.zeros(1, 2, dtype=torch.float64))
+    rec = record(model.schedule, disc, nfe=4)
+    form = rec["forms"]["diffusers"]["FlowMatchEulerDiscreteScheduler"]
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    sched.set_timesteps(sigmas=form["sigmas"])
+    shifted = model.schedule.sigma(disc.t[0])  # the OT time = diffusers' flow sigma
+    assert torch.allclose(sched.sigmas[:-1].double(), shifted[:-1], rtol=1e-6)
+    assert float(sched.sigmas[-1]) == 0.0  # its last step lands at 0 (stated in the convention)
+    assert torch.allclose(torch.tensor(rec["forms"]["comfyui"]["sigmas"][:-1], dtype=torch.float64), shifted, rtol=1e-12)
+
+
+def test_csv_and_json_files_read_back(tmp_path):
+    paths = export_method({"name": "digits"}, {"name": "euler"}, {"name": "kl-optimal"}, [4, 6], tmp_path)
+    assert len(paths) == 2
+    rec = json.loads(paths[0].read_text())
+    rows = list(csv.DictReader(paths[0].with_suffix(".csv").read_text().splitlines()))
+    assert [float(r["sigma"]) for r in rows] == rec["sigma"] and len(rows) == rec["steps"] + 1
+    assert rec["conventions"]["sigma"] and rec["forms"]["comfyui"]["text"].endswith(", 0")
+    # the manual method reads an export back (sigma column / list) and gives the same schedule
+    s = make_model("digits").schedule
+    again = METHODS.create("manual", path=str(paths[0].with_suffix(".csv"))).bind(s, 4).timesteps()
+    assert torch.allclose(again, torch.tensor(rec["t"], dtype=torch.float64), rtol=1e-12)
+    assert "t_eval" not in to_csv(rec).splitlines()[0]
+
+
+def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
+    raw = {
+        "name": "ex", "models": [{"name": "toy2d", "time": "flow"}], "solvers": ["euler"], "nfe": [3, 4],
+        "methods": ["uniform", "edm", {"name": "god", "iterations": 2, "val": 8, "val_every": 1, "batch": 8,
+                                       "train": 16, "loss": "l2"},
+                    {"name": "indis", "iterations": 2, "val": 8, "val_every": 1, "batch": 8, "train": 16, "loss": "l2"}],
+        "metrics": ["mse"], "teacher": {"solver": "euler", "steps": 10, "method": "uniform", "dtype": "float64"},
+        "samples": {"train": 16, "eval": 32, "batch": 32}, "exclude": [{"method": ["god", "indis"], "nfe": 4}],
+    }
+    grid_path = tmp_path / "ex.yaml"
+    import yaml
+
+    grid_path.write_text(yaml.safe_dump(raw))
+    root = tmp_path / "res"
+    partial = dict(raw, methods=["uniform", "edm"], nfe=[3])  # run only part of it
+    run_local(parse_grid(partial, name="ex"), root=root, quiet=True)
+    assert main(["export", "--grid", str(grid_path), "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells not exported" in out and "god" in out and "indis" in out and "not run yet" in out
+    index = list(csv.DictReader((root / "ex" / "export" / "index.csv").read_text().splitlines()))
+    assert {(r["method"], r["nfe"], r["source"]) for r in index} == {
+        ("uniform", "3", "row"), ("edm", "3", "row"), ("uniform", "4", "computed"), ("edm", "4", "computed")}
+    row = json.loads(next((root / "ex" / "rows").glob("*.json")).read_text())
+    exported = json.loads((root / "ex" / "export" / (
+        f"toy2d-time=flow__euler__{row['method']['name']}__nfe3__seed0.json")).read_text())
+    assert exported["t"] == row["schedule"]["t"][0]
+    # after the whole grid runs, every cell is exported: GOD's schedule from its row, INDIS's network
+    run_local(parse_grid(raw, name="ex"), root=root, quiet=True)
+    assert main(["export", "--grid", str(grid_path), "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "not exported" not in out and "5 schedules and 1 schedule networks" in out
+    (net_path,) = (root / "ex" / "export").glob("*indis*.schedule-net.pt")
+    t, t_eval, scale = torch.jit.load(str(net_path))(torch.randn(5, 2, dtype=torch.float64), torch.full((5,), -1))
+    assert t.shape == (5, 4) and t_eval.shape == scale.shape == (5, 3)
