@@ -53,7 +53,6 @@ from bench.errors import UserError
 from bench.params import Params
 from bench.registry import METHODS
 
-KINDS = ("sigmas", "t")
 
 
 def loglinear_interp(values, num: int) -> np.ndarray:

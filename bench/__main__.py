@@ -94,25 +94,13 @@ def cmd_status(args):
 
 
 def cmd_report(args):
-    from . import report
     from .grid import load_grid
-    from .store import ResultsRoot
+    from .report_files import print_and_write_report
 
     grid = load_grid(args.grid, force=True) if args.grid else None
     if args.plots:
         _check_report_writable(args.results)
-    df = report.load_rows(args.results, grid)
-    tabs = report.tables(df)
-    print(report.render(tabs, args.format, args.digits))
-    if df["seed"].nunique() > 1:
-        print("standard deviation over seeds:\n")
-        print(report.render(report.tables(df, stat="std"), args.format, args.digits))
-    if args.plots:
-        root = ResultsRoot(args.results)
-        for grid in df["grid"].unique():
-            grid_tabs = {k: v for k, v in tabs.items() if k[0] == grid}
-            paths = report.plot(grid_tabs, root.report_dir(grid))
-            print(f"{len(paths)} plots in {root.report_dir(grid)}", file=sys.stderr)
+    print_and_write_report(args.results, grid, args.format, args.digits, write_files=args.plots)
 
 
 def _check_report_writable(root) -> None:

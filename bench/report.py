@@ -22,6 +22,7 @@ CSV (left empty); plots (metric versus NFE, one line per method) are written wit
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -56,25 +57,32 @@ def current_grids(root, grid=None) -> list:
     return grids
 
 
-def load_rows(root="results", grid=None) -> pd.DataFrame:
-    """The rows of the current cells of `grid` (or of every grid under the results root) in long
-    form: one line per (cell, metric)."""
+def current_rows(root="results", grid=None):
+    """Yield the row (a dict) of every current cell of `grid` (or of every grid under the results
+    root) that has one; a row that does not read cleanly is named on stderr and skipped."""
     from .rows import read_row
     from .store import CorruptArtifact, ResultsRoot
 
     results = ResultsRoot(root)
-    records = []
     for g in current_grids(root, grid):
         for cell in g.cells:
             path = results.row_path(g.name, cell.hash)
             if not path.exists():
                 continue
             try:
-                row = read_row(path)
+                yield read_row(path)
             except (CorruptArtifact, OSError) as err:
                 print(f"bench: skipping {err} (the next run recomputes it)", file=sys.stderr)
-                continue
-            records.extend(_records(row))
+
+
+def load_rows(root="results", grid=None) -> pd.DataFrame:
+    """The rows of the current cells of `grid` (or of every grid under the results root) in long
+    form: one line per (cell, metric)."""
+    return rows_frame(list(current_rows(root, grid)), root, grid)
+
+
+def rows_frame(rows: list[dict], root="results", grid=None) -> pd.DataFrame:
+    records = [record for row in rows for record in _records(row)]
     if not records:
         where = f"grid {getattr(grid, 'name', grid)!r} under {root}" if grid else str(root)
         raise UserError(f"no result rows of the current cells in {where}; run `python -m bench run --grid ...` "
@@ -89,7 +97,10 @@ def _records(row: dict) -> list[dict]:
         "grid": row["grid"], "model": row["model_label"], "solver": row["solver_label"],
         "method": row["method_label"], "nfe": row["nfe"], "seed": row["seed"],
         "heuristic": row["heuristic"], "paper_baseline": row["paper_baseline"],
-        "fit_seconds": row["fit"]["fit_seconds"],
+        "fit_seconds": row["fit"]["fit_seconds"], "cell": row["cell"],
+        # every resolved parameter, for the long-form export
+        **{f"{part}_spec": json.dumps(row[part], sort_keys=True) for part in ("model", "solver", "method", "teacher")},
+        "samples_eval": row["samples"]["eval"], "dtype": row["dtype"], "git_rev": row.get("git_rev"),
     }
     higher = row.get("higher_is_better", {})
     for label, value in _costs(row).items():
@@ -148,57 +159,101 @@ def tables(df: pd.DataFrame, stat: str = "mean") -> dict[tuple, pd.DataFrame]:
                 table.loc[NOISE_FLOOR] = floors.groupby("nfe")["value"].mean()
         table.columns = [f"NFE={c}" for c in table.columns]
         table.index.name = "method"
+        table.attrs["higher_is_better"] = bool(values["higher_is_better"].iloc[0])
         out[key] = table
     return out
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """The long form for analysis: one line per cell x metric, with every resolved parameter."""
+    first = ["grid", "model", "solver", "method", "nfe", "seed", "metric", "value", "floor", "higher_is_better",
+             "heuristic", "paper_baseline"]
+    rest = [c for c in df.columns if c not in first]
+    return df[first + rest].sort_values(["grid", "model", "solver", "metric", "method", "nfe", "seed"],
+                                        kind="stable").reset_index(drop=True)
+
+
+def write_tidy(df: pd.DataFrame, out_dir) -> list[Path]:
+    """`results_long.csv` and `results_long.parquet` under `out_dir` (plain `pandas.read_csv` reads
+    the CSV back: one header, one line per cell x metric)."""
+    from .store import atomic_write_bytes
+
+    long = tidy(df)
+    csv_path = atomic_write_bytes(Path(out_dir) / "results_long.csv", long.to_csv(index=False).encode())
+    paths = [csv_path]
+    try:
+        import io
+
+        buffer = io.BytesIO()
+        long.to_parquet(buffer, index=False)
+        paths.append(atomic_write_bytes(Path(out_dir) / "results_long.parquet", buffer.getvalue()))
+    except ImportError:  # pyarrow missing: the CSV carries the same content
+        pass
+    return paths
+
+
+def arrow(higher_is_better: bool) -> str:
+    return "↑" if higher_is_better else "↓"
+
+
+def best_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Boolean mask of the best method per NFE column (the extra rows never count)."""
+    methods = table.drop(index=[r for r in (BEST_HEURISTIC, NOISE_FLOOR) if r in table.index])
+    higher = table.attrs.get("higher_is_better", False)
+    best = methods.max() if higher else methods.min()
+    mask = pd.DataFrame(False, index=table.index, columns=table.columns)
+    for col in table.columns:
+        if pd.notna(best[col]):
+            mask.loc[methods.index[methods[col] == best[col]], col] = True
+    return mask
 
 
 MISSING = "-"
 
 
-def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4) -> str:
+def _cell_text(mean, std, digits: int, fmt: str, best: bool) -> str | None:
+    if pd.isna(mean):
+        return None
+    text = f"{mean:.{digits}g}"
+    if std is not None and pd.notna(std):
+        text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{std:.{max(1, digits - 2)}g}"
+    if best:
+        text = {"markdown": f"**{text}**", "latex": rf"\textbf{{{text}}}"}.get(fmt, f"{text} *")
+    return text
+
+
+def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
+           std: dict[tuple, pd.DataFrame] | None = None) -> str:
+    """Tables as text, markdown, LaTeX (booktabs) or CSV. Titles carry the direction (↓ lower is
+    better, ↑ higher); the best method per NFE is bold (`*` in text); with `std` (several seeds) a
+    cell reads mean ± std. A cell the grid does not run is `-` (empty in CSV)."""
     if fmt not in FORMATS and fmt != "csv":
         raise UserError(f"--format must be one of text, markdown, csv, latex; got {fmt!r}")
     parts = []
-    for (grid, model, solver, metric), table in tabs.items():
-        title = f"{grid} | {model} | {solver} | {metric}"
+    for key, table in tabs.items():
+        grid, model, solver, metric = key
+        title = f"{grid} | {model} | {solver} | {metric} {arrow(table.attrs.get('higher_is_better', False))}"
         if fmt == "csv":
             parts.append(f"# {title}\n" + table.to_csv(float_format=f"%.{digits}g", na_rep=""))
-        else:
-            # cells the grid does not run (e.g. fitted methods only at some NFEs) print as a dash, not nan
-            cells = table.astype(object).where(table.notna(), None)
-            body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], floatfmt=f".{digits}g",
-                            missingval=MISSING)
-            heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
-            parts.append(f"{heading}\n\n{body}\n")
+            continue
+        spread = None if std is None else std.get(key)
+        mask = best_rows(table)
+        cells = pd.DataFrame(
+            [[_cell_text(table.iat[i, j], None if spread is None or name not in spread.index
+                         else spread.loc[name].iloc[j], digits, fmt, bool(mask.iat[i, j]))
+              for j in range(table.shape[1])] for i, name in enumerate(table.index)],
+            index=table.index, columns=table.columns)
+        body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
+        heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
+        parts.append(f"{heading}\n\n{body}\n")
     return "\n".join(parts)
 
 
-def plot(tabs: dict[tuple, pd.DataFrame], out_dir) -> list[Path]:
-    """One PNG per table: the metric against NFE, a line per method (the extra rows dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for (grid, model, solver, metric), table in tabs.items():
-        nfes = [int(c.split("=")[1]) for c in table.columns]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for method, values in table.iterrows():
-            style = "--" if method in (BEST_HEURISTIC, NOISE_FLOOR) else "-o"
-            ax.plot(nfes, values.values, style, label=method, markersize=3)
-        ax.set_xlabel("NFE")
-        ax.set_ylabel(metric)
-        if metric in ("mse", "kl", "wasserstein") and (table.values > 0).all():
-            ax.set_yscale("log")
-        ax.set_title(f"{model} | {solver}", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        safe = "_".join(s.replace("/", "-").replace(" ", "") for s in (model, solver, metric))
-        path = out_dir / f"{safe}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+def latex_table(table: pd.DataFrame, caption: str, digits: int = 4) -> str:
+    """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold."""
+    higher = table.attrs.get("higher_is_better", False)
+    methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR)]
+    styler = table.style.format(precision=digits, na_rep=MISSING)
+    highlight = styler.highlight_max if higher else styler.highlight_min
+    highlight(subset=pd.IndexSlice[methods, :], axis=0, props="textbf:--rwrap;")
+    return styler.to_latex(hrules=True, caption=f"{caption} ({arrow(higher)})")

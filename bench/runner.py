@@ -40,6 +40,9 @@ from .store import CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, ato
 from .teacher import DTYPES, teacher_set
 
 
+PREVIEW = 8  # samples per cell kept for the report's sample panels
+
+
 class CountingModel:
     """Wraps a denoiser and counts its evaluations: batched calls (the NFE of a sampling pass),
     network evaluations and rows (single-sample network evaluations, the unit of a fit's cost).
@@ -256,8 +259,11 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
     metric_ctx = MetricContext(teacher=teacher_x0, model=model, device=device, results_root=root.root,
                                generator=generator_for(_unlabelled(cell.model), cell.seed, len(evaluation),
                                                        "metrics"))
-    if samples.ndim == 4:  # image models keep a small grid of their samples for the report
+    if samples.ndim == 4:  # image models keep a small grid of their samples, and the first few
+        # samples beside their teacher endpoints for the report's labelled panels
         save_sample_grid(samples[:64], root.samples_path(cell.grid, cell.hash))
+        atomic_write_torch(root.preview_path(cell.grid, cell.hash),
+                           {"samples": samples[:PREVIEW].detach().cpu(), "teacher": teacher_x0[:PREVIEW].detach().cpu()})
     metrics, higher = {}, {}
     for spec in cell.metrics:
         metric = make_metric(_unlabelled(spec))

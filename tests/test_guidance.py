@@ -49,7 +49,7 @@ def test_guided_evaluations_are_counted_twice(states):
 
 def test_guidance_ids_and_errors():
     assert make_model("digits").model_id() == "digits(time=ve)"  # unchanged: old caches stay valid
-    assert make_model({"name": "digits", "guidance": 2}).model_id() == "digits(guidance=2,time=ve)"
+    assert make_model({"name": "digits", "guidance": 2}).model_id() == "digits(guidance=2.0,time=ve)"
     with pytest.raises(UserError, match="guidance"):
         make_model({"name": "digits", "guidance": -1})
     with pytest.raises(UserError, match="guidance"):
