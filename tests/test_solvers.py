@@ -145,9 +145,9 @@ SOLVERS_AND_ORDERS = [
     # Fixed uniform-step coefficients on a non-uniform grid: second order (equal to ipndm-v on
     # uniform grids, see test_ipndm_equals_ipndm_v_on_uniform_steps).
     ("ipndm", "ipndm", 2),
-    ("ipndm-v-exact", {"name": "ipndm-v", "variant": "exact"}, 4),
-    # diff-sampler's closed-form weights (the default): not the order-4 ones (see ipndm_v.py).
-    ("ipndm-v", "ipndm-v", 1),
+    # The exact variable-step weights (diff-sampler's closed form, the default, is in
+    # tests/test_solver_conformance.py and tests/test_ipndm_v_reference.py).
+    ("ipndm-v", {"name": "ipndm-v", "variant": "exact"}, 4),
 ]
 SPECS = [pytest.param(spec, id=name) for name, spec, _ in SOLVERS_AND_ORDERS]
 ALL_NAMES = ["euler", "heun", "dpm2", "dpmpp-2m", "dpmpp-3m", "unipc-bh1", "unipc-bh2", "ipndm", "ipndm-v"]
@@ -182,7 +182,10 @@ def test_order_of_accuracy(name, spec, order):
         errors.append(rel(out, model.exact(x_T, t[0], t[-1])))
     slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(slope - order) <= 0.5, (errors, slope)
-    if name != "ipndm":
+    if not name.startswith("unipc") or name.endswith("-o1"):
+        # Default UniPC lowers its last step to first order at every N, so it declares order 2 (what
+        # toy2d shows at large N, tests/test_solver_conformance.py); this Gaussian's x0 is flat
+        # near t_min and still shows the interior order p + 1.
         assert solver.order == order
 
 

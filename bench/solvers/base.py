@@ -311,6 +311,13 @@ def lowering_rule(solver: Solver, references: dict) -> tuple:
     return references[check_choice(solver.name, "lower_order_final", value, [True, False, *references])]
 
 
+def global_order(step_order: int, rule: tuple) -> int:
+    """The declared global order of a multistep solver whose interior steps have `step_order`: a rule
+    that lowers the final order at every N keeps a first-order last step (local error O(h^2)) as
+    N grows, which bounds the global order by 2 (on data whose x0 still moves at t_min, as toy2d's)."""
+    return min(step_order, 2) if rule[0] == math.inf else step_order
+
+
 def lowered_order(order: int, n: int, steps: int, rule: tuple) -> int:
     """The order of step n of `steps` for a multistep solver of maximal `order` under `rule`."""
     below, warmup_first = rule
@@ -323,5 +330,5 @@ def lowered_order(order: int, n: int, steps: int, rule: tuple) -> int:
 __all__ = [
     "Solver", "State", "Denoise", "Evaluation", "make_solver", "predict", "ve_view", "ve_step", "push",
     "AnalyticFirstStep", "check_order", "check_choice", "coefficient_dtype", "log_snr", "lowering_rule",
-    "lowered_order",
+    "lowered_order", "global_order",
 ]

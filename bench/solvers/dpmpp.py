@@ -15,6 +15,8 @@ Step n uses order min(max_order, n + 1) (warm-up), lowered at the end by `lower_
 D2 as in the reference (and diffusers and k-diffusion) approximates h^2 x0''/2 where the phi3 term
 needs h^2 x0'' (the second divided difference lacks its 2! factor), so the reference 3M is locally
 O(h^3) and globally second order (declared `order` 2); `exact_d2: true` doubles D2 (order 3).
+A `lower_order_final` rule that lowers at every N keeps a first-order last step and declares
+order at most 2 (see `base.global_order`).
 Coefficients (h, ratios, phi) are computed in float64. NFE: N (N - 1 with AFS).
 
 | reference | LuChengTHU/dpm-solver `dpm_solver_pytorch.py` `multistep_dpm_solver_{second,third}_update`; diffusers `DPMSolverMultistepScheduler`; k-diffusion `sample_dpmpp_2m` (686dbad) |
@@ -29,7 +31,7 @@ import torch
 
 from ..registry import SOLVERS
 from ..schedules import append_dims
-from .base import ALWAYS, NEVER, Solver, State, log_snr, lowered_order, lowering_rule, push, ve_view
+from .base import ALWAYS, NEVER, Solver, State, global_order, log_snr, lowered_order, lowering_rule, push, ve_view
 
 REFERENCE_RULES = {"dpm-solver": (10, False), "diffusers": (15, False), "k-diffusion": NEVER,
                    "diff-sampler": (ALWAYS[0], True)}
@@ -37,11 +39,16 @@ REFERENCE_RULES = {"dpm-solver": (10, False), "diffusers": (15, False), "k-diffu
 
 class DPMSolverPPMultistep(Solver):
     max_order: ClassVar[int] = 2
+    step_order: ClassVar[int] = 2  # global order without final lowering
     defaults = {**Solver.defaults, "lower_order_final": True, "lower_order_final_below": 10}
 
     def __init__(self, **params):
         super().__init__(**params)
         self.rule = lowering_rule(self, REFERENCE_RULES)
+
+    @property
+    def order(self) -> int:  # type: ignore[override]
+        return global_order(self.step_order, self.rule)
 
     def d2_factor(self) -> float:
         return 1.0
@@ -74,7 +81,7 @@ class DPMSolverPPMultistep(Solver):
 
 @SOLVERS.register("dpmpp-2m")
 class DPMSolverPP2M(DPMSolverPPMultistep):
-    order = 2
+    step_order = 2
     max_order = 2
 
 
@@ -84,7 +91,7 @@ class DPMSolverPP3M(DPMSolverPPMultistep):
     defaults = {**DPMSolverPPMultistep.defaults, "exact_d2": False}
 
     @property
-    def order(self) -> int:  # type: ignore[override]
+    def step_order(self) -> int:  # type: ignore[override]
         return 3 if self.params["exact_d2"] else 2
 
     def d2_factor(self) -> float:

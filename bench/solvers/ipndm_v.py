@@ -7,12 +7,13 @@ ODE-based diffusion sampling"), the variable-step form of iPNDM (Zhang & Chen 20
 Same VE-view multistep update as `ipndm` (y = x/alpha, s = sigma/alpha, dy/ds = eps):
     y_{n+1} = y_n + (s_{n+1} - s_n) * sum_j c_j eps_{n-j},   j = 0..k-1,  k = min(n + 1, max_order),
 with weights c_j that depend on the past step sizes h = s_{n+1} - s_n, h_1 = s_n - s_{n-1}, ...
-  * `variant: diff-sampler` (default: the reference code): the reference's closed form. For k <= 3
-    it equals the exact variable-step Adams-Bashforth weights; for k = 4 it does not: on equal steps
-    it gives [57, -65, 43, -11] / 24 instead of [55, -59, 37, -9] / 24 (the difference is 1/12 of
-    the third backward difference), and on non-uniform steps its error is O(step-size ratio - 1),
-    so with `max_order` 4 the method is globally first order there (declared `order` 1;
-    `max_order` <= 3 keeps the exact weights' order `max_order`).
+  * `variant: diff-sampler` (default: the reference code): the reference's closed form. For k <= 2
+    it equals the exact variable-step Adams-Bashforth weights. For k = 3 it integrates linear eps
+    exactly and quadratic eps up to O(step-size ratio - 1): global order 3 on smooth non-uniform
+    steps. For k = 4 it gives [57, -65, 43, -11] / 24 on equal steps instead of [55, -59, 37, -9] / 24
+    (1/12 of the third backward difference apart), and on non-uniform steps its weights miss the
+    constant and linear moments by O((ratio - 1)^2) and O(ratio - 1): with `max_order` 4 the method
+    is globally second order (declared `order` 2; at few steps its error falls more slowly).
   * `variant: exact`: the weights of the Adams-Bashforth method for the actual past nodes, the
     integral over [s_n, s_{n+1}] of the polynomial interpolating eps at s_n, ..., s_{n-k+1}, divided
     by the step. With u_j = (s_{n-j} - s_n) / h they solve the Vandermonde system
@@ -22,7 +23,7 @@ Coefficients are computed in float64.
 
 | reference | zju-pi/diff-sampler `diff-solvers-main/solvers.py` `ipndm_v_sampler` (68d5ce4) |
 | default   | `variant` = diff-sampler, `max_order` = 4 (the reference's), `afs` = False |
-| variants  | `variant: exact` (exact variable-step weights: order max_order); `max_order` 1..4; `afs`; `final_step` |
+| variants  | `variant: exact` (the exact variable-step weights: order max_order); `max_order` 1..4; `afs`; `final_step` |
 """
 from __future__ import annotations
 
@@ -78,8 +79,8 @@ class IPNDMv(Solver):
 
     @property
     def order(self) -> int:  # type: ignore[override]
-        first_order = self.params["variant"] == "diff-sampler" and self.params["max_order"] == 4
-        return 1 if first_order else self.params["max_order"]
+        second_order = self.params["variant"] == "diff-sampler" and self.params["max_order"] == 4
+        return 2 if second_order else self.params["max_order"]
 
     def step(self, state, n, disc, denoise):
         t, t_next, t_eval, scale = disc.step(n)
