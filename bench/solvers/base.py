@@ -50,7 +50,7 @@ Parameters every solver takes (declared in `Solver.defaults`):
         sigma_min; every number this harness has produced uses it).
       - `denoise`: as `t_min`, then one more evaluation returns x0(x_N, t_N) (diff-sampler's
         `denoise_to_zero=True`); one extra NFE; the trajectory gets that x0 as an extra entry.
-      - `zero`: the last step goes from t_{N-1} to sigma = 0 instead of t_N, which for every solver
+      - `zero`: the last step goes from t_{N-1} to sigma = 0 (t_N is unused), which for every solver
         here is the first-order step x_N = x0(x_{N-1}, t_{N-1}) (k-diffusion's samplers on
         sigmas ending in 0; diffusers' `final_sigmas_type="zero"`). Single-step solvers save their
         second evaluation there (EDM's Heun: 2N - 1 NFE); UniPC takes the x0 of its last corrector
@@ -287,11 +287,11 @@ def factorial(k: int) -> float:
 # second), a stabilizer for few steps. The parameter takes a bool or the name of a reference:
 #   true          lower when N < `lower_order_final_below` (null: at any N)
 #   false         never
-#   dpm-solver    N < 10          LuChengTHU/dpm-solver dpm_solver_pytorch.py (its docstring says 15)
-#   diffusers     DPMSolverMultistepScheduler: N < 15; UniPCMultistepScheduler: any N
-#   k-diffusion   never (sample_dpmpp_2m; its step to sigma = 0 is first order: `final_step: zero`)
-#   diff-sampler  any N, but a warm-up step keeps order n + 1 (dpm_pp_sampler, unipc_sampler)
-#   uni-pc        any N           wl-zhao/UniPC uni_pc.py
+#   dpm-solver    N < 10          LuChengTHU/dpm-solver dpm_solver_pytorch.py, 0fdeb80 (its docstring says 15)
+#   diffusers     0.42: DPMSolverMultistepScheduler N < 15; UniPCMultistepScheduler any N
+#   k-diffusion   never (sample_dpmpp_2m, 686dbad; its step to sigma = 0 is first order: `final_step: zero`)
+#   diff-sampler  any N, but a warm-up step keeps order n + 1 (zju-pi/diff-sampler dpm_pp_sampler, unipc_sampler, 68d5ce4)
+#   uni-pc        any N           wl-zhao/UniPC uni_pc.py, 25acd34
 # A rule is (below, warmup_first): lower when N < below; with warmup_first, a step n with n + 1 < p
 # keeps order n + 1 even near the end.
 NEVER, ALWAYS = (0, False), (math.inf, False)

@@ -12,7 +12,7 @@ x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps reads, divided by alpha_t, y
 t_eval / scale: the evaluation at x_n uses t_eval[:, n] and scale[:, n]; the midpoint evaluation
 uses the plain t_mid and the same scale[:, n].
 
-| reference | LuChengTHU/dpm-solver `dpm_solver_pytorch.py` `singlestep_dpm_solver_second_update`; k-diffusion `sample_dpm_2` (686dbad); diff-sampler `dpm_2_sampler` (68d5ce4) |
+| reference | LuChengTHU/dpm-solver `dpm_solver_pytorch.py` `singlestep_dpm_solver_second_update` (0fdeb80); k-diffusion `sample_dpm_2` (686dbad); diff-sampler `dpm_2_sampler` (68d5ce4) |
 | default   | a DPM-Solver-2 step to every node (t_min > 0); order 2; 2N NFE (2N - 1 with `afs`) |
 | variants  | `afs`, `final_step` (`zero`: k-diffusion's Euler step to sigma = 0) |
 """

@@ -19,7 +19,7 @@ A `lower_order_final` rule that lowers at every N keeps a first-order last step 
 order at most 2 (see `base.global_order`).
 Coefficients (h, ratios, phi) are computed in float64. NFE: N (N - 1 with AFS).
 
-| reference | LuChengTHU/dpm-solver `dpm_solver_pytorch.py` `multistep_dpm_solver_{second,third}_update`; diffusers `DPMSolverMultistepScheduler`; k-diffusion `sample_dpmpp_2m` (686dbad) |
+| reference | LuChengTHU/dpm-solver `dpm_solver_pytorch.py` `multistep_dpm_solver_{second,third}_update`, `sample` (0fdeb80); diffusers 0.42 `DPMSolverMultistepScheduler`; k-diffusion `sample_dpmpp_2m` (686dbad) |
 | default   | `lower_order_final: true` with `lower_order_final_below: 10` (the reference code's rule), `exact_d2: false` (3M), `afs: false` |
 | variants  | `lower_order_final`: `dpm-solver` (N < 10), `diffusers` (N < 15), `k-diffusion` (never), `diff-sampler` (any N, warm-up first), true / false; `exact_d2: true` (3M, order 3); `final_step` |
 """

@@ -13,7 +13,7 @@ t_eval / scale: the predictor evaluation of step n uses t_eval[:, n] and scale[:
 evaluation at t_{n+1} uses the plain time t_{n+1} (the decoupled input time belongs to the state
 x_n, not to the predicted point) and the same scale[:, n], so gamma rescales the whole direction.
 
-| reference | NVlabs/edm `generate.py` `edm_sampler` (S_churn = 0); k-diffusion `sample_heun` (686dbad); diff-sampler `heun_sampler` (68d5ce4) |
+| reference | NVlabs/edm `generate.py` `edm_sampler` (S_churn = 0; 62072d2); k-diffusion `sample_heun` (686dbad); diff-sampler `heun_sampler` (68d5ce4) |
 | default   | a Heun step to every node, including the last (t_min > 0); order 2 |
 | variants  | `afs`, `final_step` (`zero`: EDM's Euler step to sigma = 0) |
 """

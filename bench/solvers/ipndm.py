@@ -11,7 +11,7 @@ steps in s, where the method has order `max_order`; on the usual non-uniform sch
 log-SNR) their error is O(step-size ratio - 1) = O(h), so the method is globally of order
 min(max_order, 2), which is the declared `order`; `ipndm-v` adapts the coefficients to the steps.
 
-| reference | zju-pi/diff-sampler `diff-solvers-main/solvers.py` `ipndm_sampler` (68d5ce4); qsh-zh/deis `th_deis` iPNDM |
+| reference | zju-pi/diff-sampler `diff-solvers-main/solvers.py` `ipndm_sampler` (68d5ce4) |
 | default   | `max_order` = 4 (the reference's); `afs` = False (the analytic eps enters the history like a network one) |
 | variants  | `max_order` 1..4, `afs`, `final_step` |
 """

@@ -25,7 +25,7 @@ step n's corrector and as m_0 of step n + 1 (with t_eval[:, n+1] and scale[:, n+
 evaluation at the start of step n + 1); the state's history holds it. The last step makes no
 corrector evaluation (it would feed nothing): NFE N (N - 1 with AFS). Coefficients in float64.
 
-| reference | wl-zhao/UniPC `uni_pc.py` `multistep_uni_pc_bh_update`; diffusers `UniPCMultistepScheduler`; diff-sampler `unipc_sampler` (68d5ce4) |
+| reference | wl-zhao/UniPC `uni_pc.py` `multistep_uni_pc_bh_update`, `sample` (25acd34); diffusers 0.42 `UniPCMultistepScheduler`; diff-sampler `unipc_sampler` (68d5ce4) |
 | default   | `order` 3 (the reference's unconditional pixel-space example, with bh1; its guided example and diffusers use 2 with bh2); `lower_order_final: true` at any N (uni_pc.py and diffusers); `afs: false` |
 | variants  | `unipc-bh1` / `unipc-bh2`; `order` 1..3; `lower_order_final`: `uni-pc` / `diffusers` (any N), `diff-sampler` (any N, warm-up first; its extra corrector on a last warm-up step is not reproduced), false; `final_step` (`zero`: the last corrector evaluation's x0, as diffusers) |
 """
