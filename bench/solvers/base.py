@@ -173,20 +173,22 @@ class Solver(Plugin):
         denoise` followed by the denoised sample)."""
         final = self.params["final_step"]
         state = self.init_state(x_T, disc)
-        trajectory = [state.x]
+        trajectory = [state.x] if return_trajectory else None  # kept only on request: N states cost memory
         for n in range(disc.steps):
             denoise = Denoise(model, cond, analytic_first=bool(self.params["afs"]) and n == 0)
             if final == "zero" and n == disc.steps - 1:
                 state = State(self.step_to_zero(state, n, disc, denoise))
             else:
                 state = self.step(state, n, disc, denoise)
-            trajectory.append(state.x)
+            if return_trajectory:
+                trajectory.append(state.x)
             if callback is not None:
                 callback(_step_info(n, state, disc.t[:, n], disc.t[:, n + 1], denoise.evaluations))
         if final == "denoise":
             denoise = Denoise(model, cond)
             state = State(denoise(state.x, disc.t[:, -1])[0])
-            trajectory.append(state.x)
+            if return_trajectory:
+                trajectory.append(state.x)
             if callback is not None:
                 callback(_step_info(disc.steps, state, disc.t[:, -1], disc.t[:, -1], denoise.evaluations))
         return trajectory if return_trajectory else state.x
