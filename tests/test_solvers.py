@@ -145,7 +145,9 @@ SOLVERS_AND_ORDERS = [
     # Fixed uniform-step coefficients on a non-uniform grid: second order (equal to ipndm-v on
     # uniform grids, see test_ipndm_equals_ipndm_v_on_uniform_steps).
     ("ipndm", "ipndm", 2),
-    ("ipndm-v", "ipndm-v", 4),
+    # The exact variable-step weights (diff-sampler's closed form, the default, is in
+    # tests/test_solver_conformance.py and tests/test_ipndm_v_reference.py).
+    ("ipndm-v", {"name": "ipndm-v", "variant": "exact"}, 4),
 ]
 SPECS = [pytest.param(spec, id=name) for name, spec, _ in SOLVERS_AND_ORDERS]
 ALL_NAMES = ["euler", "heun", "dpm2", "dpmpp-2m", "dpmpp-3m", "unipc-bh1", "unipc-bh2", "ipndm", "ipndm-v"]
@@ -180,7 +182,10 @@ def test_order_of_accuracy(name, spec, order):
         errors.append(rel(out, model.exact(x_T, t[0], t[-1])))
     slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(slope - order) <= 0.5, (errors, slope)
-    if name != "ipndm":
+    if not name.startswith("unipc") or name.endswith("-o1"):
+        # Default UniPC lowers its last step to first order at every N, so it declares order 2 (what
+        # toy2d shows at large N, tests/test_solver_conformance.py); this Gaussian's x0 is flat
+        # near t_min and still shows the interior order p + 1.
         assert solver.order == order
 
 
@@ -190,7 +195,7 @@ def test_ipndm_equals_ipndm_v_on_uniform_steps():
     t = torch.linspace(80.0, 0.002, 13, dtype=F64)
     disc = Discretization(t[None])
     fixed = make_solver("ipndm").sample(model, x_T, disc)
-    variable = make_solver("ipndm-v").sample(model, x_T, disc)
+    variable = make_solver({"name": "ipndm-v", "variant": "exact"}).sample(model, x_T, disc)
     assert rel(variable, fixed) < 1e-12
 
 

@@ -2,32 +2,25 @@
 
 Written in the schedule's VE view (y = x/alpha, s = sigma/alpha, dy/ds = eps), one step is
     x_{n+1} = alpha_{n+1} * (x_n / alpha_n + (s_{n+1} - s_n) * eps_n),
-which is DDIM (Song et al. 2021) for any schedule, EDM's Euler step for VE (Karras et al. 2022) and
-the usual velocity Euler step x + (t_{n+1} - t_n) v for flow matching with the OT path.
+which is DDIM (Song et al. 2021, "Denoising diffusion implicit models") for any schedule, EDM's
+Euler step for VE (Karras et al. 2022) and the velocity Euler step x + (t_{n+1} - t_n) v for
+flow matching on the OT path.
 
-Parameters: `afs` (default False): analytical first step (see `bench.solvers.base`).
-NFE for N steps: N (N - 1 with AFS).
+| reference | crowsonkb/k-diffusion `k_diffusion/sampling.py` `sample_euler` (686dbad); zju-pi/diff-sampler `diff-solvers-main/solvers.py` `euler_sampler` (68d5ce4) |
+| default   | the reference step; order 1; 1 NFE per step (N - 1 with `afs`) |
+| variants  | `afs`, `final_step` (see `bench.solvers.base`) |
 """
 from __future__ import annotations
 
 from ..registry import SOLVERS
-from .base import Solver, ve_view
+from .base import Solver, State, ve_step
 
 
 @SOLVERS.register("euler")
 class Euler(Solver):
     order = 1
 
-    def sample(self, model, x_T, disc, cond=None, return_trajectory=False):
-        schedule = model.schedule
-        x = x_T
-        trajectory = [x]
-        for n in range(disc.steps):
-            t, t_next, t_eval, scale = disc.step(n)
-            _, eps = self.evaluate(model, x, t, t_eval, scale, cond, first=n == 0)
-            alpha, s = ve_view(schedule, t, x.ndim)
-            alpha_next, s_next = ve_view(schedule, t_next, x.ndim)
-            x = alpha_next * (x / alpha + (s_next - s) * eps)
-            if return_trajectory:
-                trajectory.append(x)
-        return trajectory if return_trajectory else x
+    def step(self, state, n, disc, denoise):
+        t, t_next, t_eval, scale = disc.step(n)
+        _, eps = denoise(state.x, t, t_eval, scale)
+        return State(ve_step(denoise.schedule, state.x, t, t_next, eps))
