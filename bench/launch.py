@@ -210,6 +210,7 @@ def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bo
         busy = f", {len(todo.in_flight)} left to running jobs" if todo.in_flight else ""
         print(f"{grid.name}: {len(grid.cells)} cells, {len(todo.done)} done, {len(todo.pending)} to run, "
               f"{len(todo.fits)} fits{busy}", file=sys.stderr)
+        _note_other_rows(grid, root)
     failures = _LocalFailures(root, grid.name)
     for phase, cells in (("fit", todo.fits), ("cell", todo.pending)):
         busy = _run_phase(phase, cells, root, device, jobs, failures, wait=False, quiet=quiet,
@@ -224,6 +225,16 @@ def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bo
                           f"`python -m bench status --grid {grid_ref}{where}` lists them with their errors; "
                           "the others finished")
     return todo
+
+
+def _note_other_rows(grid: Grid, root: ResultsRoot) -> None:
+    """Say when the grid's folder holds rows no current cell uses (other parameters, defaults or
+    versions, or an older row schema): they are kept, never tabled, and `bench gc` removes them."""
+    current = {c.hash for c in grid.cells}
+    others = sum(1 for p in root.rows_dir(grid.name).glob("*.json") if p.stem not in current)
+    if others:
+        print(f"{grid.name}: {others} rows of other keys (older parameters, defaults or versions) are kept but not "
+              f"used; `python -m bench gc --grid ...` lists them", file=sys.stderr)
 
 
 def _run_phase(phase: str, cells: list[Cell], root: ResultsRoot, device: str, jobs: int,

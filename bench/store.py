@@ -130,10 +130,6 @@ def lock(path, timeout: float = -1) -> FileLock:
     return FileLock(str(path), timeout=timeout, mode=0o666 & ~UMASK)
 
 
-__all__ = ["CorruptArtifact", "ResultsRoot", "Timeout", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_torch", "check_writable", "lock", "read_json", "remove_stale_temporaries"]
-
-
 class ResultsRoot:
     def __init__(self, root="results"):
         self.root = Path(root)
@@ -211,3 +207,7 @@ def check_writable(root) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"--results: cannot write to {root} ({err.strerror}); pass a writable folder") from None
+
+
+__all__ = ["CorruptArtifact", "ResultsRoot", "Timeout", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_torch", "check_writable", "lock", "read_json", "remove_stale_temporaries"]
