@@ -25,7 +25,8 @@ def _signature(path: Path) -> str:
     return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def _hash_file(path: Path) -> str:
+def sha256_of_file(path) -> str:
+    """SHA-256 of a file's bytes, read now (no cache)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -58,7 +59,7 @@ def file_sha256(path) -> str:
     key = _signature(path)
     if key not in _MEMORY:
         disk = _load_disk().get(key)
-        _MEMORY[key] = disk or _hash_file(path)
+        _MEMORY[key] = disk or sha256_of_file(path)
         if disk is None:
             _store_disk(key, _MEMORY[key])
     return _MEMORY[key]
@@ -75,4 +76,4 @@ def content_sha256(path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["content_sha256", "file_sha256"]
+__all__ = ["content_sha256", "file_sha256", "sha256_of_file"]

@@ -27,6 +27,7 @@ import torch
 
 from . import __version__
 from .discretization import FitContext
+from .filehash import sha256_of_file
 from .grid import Cell, _unlabelled, plugin_label
 from .images import save_sample_grid
 from .metrics import MetricContext, make_metric
@@ -113,7 +114,7 @@ def load_fit(method, fit_dir: Path, root: ResultsRoot, device) -> dict | None:
         if not isinstance(record, dict) or not isinstance(record.get("info"), dict):
             raise CorruptArtifact(info_path, "not a fit record")
         want = record.get("state_sha256")
-        if want is not None and _sha256(state_path) != want:
+        if want is not None and sha256_of_file(state_path) != want:
             raise CorruptArtifact(state_path, "checksum mismatch")
         method.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
     except (OSError, ValueError, CorruptArtifact, RuntimeError, KeyError, EOFError, TypeError,
@@ -121,16 +122,6 @@ def load_fit(method, fit_dir: Path, root: ResultsRoot, device) -> dict | None:
         root.quarantine(fit_dir, str(err).splitlines()[0] if str(err) else type(err).__name__)
         return None
     return record["info"]
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
@@ -162,7 +153,7 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
                 **method.fit_info()}
         counting.calls = counting.rows = 0
         atomic_write_torch(fit_dir / "state.pt", method.state_dict())
-        record = {"fit_key": cell.fit_key(), "info": info, "state_sha256": _sha256(fit_dir / "state.pt")}
+        record = {"fit_key": cell.fit_key(), "info": info, "state_sha256": sha256_of_file(fit_dir / "state.pt")}
         atomic_write_json(fit_dir / "fit.json", record)  # written last: marks the fit done
         (fit_dir / "checkpoint.pt").unlink(missing_ok=True)  # the finished fit supersedes it
     return method, {**info, "cached": False}

@@ -1,5 +1,6 @@
 """Test plugins for the results-store tests: they count computations and carry a version a test can
-bump. Importable by module name, so that worker and job processes find them."""
+bump (the fitted, checkpointing method is `test-steps` of `tests.fit_plugins`). Importable by module
+name, so that worker and job processes find them."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,8 @@ from bench.models.toy2d import Toy2D
 from bench.params import Params
 from bench.registry import METHODS, METRICS, MODELS
 from baselines.polynomial import Polynomial
+
+from .fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
 
 
 @METRICS.register("test-counted-mse")
@@ -36,33 +39,6 @@ class CountedMSE(Metric):
 @METHODS.register("test-versioned")
 class Versioned(Polynomial):
     """The polynomial schedule under another name, whose `version` (and default rho) a test changes."""
-
-
-@METHODS.register("test-fitted-poly")
-class FittedPoly(HeuristicMethod):
-    """A 'fitted' method: its fit picks rho from the fit generator and saves a checkpoint halfway."""
-
-    needs_fit = True
-    heuristic = False
-
-    class Params(Params):
-        steps: int = Field(2, ge=1)
-
-    def fit(self, ctx):
-        state = ctx.load_checkpoint() or {"done": 0, "rho": 1.0 + float(torch.rand((), generator=ctx.generator))}
-        while state["done"] < self.params["steps"]:
-            state["done"] += 1
-            ctx.save_checkpoint(state)
-        self.state = state
-
-    def state_dict(self):
-        return dict(self.state)
-
-    def load_state_dict(self, state):
-        self.state = dict(state)
-
-    def timesteps(self):
-        return METHODS.create("polynomial", rho=self.state["rho"]).bind(self.noise_schedule, self.steps).timesteps()
 
 
 @MODELS.register("test-file-toy2d")

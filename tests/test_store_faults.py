@@ -33,7 +33,7 @@ def make_grid(log: Path, weights: Path, **changes) -> dict:
         "models": [{"name": "test-file-toy2d", "time": "flow", "path": str(weights)}],
         "solvers": ["euler"],
         "nfe": [3, 4],
-        "methods": ["uniform", "test-versioned", {"name": "test-fitted-poly"}],
+        "methods": ["uniform", "test-versioned", {"name": "test-steps"}],
         "metrics": [{"name": "test-counted-mse", "log": str(log)}],
         "teacher": {"solver": "euler", "steps": 12, "method": "uniform", "dtype": "float64"},
         "samples": {"train": 16, "eval": 64, "batch": 32},
@@ -201,7 +201,7 @@ def test_changes_recompute_exactly_what_they_touch_and_report_shows_current_valu
                                               for c in grid.cells)
 
     # a method parameter: only that method's cells
-    raw["methods"][2] = {"name": "test-fitted-poly", "steps": 3}
+    raw["methods"][2] = {"name": "test-steps", "steps": 3}
     grid, n = run(raw)
     assert n == 2
 
