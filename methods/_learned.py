@@ -151,16 +151,16 @@ class TimeMap:
 # Heuristic initialisation.
 # ----------------------------------------------------------------------------------------------
 
-from ._params import heuristic_names  # noqa: E402 - re-exported for the learned methods
+from ._params import init_heuristics  # noqa: E402
 
 
 def heuristic_timesteps(schedule: NoiseSchedule, steps: int, solver, data_shape) -> dict[str, torch.Tensor]:
-    """{name: float64 timesteps [N+1]} of every registered closed-form heuristic (default parameters)."""
+    """{name: float64 timesteps [N+1]} of the papers' closed-form heuristics (default parameters)."""
     from bench.registry import METHODS
 
     out = {}
     probe = torch.zeros((1,) + tuple(data_shape), dtype=torch.float64)
-    for name in heuristic_names():
+    for name in init_heuristics():
         try:
             method = METHODS.create(name).bind(schedule, steps, solver)
             t = method.schedule(probe).t[0].detach().to(torch.float64).cpu()
@@ -361,6 +361,6 @@ def seconds_per_sample(fn: Callable, n: int, repeats: int = 7) -> float:
 
 __all__ = [
     "SPACES", "LOSSES", "TimeMap", "resolve_space", "make_loss", "loss_for_model", "l2_loss", "heuristic_timesteps",
-    "heuristic_names", "choose_init", "seeded", "epoch_batches", "EpochBatches", "evaluate_losses", "discretization",
+    "init_heuristics", "choose_init", "seeded", "epoch_batches", "EpochBatches", "evaluate_losses", "discretization",
     "count_parameters", "seconds_per_sample", "slice_cond",
 ]

@@ -39,11 +39,19 @@ def heuristic_spec(spec):
 
 
 def heuristic_names() -> list[str]:
+    """Every registered closed-form schedule (fine grids may use any of them)."""
     return [name for name, cls in METHODS.items() if cls.heuristic and not cls.needs_fit]
 
 
+def init_heuristics() -> list[str]:
+    """The closed forms a learned method may start from: the papers' four (`paper_baseline`), so that
+    registering another heuristic never changes an existing fit."""
+    return [name for name, cls in METHODS.items()
+            if cls.heuristic and not cls.needs_fit and getattr(cls, "paper_baseline", False)]
+
+
 def _init_heuristic(value):
-    names = heuristic_names()
+    names = init_heuristics()
     if value != "auto" and value not in names:
         raise ValueError(f"must be 'auto' or a heuristic ({', '.join(names)}), got {value!r}")
     return value
@@ -84,5 +92,5 @@ class LearnedParams(Params):
     grad_checkpointing: Toggle = Field("auto", description="recompute network calls in the backward pass "
                                                            "(auto: for neural-network models)")
 
-__all__ = ["HeuristicSpec", "InitHeuristic", "LearnedParams", "PositiveInt", "SolverSpec", "Toggle", "heuristic_names",
+__all__ = ["HeuristicSpec", "InitHeuristic", "LearnedParams", "PositiveInt", "SolverSpec", "Toggle", "heuristic_names", "init_heuristics",
            "heuristic_spec"]

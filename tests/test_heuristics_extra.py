@@ -13,7 +13,7 @@ from bench.models import make_model
 from bench.registry import METHODS
 from bench.schedules import VE, FlowOT, VPScaledLinear
 from bench.solvers import make_solver
-from methods._learned import heuristic_names
+from methods._learned import init_heuristics
 
 PAPERS = {"uniform", "logsnr", "polynomial", "edm"}
 
@@ -28,7 +28,7 @@ def test_paper_baselines_are_exactly_the_four_closed_forms():
     for name in ("beta", "kl-optimal", "linspace", "leading", "trailing", "manual"):
         cls = METHODS.get(name)
         assert cls.heuristic and not cls.paper_baseline
-    assert set(heuristic_names()) == PAPERS  # the learned methods' `init: auto` candidates are unchanged
+    assert set(init_heuristics()) == PAPERS  # the learned methods' `init: auto` candidates are unchanged
 
 
 @pytest.mark.parametrize("schedule", [VE(), FlowOT(), VPScaledLinear()])
