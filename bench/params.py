@@ -53,7 +53,8 @@ def describe_error(error: dict, fields: dict | None = None) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{loc} must be {_bounds(ctx)}, got {value!r}"
     if kind == "literal_error":
-        return f"{loc} must be one of {ctx.get('expected')}, got {value!r}"
+        expected = str(ctx.get("expected")).replace("'", "").replace(" or ", ", ")
+        return f"{loc} must be one of {expected}, got {value!r}"
     if kind in ("value_error", "assertion_error"):
         text = str(ctx.get("error", error["msg"]))
         if not loc:

@@ -218,7 +218,7 @@ def _cell_text(mean, std, digits: int, fmt: str, best: bool) -> str | None:
     if std is not None and pd.notna(std):
         text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{std:.{max(1, digits - 2)}g}"
     if best:
-        text = {"markdown": f"**{text}**", "latex": rf"\textbf{{{text}}}"}.get(fmt, f"{text} *")
+        text = {"markdown": f"**{text}**", "latex": rf"\textbf{{{text}}}"}.get(fmt, f"{text}*")
     return text
 
 
@@ -242,7 +242,7 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
             [[_cell_text(table.iat[i, j], None if spread is None or name not in spread.index
                          else spread.loc[name].iloc[j], digits, fmt, bool(mask.iat[i, j]))
               for j in range(table.shape[1])] for i, name in enumerate(table.index)],
-            index=table.index, columns=table.columns)
+            index=table.index, columns=table.columns, dtype=object)
         body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
         heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
         parts.append(f"{heading}\n\n{body}\n")

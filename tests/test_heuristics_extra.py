@@ -53,7 +53,7 @@ def test_beta_is_comfyuis_beta_scheduler_before_rounding():
     t = _t("beta", VE(), 6)
     gaps = (t[:-1] - t[1:]).numpy()
     assert gaps[0] < gaps[3] and gaps[-1] < gaps[3]
-    with pytest.raises(UserError, match="alpha > 0"):
+    with pytest.raises(UserError, match="alpha must be > 0"):
         METHODS.create("beta", alpha=0)
 
 

@@ -164,7 +164,7 @@ def test_report_tables_and_formats(tiny_grid, tmp_path, capsys):
         assert main(["report", "--results", str(tmp_path), "--format", fmt, "--no-plots"]) == 0
         assert marker in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path)]) == 0
-    assert list((tmp_path / "tiny" / "report").glob("*.png"))
+    assert list((tmp_path / "tiny" / "report").rglob("*.png"))
 
 
 def test_report_marks_cells_the_grid_does_not_run():

@@ -116,7 +116,7 @@ def test_lower_order_final_values_and_samples(case):
 @pytest.mark.parametrize("spec,message", [
     ({"name": "euler", "final_step": "sigma0"}, "final_step must be one of t_min, denoise, zero"),
     ({"name": "unipc-bh1", "lower_order_final": "k-diffusion"}, "lower_order_final must be one of"),
-    ({"name": "dpmpp-2m", "lower_order_final_below": 0}, "lower_order_final_below must be a positive integer"),
+    ({"name": "dpmpp-2m", "lower_order_final_below": 0}, "lower_order_final_below must be >= 1"),
     ({"name": "ipndm-v", "variant": "paper"}, "variant must be one of diff-sampler, exact"),
 ])
 def test_bad_conventions_are_user_errors(spec, message):

@@ -427,7 +427,7 @@ def test_trajectories_start_at_x_T_and_end_at_the_sample():
 @pytest.mark.parametrize(
     "spec,message",
     [
-        ({"name": "unipc-bh1", "order": 4}, r"solver 'unipc-bh1': order must be one of 1, 2 or 3, got 4"),
+        ({"name": "unipc-bh1", "order": 4}, r"solver 'unipc-bh1': order must be one of 1, 2, 3, got 4"),
         ({"name": "ipndm-v", "max_order": 5}, "max_order must be one of"),
         ({"name": "ipndm", "max_order": 0}, "max_order must be one of"),
         ({"name": "heun", "order": 2}, "solver 'heun' has no parameter 'order'"),
