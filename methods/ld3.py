@@ -6,9 +6,24 @@ to match a teacher's endpoint from the same prior.
 
 Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of `methods._learned.TimeMap`
 (strictly decreasing, exact ends, in lambda for VE models and in t otherwise: `space`); a decoupled
-network-input time per step, xi_c [N] (the paper's xi_c), clamped to `window` = 0.5 of the smaller
-neighbouring gap and zero at the first step (see `_learned`). The schedule is
-Discretization(t, t_eval) (no output scale).
+network-input time per step, xi_c [N] (the paper's xi_c), zero at the first step and clamped to a
+half-width `xi_window` (see `_learned`): "global" (default, the reference's rule): `window` = 0.5 times
+the smallest gap between adjacent raw logits (the inert first one, 0 here, included) in lambda mode,
+or the smallest timestep gap in t mode, one width for every step; "step": 0.5 of each step's smaller
+neighbouring gap in the map's coordinate. The schedule is Discretization(t, t_eval) (no output scale).
+
+Reference and variants (the project's rule, README "Defaults"):
+
+  | reference        | vinhsuhi/LD3, trainer.py (`discretize_model_wrapper`, the training loop),    |
+  |                  | commit 9e4a66f8238a45903e54b89a1f557df1e7de8afc, configs/cifar10.yml          |
+  | default          | the reference's timesteps, loss, soft teacher and training recipe (below);   |
+  |                  | the xi_c window of its code (`xi_window: global`)                            |
+  | xi_window: step  | each step's shift bounded by half its smaller neighbouring gap in the map's  |
+  |                  | coordinate: a wider window in lambda mode, where the reference's bound comes |
+  |                  | from the raw logits                                                          |
+  | bound: 0         | `ld3-hard`, the paper's ablation without the soft teacher                    |
+  | decoupled: false | no xi_c at all                                                               |
+
 
 Soft teacher. Each training prior x_T has a learnable copy x'_T, updated by SGD (lr `lr_prior`/NFE)
 on the same loss and projected back into the ball ||x'_T - x_T|| <= r after every step, measured on the
@@ -62,6 +77,9 @@ from ._learned import (
 )
 
 
+XI_WINDOWS = ("global", "step")
+
+
 @METHODS.register("ld3")
 class LD3(DiscretizationMethod):
     needs_fit = True
@@ -71,6 +89,7 @@ class LD3(DiscretizationMethod):
         "bound": 0.001,
         "decoupled": True,
         "window": 0.5,
+        "xi_window": "global",
         "train": 50,
         "val": 50,
         "batch": 2,
@@ -98,6 +117,7 @@ class LD3(DiscretizationMethod):
         check_float(n, "bound", p.get("bound", 0.0), low=0.0, low_open=False)
         check_bool(n, "decoupled", p["decoupled"])
         check_float(n, "window", p["window"], high=1.0, high_open=True)
+        check_choice(n, "xi_window", p["xi_window"], XI_WINDOWS)
         for key in ("train", "val", "batch", "patience", "lr_patience"):
             check_int(n, key, p[key], 1)
         for key in ("rounds1", "rounds2"):
@@ -124,7 +144,7 @@ class LD3(DiscretizationMethod):
         t = self.map.time_at(u)
         t_eval = None
         if self.params["decoupled"] and xi_c is not None:
-            t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params["window"]))
+            t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params["window"]), self.params["xi_window"], xi)
         return discretization(t, t_eval, dtype=dtype)
 
     def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
