@@ -228,7 +228,7 @@ def test_ld3_xi_window_is_the_references(logits, mode):
     shift = tmap.coord(t_eval[1:]) - tmap.value(u)[0, 1:n]
     assert shift.abs().tolist() == pytest.approx([min(window, 5.0)] * (n - 1), rel=1e-5)
     step = tmap.ld3_eval_times(u, xi_c, 0.5, "step", xi)[0]
-    if mode == "lambda":  # the harness's per-step window is another rule, and wider here
+    if mode == "lambda":  # the harness's per-step window (`step`) is another rule
         assert not torch.allclose(step, t_eval, rtol=1e-3)
 
 
