@@ -284,7 +284,8 @@ def oss_brute_force(num_nodes: int, steps: int, init: State, step_fn: Callable, 
 
 def oss_code_search(num_nodes: int, steps: int, x_T: torch.Tensor, teacher: torch.Tensor, predict: Callable,
                     jump: Callable, progress: Callable | None = None) -> torch.Tensor:
-    """The search of the OSS reference code (bebebe666/OptimalSteps, `OSS/OSS.py`, `search_OSS`), for B
+    """The search of the OSS reference code (bebebe666/OptimalSteps, `OSS/OSS.py`, `search_OSS`, commit
+    ee350436c86e29088c0cf550300a2e6a5911a7ee), for B
     samples at once, in the harness's node order (node 0 = t_max, node T = t_min). It departs from the
     paper's dynamic program (`oss_dp`) in two ways:
       * before the first step x_T is the state of *every* node, so a path may start at any node i with
@@ -338,7 +339,7 @@ MEDIANS = ("reference", "noise-end")
 def median_path(paths: torch.Tensor, rule: str = "noise-end") -> torch.Tensor:
     """OSS-ave: the per-position median of node paths [B, K+1] (node T last in every path).
 
-    rule "reference": the reference's `cal_medium` (OSS/OSS.py): in its own node order (r = T - node,
+    rule "reference": the reference's `cal_medium` (OSS/OSS.py, same commit): in its own node order (r = T - node,
         0 = the data end) the floor of the mean of the sorted values l[B//2] and l[B//2 - 1], for any B
         (for an odd B the middle value and the one before it; for B = 1 the value itself), i.e. the
         mean of the two middle values rounded towards the data end.

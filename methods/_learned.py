@@ -24,7 +24,8 @@ Decoupled evaluation times
   the map's coordinate; the first evaluation (at t_max) is never shifted ("zero at the ends"; the
   last knot t_min is never evaluated). The half-width m_n (`xi_window`, w = `window`, 0.5, the
   reference's `win_rate`; detached, as in the reference code):
-  - "global" (LD3's default, the reference's `discretize_model_wrapper` in trainer.py): one width for
+  - "global" (LD3's default, the reference's `discretize_model_wrapper` in vinhsuhi/LD3 trainer.py,
+    commit 9e4a66f8238a45903e54b89a1f557df1e7de8afc): one width for
     every step. In "lambda" mode it is w times the smallest gap between adjacent *raw logits*
     [xi_0, xi_1, ..., xi_N] (the reference's `(lambda1[1:] - lambda1[:-1]).abs().min()`), the inert
     first logit xi_0 included; here xi_0 is the constant 0, the mean of the zero-mean logits a fit
