@@ -285,9 +285,8 @@ def oss_brute_force(num_nodes: int, steps: int, init: State, step_fn: Callable, 
 def oss_code_search(num_nodes: int, steps: int, x_T: torch.Tensor, teacher: torch.Tensor, predict: Callable,
                     jump: Callable, progress: Callable | None = None) -> torch.Tensor:
     """The search of the OSS reference code (bebebe666/OptimalSteps, `OSS/OSS.py`, `search_OSS`, commit
-    ee350436c86e29088c0cf550300a2e6a5911a7ee), for B
-    samples at once, in the harness's node order (node 0 = t_max, node T = t_min). It departs from the
-    paper's dynamic program (`oss_dp`) in two ways:
+    ee350436c86e29088c0cf550300a2e6a5911a7ee), for B samples at once, in the harness's node order
+    (node 0 = t_max, node T = t_min). It departs from the paper's dynamic program (`oss_dp`) in two ways:
       * before the first step x_T is the state of *every* node, so a path may start at any node i with
         x_T taken as the state at t_i, below t_max;
       * the best cost, predecessor and state of each node are carried from one step count to the next
