@@ -12,7 +12,10 @@ Node convention everywhere: a fine grid has nodes 0..T with t[0] = t_max (noise)
   count k and node j, keeps per sample the state (reached in exactly k steps, ending at j) closest to
   the teacher, then backtracks; it is written over abstract `advance`/`cost` callbacks so that the
   tests can run it on scalar toy dynamics and compare it with `oss_brute_force`.
-* `median_path(paths)`: OSS-ave's per-position median of many searched paths.
+* `oss_code_search(...)`: the search as the OSS reference code runs it (x_T at every node before the
+  first step, each step count's best results carried into the next; see its docstring).
+* `median_path(paths, rule)`: OSS-ave's per-position median of many searched paths (the reference's
+  `cal_medium` or the noise-end rounding).
 * `SolverReplay`: the `advance` of OSS for any solver of `bench.solvers`, multistep ones included (see
   its docstring), and `one_step_jumps`, GITS's optional "student solver" jump.
 """
@@ -254,10 +257,77 @@ def oss_brute_force(num_nodes: int, steps: int, init: State, step_fn: Callable, 
     return best_path
 
 
-def median_path(paths: torch.Tensor) -> torch.Tensor:
-    """OSS-ave: the per-position median of node paths [B, K+1] (for an even B, the floor of the mean
-    of the two middle values, as the reference's `cal_medium`). Componentwise-ordered paths give a
-    strictly increasing result."""
+def oss_code_search(num_nodes: int, steps: int, x_T: torch.Tensor, teacher: torch.Tensor, predict: Callable,
+                    jump: Callable, progress: Callable | None = None) -> torch.Tensor:
+    """The search of the OSS reference code (bebebe666/OptimalSteps, `OSS/OSS.py`, `search_OSS`, commit
+    ee350436c86e29088c0cf550300a2e6a5911a7ee), for B samples at once, in the harness's node order
+    (node 0 = t_max, node T = t_min). It departs from the paper's dynamic program (`oss_dp`) in two ways:
+      * before the first step x_T is the state of *every* node, so a path may start at any node i with
+        x_T taken as the state at t_i, below t_max;
+      * the best cost, predecessor and state of each node are carried from one step count to the next
+        and replaced only by a strictly better one, so layer k holds the best state reached in at most
+        k steps (by any history), while the backtracking reads layer k's predecessor as a k-th step.
+    Within a layer the nodes i are visited from the noise end and a candidate replaces the node's
+    entry only when strictly closer to the teacher (ties keep the earlier i), as in the reference.
+
+    predict(x [B, ...], i) -> the data prediction [B, ...] of state x at node i (one network call).
+    jump(x [B, ...], x0 [B, ...], i, js) -> [J, B, ...]: the student step from node i to each node of js.
+    teacher: [T + 1, B, ...], the teacher's states at the nodes; the cost is the mean over dimensions of
+    the squared difference, in the states' dtype (the reference's `((z_j - traj_tea[j]) ** 2).mean()`).
+    Returns the paths [B, K + 1] (node indices, increasing, T last; the first may be > 0).
+    """
+    T = num_nodes - 1
+    if not 1 <= steps <= T:
+        raise ValueError(f"oss_code_search needs 1 <= steps <= {T}, got {steps}")
+    batch = x_T.shape[0]
+    state = x_T.unsqueeze(0).repeat((T + 1,) + (1,) * x_T.ndim)  # x_T at every node
+    best = torch.full((T + 1, batch), float("inf"), dtype=x_T.dtype, device=x_T.device)
+    before = torch.zeros((T + 1, batch), dtype=torch.long, device=x_T.device)  # the reference's initial N
+    trace = []
+    for _ in range(steps):
+        previous = state.clone()
+        for i in range(T):
+            x_i = previous[i]
+            js = torch.arange(i + 1, T + 1, device=x_T.device)
+            cand = jump(x_i, predict(x_i, i), i, js)  # [J, B, ...]
+            c = (cand - teacher[i + 1 :]).flatten(2).square().mean(-1)  # [J, B]
+            better = c < best[i + 1 :]
+            best[i + 1 :] = torch.where(better, c, best[i + 1 :])
+            before[i + 1 :][better] = i
+            state[i + 1 :][better] = cand[better]
+            if progress is not None:
+                progress()
+        trace.append(before.clone())
+    paths = torch.empty((batch, steps + 1), dtype=torch.long)
+    node = torch.full((batch,), T, dtype=torch.long, device=x_T.device)
+    paths[:, steps] = node.cpu()
+    for k in range(steps - 1, -1, -1):
+        node = trace[k][node, torch.arange(batch, device=x_T.device)]
+        paths[:, k] = node.cpu()
+    return paths
+
+
+MEDIANS = ("reference", "noise-end")
+
+
+def median_path(paths: torch.Tensor, rule: str = "noise-end") -> torch.Tensor:
+    """OSS-ave: the per-position median of node paths [B, K+1] (node T last in every path).
+
+    rule "reference": the reference's `cal_medium` (OSS/OSS.py, same commit): in its own node order (r = T - node,
+        0 = the data end) the floor of the mean of the sorted values l[B//2] and l[B//2 - 1], for any B
+        (for an odd B the middle value and the one before it; for B = 1 the value itself), i.e. the
+        mean of the two middle values rounded towards the data end.
+    rule "noise-end": the true median for an odd B; for an even B the mean of the two middle values
+        rounded towards the noise end (the floor in the harness's node order).
+    Componentwise-increasing paths give a strictly increasing result under both rules."""
+    if rule == "reference":
+        T = paths[:, -1:]
+        r = (T - paths).sort(dim=0).values
+        n = r.shape[0]
+        mid = torch.div(r[n // 2] + r[(n // 2 - 1) % n], 2, rounding_mode="floor")
+        return T[0] - mid
+    if rule != "noise-end":
+        raise ValueError(f"median_path: rule must be one of {', '.join(MEDIANS)}, got {rule!r}")
     s = paths.sort(dim=0).values
     n = s.shape[0]
     if n % 2:
@@ -452,6 +522,7 @@ def ddim_jumps(schedule, x_i, x0_i, t_i, t_js):
 
 __all__ = [
     "fine_grid", "teacher_trajectory", "gits_dp", "gits_brute_force", "gits_path_cost",
-    "deviation", "oss_dp", "oss_brute_force", "median_path", "calls_needed", "SolverReplay",
+    "deviation", "oss_dp", "oss_brute_force",
+    "oss_code_search", "median_path", "MEDIANS", "calls_needed", "SolverReplay",
     "one_step_jumps", "ddim_jumps", "RowCounter",
 ]

@@ -20,14 +20,22 @@ a learned schedule starts from a heuristic.
 
 Decoupled evaluation times
 --------------------------
-* LD3's xi_c (`ld3_eval_times`): the network at step n is evaluated at v_n + clamp(xi_c_n, +-w m_n)
-  in the map's coordinate, where m_n = min(|v_n - v_{n-1}|, |v_{n+1} - v_n|) is the smaller
-  neighbouring gap (detached, as in the reference code) and w = `window` (0.5, the reference's
-  `win_rate`); the first evaluation (at t_max) is never shifted ("zero at the ends"; the last knot
-  t_min is never evaluated). With w < 1 the shifted time stays strictly between t_{n+1} and t_{n-1},
-  so inside (t_min, t_max]. Departure: the reference clamps with the *smallest gap of the whole
-  schedule*; we use the two neighbouring gaps of each step (the issue's "neighbouring gap"), which
-  lets steps in wide regions move further.
+* LD3's xi_c (`ld3_eval_times`): the network at step n is evaluated at v_n + clamp(xi_c_n, +-m_n) in
+  the map's coordinate; the first evaluation (at t_max) is never shifted ("zero at the ends"; the
+  last knot t_min is never evaluated). The half-width m_n (`xi_window`, w = `window`, 0.5, the
+  reference's `win_rate`; detached, as in the reference code):
+  - "global" (LD3's default, the reference's `discretize_model_wrapper` in vinhsuhi/LD3 trainer.py,
+    commit 9e4a66f8238a45903e54b89a1f557df1e7de8afc): one width for
+    every step. In "lambda" mode it is w times the smallest gap between adjacent *raw logits*
+    [xi_0, xi_1, ..., xi_N] (the reference's `(lambda1[1:] - lambda1[:-1]).abs().min()`), the inert
+    first logit xi_0 included; here xi_0 is the constant 0, the mean of the zero-mean logits a fit
+    starts from (in the reference it keeps its initial value, which every logit starts from). In "t"
+    mode it is w times the smallest gap of the timesteps t_0 > ... > t_N themselves. Note that in
+    lambda mode a gap of logits bounds a shift of lambda; a window of zero (all logits equal to xi_0,
+    i.e. uniform steps in lambda) leaves every shift at zero until the logits move.
+  - "step": m_n = w * min(|v_n - v_{n-1}|, |v_{n+1} - v_n|), the smaller of the step's two
+    neighbouring gaps in the map's coordinate, in either mode; steps in wide regions may move further.
+    With w < 1 the shifted time stays strictly between t_{n+1} and t_{n-1}, so inside (t_min, t_max].
 * INDIS's delta-tau (`relative_eval_times`): *relative*. dtau_n in [-b, b] is a fraction of the
   step's own gap in the map's coordinate: u_eval_n = u_n + dtau_n (u_{n+1} - u_n), positive towards
   the data, clamped at u = 0 (t_max). Why relative, not absolute: an absolute shift of up to b = 0.05
@@ -125,15 +133,33 @@ class TimeMap:
 
     # --- decoupled evaluation times ---------------------------------------------------------
 
-    def ld3_eval_times(self, u: torch.Tensor, xi_c: torch.Tensor, window: float) -> torch.Tensor:
-        """LD3: t_eval [B, N] from the shifts xi_c [N] (or [B, N]) in the map's coordinate."""
+    def ld3_eval_times(self, u: torch.Tensor, xi_c: torch.Tensor, window: float, xi_window: str = "step",
+                       logits: torch.Tensor | None = None) -> torch.Tensor:
+        """LD3: t_eval [B, N] from the shifts xi_c [N] (or [B, N]) in the map's coordinate, clamped to the
+        half-width of `xi_window` ("step" or "global", module docstring; "global" in lambda mode needs
+        the logits [N] or [B, N] that made u)."""
         v = self.value(u)
         gaps = (v[:, 1:] - v[:, :-1]).abs().detach()  # [B, N]
-        bound = window * torch.minimum(gaps[:, :-1], gaps[:, 1:])  # steps 1..N-1
         xi_c = xi_c.to(torch.float64)
         if xi_c.ndim == 1:
             xi_c = xi_c[None]
-        inner = torch.maximum(torch.minimum(xi_c[:, 1:], bound), -bound)
+        if xi_window == "step":
+            bound = window * torch.minimum(gaps[:, :-1], gaps[:, 1:])  # steps 1..N-1
+            inner = torch.maximum(torch.minimum(xi_c[:, 1:], bound), -bound)
+        elif xi_window == "global":
+            if self.space == "lambda":
+                if logits is None:
+                    raise ValueError("ld3_eval_times: xi_window 'global' in lambda mode needs the logits")
+                raw = logits.detach()
+                raw = raw[None] if raw.ndim == 1 else raw
+                raw = torch.cat([torch.zeros_like(raw[:, :1]), raw], dim=1)  # the inert xi_0 = 0 first
+                width = (raw[:, 1:] - raw[:, :-1]).abs().amin(dim=1, keepdim=True).to(torch.float64)
+            else:
+                width = gaps.amin(dim=1, keepdim=True)
+            bound = (window * width).expand(-1, xi_c.shape[1] - 1)
+            inner = torch.clamp(xi_c[:, 1:], min=-bound, max=bound)
+        else:
+            raise ValueError(f"ld3_eval_times: xi_window must be 'step' or 'global', got {xi_window!r}")
         shift = torch.cat([torch.zeros_like(inner[:, :1]), inner], dim=1)
         v_eval = v[:, :-1] + shift
         t_eval = self.schedule.t_of_lambda(v_eval) if self.space == "lambda" else v_eval

@@ -31,30 +31,30 @@ The search, once per fit:
      user; the choice rule is the one its AFS option uses to place its extra step. It costs one student
      solve (NFE evaluations) per distinct path and warm-up sample; the chosen value is `coeff` in the
      row's fit info.
-Distances are measured on the model's own state x (`space: model`, default); for EDM's VE model this
-is exactly the reference. `space: ve` measures them in EDM's coordinates y = x / alpha instead, which for
-a VE model is the same and for FlowOT / VP models weights errors at high noise by 1/alpha (on toy2d in
-flow time, Euler, 1000 evaluation priors, it was much worse with the 'dev' metric: mse 0.088 / 0.071 /
-0.070 against 0.045 / 0.032 / 0.019 at NFE 3 / 4 / 5), so the model's own state, the one the solver
-carries, is the default.
+Distances are measured in EDM's coordinates y = x / alpha (`space: ve`, default), as the reference
+does: its models are VE ones, where y is the model's own state. `space: model` measures them on the
+model's own state x instead (the state the solver carries); for a VE model the two are the same, for
+FlowOT / VP models `ve` weights the errors at high noise by 1/alpha and picks other steps.
+`benchmarks/bench_gits_coeff.py` compares the DP weights, the metrics and how the paths rank among all
+of the grid's subsets.
 
-Measured (`python benchmarks/bench_gits_coeff.py`, mse at NFE 3 / 4 / 5): with the paper's defaults GITS
-beats the best heuristic on digits (64-D, iPNDM) only narrowly (7.48 / 6.04 / 4.75 against 8.21 / 6.26 /
-4.85) and loses on toy2d (2-D, Euler: 0.0462 / 0.0333 / 0.0196 against 0.0414 / 0.0256 / 0.0185). On
-both the DP weight matters far more than the metric: 1.15 is among the worst of 0.8 .. 1.2, coeff = 0.8
-gives 4.20 / 2.86 / 1.84 and 0.0315 / 0.0196 / 0.0137, and `coeff: sweep` gives 4.79 / 2.80 / 2.15 and
-0.0315 / 0.0195 / 0.0132 (choosing 0.8 .. 0.95). The reference's 1.15 was tuned on its own models (EDM's
-CIFAR-10 etc. on the rho = 7 grid). The 'dev' and 'l2' costs rank the jumps almost alike (Spearman 0.996
-on toy2d, 0.998 on digits), although 'dev' sees only the error perpendicular to the x_T -> x_0 line: on
-average 95% of a jump's error on digits, 40% on toy2d. The grid itself is not what limits the paper's
-setting: among all 1,711 three-step subsets of the 60-step grid (solved by the cell's student from the
-warm-up priors), the coeff-1.15 path ranks 63rd on toy2d and 512th on digits, while coeff 0.8 ranks 2nd
-and 60th; the paper's DP objective correlates with the true endpoint error at Spearman 0.80 on toy2d
-and 0.04 on digits (iPNDM student; the costs model Euler jumps).
+Reference and variants (the project's rule, README "Defaults"):
+
+  | reference    | zju-pi/diff-sampler, gits-main/gits_utils.py (get_dp_list, dp, cal_deviation),    |
+  |              | commit 68d5ce427f261962b89ce3b0ee8f6b29f0577328; defaults from launch.sh            |
+  | default      | the reference: costs in y = x / alpha, `dev` metric, coeff 1.15, Euler jumps, 60    |
+  |              | teacher steps of iPNDM on the EDM rho = 7 grid, 256 warm-up priors, first-index     |
+  |              | ties in the DP                                                                      |
+  | space: model | costs on the model's own state x (identical for VE models)                          |
+  | metric: l2   | the reference's other metrics (`--metric l2` / `l1`): mean norm of jump - teacher   |
+  | coeff: sweep | or a list: one DP per weight, the one whose student endpoints are closest to the    |
+  |              | teacher's on the warm-up priors is kept (the reference only writes the list's paths) |
+  | jump: solver | the student solver's own single step instead of the Euler jump                      |
 
 Defaults and where they come from:
   * `teacher_steps` = 60: the reference's recommended `--num_steps_tea=61` timestamps (launch.sh,
-    README) = 60 steps.
+    README) = 60 steps (the click default of its sample.py, 21 timestamps, is used by none of its
+    published commands).
   * `teacher_solver` = "ipndm" (max_order 4): the reference's `--solver_tea` default.
   * `grid` = "edm" (rho = 7): the reference's `--schedule_type=polynomial --schedule_rho=7`, EDM's
     polynomial in the VE noise level sigma. For FlowOT and VP models the `edm` baseline maps the same
@@ -66,7 +66,7 @@ Defaults and where they come from:
     warm-up priors are the first `warmup` training priors of the cell (`ctx.teacher("train",
     warmup).x_T`, with their class labels), so the fit is deterministic.
   * `jump` = "euler": the reference (see 3).
-  * `space` = "model": see above (an extension; the reference only has VE models).
+  * `space` = "ve": the reference's coordinates (see above).
 Not reproduced: the reference's AFS variant that inserts an extra "free" step after the search (here
 AFS is the solver's option and the DP searches all of the cell's steps).
 
@@ -113,7 +113,8 @@ class GITS(DiscretizationMethod):
             1.15, description="the DP weight: a number > 0, a list of them, or 'sweep' (0.8..1.2)")
         warmup: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="warm-up priors (reference: 256)")
         jump: Literal["euler", "solver"] = Field("euler", description="the one-step jump the costs model")
-        space: Literal["ve", "model"] = Field("model", description="coordinates the deviations are measured in")
+        space: Literal["ve", "model"] = Field(
+            "ve", description="coordinates the deviations are measured in: ve (the reference's) or model (ours)")
 
     def __init__(self, **params):
         super().__init__(**params)

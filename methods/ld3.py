@@ -6,9 +6,24 @@ to match a teacher's endpoint from the same prior.
 
 Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of `methods._learned.TimeMap`
 (strictly decreasing, exact ends, in lambda for VE models and in t otherwise: `space`); a decoupled
-network-input time per step, xi_c [N] (the paper's xi_c), clamped to `window` = 0.5 of the smaller
-neighbouring gap and zero at the first step (see `_learned`). The schedule is
-Discretization(t, t_eval) (no output scale).
+network-input time per step, xi_c [N] (the paper's xi_c), zero at the first step and clamped to a
+half-width `xi_window` (see `_learned`): "global" (default, the reference's rule): `window` = 0.5 times
+the smallest gap between adjacent raw logits (the inert first one, 0 here, included) in lambda mode,
+or the smallest timestep gap in t mode, one width for every step; "step": 0.5 of each step's smaller
+neighbouring gap in the map's coordinate. The schedule is Discretization(t, t_eval) (no output scale).
+
+Reference and variants (the project's rule, README "Defaults"):
+
+  | reference        | vinhsuhi/LD3, trainer.py (`discretize_model_wrapper`, the training loop),    |
+  |                  | commit 9e4a66f8238a45903e54b89a1f557df1e7de8afc, configs/cifar10.yml          |
+  | default          | the reference's timesteps, loss, soft teacher and training recipe (below);   |
+  |                  | the xi_c window of its code (`xi_window: global`)                            |
+  | xi_window: step  | each step's shift bounded by half its smaller neighbouring gap in the map's  |
+  |                  | coordinate: a wider window in lambda mode, where the reference's bound comes |
+  |                  | from the raw logits                                                          |
+  | bound: 0         | `ld3-hard`, the paper's ablation without the soft teacher                    |
+  | decoupled: false | no xi_c at all                                                               |
+
 
 Soft teacher. Each training prior x_T has a learnable copy x'_T, updated by SGD (lr `lr_prior`/NFE)
 on the same loss and projected back into the ball ||x'_T - x_T|| <= r after every step, measured on the
@@ -49,6 +64,7 @@ largest ||x'_T - x_T|| (on the unit-variance noise; <= r up to float32 rounding)
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -70,6 +86,9 @@ class LD3HardParams(LearnedParams):
 
     decoupled: bool = Field(True, description="learn the evaluation-time shift xi_c (LD3's decoupled time)")
     window: float = Field(0.5, gt=0, lt=1, description="xi_c's clamp, as a fraction of the neighbouring gaps")
+    xi_window: Literal["global", "step"] = Field(
+        "global", description="the gaps xi_c's clamp is taken from: global (the reference's smallest gap) or step "
+                              "(each step's neighbouring gaps)")
     train: int = Field(50, ge=1, le=MAX_SPLIT_SIZE, description="training pairs (paper: 50)")
     val: int = Field(50, ge=1, le=MAX_SPLIT_SIZE, description="validation pairs (paper: 50)")
     batch: int = Field(2, ge=1, le=MAX_SPLIT_SIZE, description="pairs per optimiser step (reference: 2)")
@@ -89,6 +108,7 @@ class LD3HardParams(LearnedParams):
 
 class LD3Params(LD3HardParams):
     bound: float = Field(0.001, ge=0, allow_inf_nan=False, description="the soft teacher's radius r (paper: 0.001)")
+
 
 
 @METHODS.register("ld3")
@@ -117,7 +137,7 @@ class LD3(DiscretizationMethod):
         t = self.map.time_at(u)
         t_eval = None
         if self.params["decoupled"] and xi_c is not None:
-            t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params["window"]))
+            t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params["window"]), self.params["xi_window"], xi)
         return discretization(t, t_eval, dtype=dtype)
 
     def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:

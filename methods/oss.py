@@ -1,20 +1,34 @@
 """`oss`: Optimal Stepsize Search / distillation (Pei, Hu & Gu 2025, "Optimal stepsize for diffusion
 sampling", arXiv 2503.21774; reference: github bebebe666/OptimalSteps, `OSS/OSS.py`).
 
-The search (Algorithm 1 of the paper; `oss_dp` in methods/_dp.py):
+The search of the paper (its recursion over "k student steps from x_T to node j"; `oss_dp` in
+methods/_dp.py, `variant: paper`, default):
   1. A fine grid of `teacher_steps` steps (T + 1 nodes, node 0 = t_max, node T = t_min) and a teacher
      trajectory x*_0..x*_T along all of its nodes (`teacher_solver`, Euler in the paper).
   2. For k = 1..K (K = the student's steps) and every node j: among the one-step extensions of the
-     states kept at step k - 1 (nodes i < j), keep the student state after k steps that ends at j and
-     is closest to the teacher there, cost = mean over dimensions of (x_j - x*_j)^2; remember its
-     predecessor. (Only nodes that leave room for the remaining steps are kept.)
-  3. Backtrack from node T after K steps: one node path per sample; the schedule is t at those nodes.
+     states kept at step k - 1 (nodes i < j; at k = 0 only x_T at node 0), keep the student state after
+     exactly k steps that ends at j and is closest to the teacher there, cost = mean over dimensions of
+     (x_j - x*_j)^2; remember its predecessor. (Only nodes that leave room for the remaining steps are
+     kept.)
+  3. Backtrack from node T after K steps: one node path per sample, from node 0 (t_max); the schedule
+     is t at those nodes.
+The reference code (`search_OSS`; `variant: code`, `oss_code_search` in methods/_dp.py) runs another
+search: before the first step it places x_T at *every* node (a path may start at any node, with x_T
+taken as the state there, so its schedule may start below t_max), and it carries each node's best
+cost, predecessor and state from one step count to the next (replaced only by a strictly better
+one), so a layer holds the best state reached in at most k steps while the backtracking reads it as
+the k-th. Its student step is the Euler step of a flow model, x_j = x_i + (t_j - t_i) v_i, which is
+what `variant: code` searches with whatever the cell's solver (here in the schedule's VE view,
+`ddim_jumps`: the same step for FlowOT, EDM's Euler step for VE, DDIM for VP; the searched schedule
+is then sampled with the cell's solver, as the reference samples its searched steps). Its
+comparisons are those of the reference: nodes visited from the noise end, strict improvement,
+costs in the states' dtype; the remaining differences are float32 round-off of the step and the
+teacher, which can flip near-ties.
+
 The search is per sample. Two modes:
   * global (`instance: false`, default) -- the paper's OSS-ave: search `search_batch` training priors
     (the first ones of the cell's train split, with their labels) in `fit`, and take the per-position
-    median of their node paths (for an even count the floor of the mean of the two middle values, as
-    the reference's `cal_medium`; the reference takes that mean also for odd counts, here the true
-    median). The stored schedule is global ([1, N+1]).
+    median of their node paths (`median`, see below). The stored schedule is global ([1, N+1]).
   * per instance (`instance: true`) -- the paper's per-sample OSS: `fit` is a no-op and `schedule(x_T,
     cond)` runs the teacher and the search for every evaluation batch with the bound model (the
     runner's counting wrapper; every network call it makes has the batch's B rows, so the row's
@@ -22,9 +36,9 @@ The search is per sample. Two modes:
     whole batch is searched at once: memory grows like T * B * K * (sample size), so keep
     `samples.batch` moderate for large samples.
 
-The student step. The paper's student is the Euler step of a flow model, x_j = x_i + (t_j - t_i) v_i,
-whose state is x alone. Here the student is the cell's solver, any of `bench.solvers`, and the DP
-evaluates the solver's own update (`SolverReplay` in methods/_dp.py). Beyond the paper:
+The student step of `variant: paper`. The paper's student is the Euler step of a flow model, whose
+state is x alone. Here the student is the cell's solver, any of `bench.solvers`, and the DP
+evaluates the solver's own update (`SolverReplay` in methods/_dp.py):
   * the DP state of (k, j) is, per sample, the whole path taken and the network outputs along it,
     which for a multistep solver (iPNDM, DPM-Solver++, UniPC) *is* its history. A step re-runs the
     solver over [path times, t_j] with those outputs replayed and only the new step's evaluations made
@@ -36,7 +50,24 @@ evaluates the solver's own update (`SolverReplay` in methods/_dp.py). Beyond the
     paper's DP; for a multistep solver the future also depends on the history, and the kept state
     carries the history of its own (greedy) path only -- the DP is then a heuristic search.
   * AFS: the student's analytic first evaluation is used like any other (it is part of the solver).
-For Euler and a flow model, step 2 is exactly the reference's search.
+For Euler on a flow model, `variant: paper` is the paper's recursion; it is not the reference code's
+search (which `variant: code` is).
+
+Reference and variants (the project's rule, README "Defaults"):
+
+  | reference         | bebebe666/OptimalSteps, OSS/OSS.py (search_OSS, cal_medium), commit          |
+  |                   | ee350436c86e29088c0cf550300a2e6a5911a7ee; examples/sample_oss_dit.py          |
+  | default           | the paper's search (x_T at t_max, exactly k steps) with the cell's solver as  |
+  |                   | student; OSS-ave's median by the reference's `cal_medium`                    |
+  | variant: code     | the reference code's search: x_T at every node, best results carried between |
+  |                   | step counts, Euler student; paths may start below t_max                      |
+  | median: noise-end | the true median for an odd count, the two middle values' mean rounded        |
+  |                   | towards the noise end for an even one                                        |
+  | instance: true    | the paper's per-sample OSS (the reference's --search_each)                   |
+Why the default is not the code: the code contradicts its paper, whose sampler starts from the
+noise at t_max and whose subproblems are reached in exactly k steps from x_T; the project's rule
+then takes the paper and names the code's behaviour (`variant: code`). The median is not fixed by
+the paper's recursion, so the code's `cal_medium` is the default there.
 
 Defaults and where they come from:
   * `teacher_steps` = 200, `teacher_solver` = "euler": the paper's teacher (200 Euler steps; the
@@ -48,13 +79,10 @@ Defaults and where they come from:
     "auto" is `edm` (rho = 7), EDM's own grid, as GITS uses. Any heuristic can be named instead.
   * `search_batch` = 256: the reference's `--search_batch` default for OSS-ave (sample_oss_dit.py).
   * `instance` = false (OSS-ave), see above.
-Measured (benchmarks/bench_searched.py, 2000 evaluation priors): OSS-ave beats the best heuristic at
-NFE 3-5 on toy2d (Euler; mse 0.0315 / 0.0185 / 0.0121 against 0.0410 / 0.0250 / 0.0178; per-instance
-0.0282 / 0.0162 / 0.0105 at ~600-1000 evaluations per sample) and on digits (iPNDM; 4.82 / 4.37 / 4.40
-against 8.17 / 6.24 / 4.81). On digits (an exact *empirical* denoiser, which memorises) the per-sample
-paths differ a lot, the median path spends its last steps just above t_min and does not improve from
-NFE 4 to 5, while per-sample schedules are far better (mse 0.27 against 4.56 for the median path on
-64 training priors at NFE 5).
+  * `variant` = "paper", `median` = "reference": see above. `median` "reference" is the reference's
+    `cal_medium`: per position, in the reference's node order (0 = the data end), the floor of the mean
+    of the sorted values l[B//2] and l[B//2 - 1], for any count B, i.e. rounded towards the data end.
+`benchmarks/bench_searched.py` compares OSS with the best heuristic.
 
 Not reproduced: the reference's DiT-specific amplitude re-normalisation (`renorm_flag`), which is a
 sampling-time calibration, not part of the search.
@@ -64,7 +92,7 @@ sample, node and step, plus per-candidate rows for solvers with a second in-step
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import AfterValidator, Field
@@ -78,7 +106,7 @@ from bench.schedules import VE
 from bench.solvers import make_solver
 
 from ._params import SolverSpec, heuristic_spec
-from ._dp import (SolverReplay, fine_grid, median_path, oss_dp,
+from ._dp import (SolverReplay, ddim_jumps, fine_grid, median_path, oss_code_search, oss_dp,
                   teacher_trajectory)
 
 
@@ -97,6 +125,10 @@ class OSS(DiscretizationMethod):
             "auto", description="the fine grid: auto (edm for VE, else uniform) or a heuristic")
         search_batch: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="priors searched (paper: 256)")
         instance: bool = Field(False, description="per-instance OSS (search at sampling time) instead of OSS-ave")
+        variant: Literal["paper", "code"] = Field("paper", description="the paper's search (paths from x_T at "
+                                                  "t_max) or the reference code's (x_T at every node, carried results)")
+        median: Literal["reference", "noise-end"] = Field(
+            "reference", description="OSS-ave's median: the reference's cal_medium or the noise-end rounding")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -135,10 +167,28 @@ class OSS(DiscretizationMethod):
         with torch.no_grad():
             teacher = make_solver(self.params["teacher_solver"])
             traj, _, rows = teacher_trajectory(teacher, model, x_T, t_nodes, cond, need_x0=False)
+            if self.params["variant"] == "code":
+                return t_nodes, *self.code_search(model, t_nodes, x_T, traj, cond, progress, rows)
             replay = SolverReplay(solver, model, t_nodes, self.steps, x_T, traj, cond)
             paths = oss_dp(t_nodes.numel(), self.steps, replay.init_state(), replay.advance, replay.cost,
                            progress=progress)
         return t_nodes, paths, rows + replay.rows
+
+    def code_search(self, model, t_nodes, x_T, traj, cond, progress, rows):
+        """`variant: code`: the reference code's search with its Euler student step (paths, rows)."""
+        t_x = t_nodes.to(device=x_T.device, dtype=x_T.dtype)
+        schedule = self.noise_schedule
+        count = {"rows": rows}
+
+        def predict(x, i):
+            count["rows"] += x.shape[0]
+            return model(x, t_x[i].expand(x.shape[0]), cond)
+
+        def jump(x, x0, i, js):
+            return ddim_jumps(schedule, x, x0, t_x[i], t_x[js])
+
+        paths = oss_code_search(t_nodes.numel(), self.steps, x_T, traj, predict, jump, progress=progress)
+        return paths, count["rows"]
 
     def fit(self, ctx: FitContext) -> None:
         if self.params["instance"]:
@@ -148,7 +198,7 @@ class OSS(DiscretizationMethod):
                                            data.x_T, data.cond)
         ctx.count_nfe(rows)
         self.paths = paths
-        path = median_path(paths)
+        path = median_path(paths, self.params["median"])
         self.t = t_nodes[path].clone()
 
     def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
@@ -156,8 +206,7 @@ class OSS(DiscretizationMethod):
             if self.model is None:
                 raise RuntimeError("method 'oss' with instance: true needs the model: bind(..., model=...)")
             t_nodes, paths, _ = self.search(self.model, self.solver, x_T, cond)
-            t = t_nodes[paths]
-            t[:, 0], t[:, -1] = self.noise_schedule.t_max, self.noise_schedule.t_min
+            t = t_nodes[paths]  # (variant code: a path may start below t_max)
             return Discretization(t.to(device=x_T.device, dtype=x_T.dtype)).check()
         if self.t is None:
             raise RuntimeError("method 'oss' is not fitted: call fit(ctx) or load_state_dict() first")
