@@ -7,7 +7,9 @@ The network's score is the same distance between |A| = 898 samples and B, the sa
 labels of A (so the class mix matches) by the pixel grids' teacher: 100 iPNDM steps on the EDM
 (rho = 7) schedule, in float64, from the priors of the "eval" split. Bar: net / floor <= 2 (the
 acceptance bar of the issue that introduced the model). A panel of samples (10 per class, one class
-per column) is written as a PNG with `bench.images.save_sample_grid`.
+per column) is written as a PNG with `bench.images.save_sample_grid`. It also prints the median
+distance from a sample to its nearest training image beside that of half A to half B (a network
+that copied its training images would sit near 0).
 
     .venv/bin/python benchmarks/bench_digits_net.py [--weights PATH] [--steps 100] [--out results/digits-net-panel.png]
 """
@@ -82,6 +84,12 @@ def main(argv=None) -> int:
           f"{'met' if ratio <= BAR else 'NOT met'})")
     print(f"samples in [-1, 1]: {float((samples.abs() <= 1.0).double().mean()):.3f}; "
           f"min {float(samples.min()):.2f}, max {float(samples.max()):.2f}")
+
+    # Memorisation check: an exact sampler of the training set sits at distance 0 from it.
+    nearest = model.nearest_distance(samples.float()).median().item()
+    across = torch.cdist(images[a].float(), images[b].float()).amin(dim=1).median().item()
+    print(f"median L2 distance to the nearest training image: samples {nearest:.3f} "
+          f"(half A to its nearest image in half B: {across:.3f})")
 
     # Panel: 10 rows x 10 columns, column c shows class c.
     per_class = [samples[labels[a] == c][:10] for c in range(10)]

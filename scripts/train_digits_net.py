@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/train_digits_net.py [--out bench/models/weights/digits_net.pt] [--steps N]
 
-The recipe (fixed seed, deterministic, 2 threads) is `bench.models._digits_net_train`'s; every default
+The recipe (fixed seed, deterministic, one thread) is `bench.models._digits_net_train`'s; every default
 is documented there. The file holds the EMA weights (float32) with the network config and the
 training settings; the script prints its SHA-256, which goes into `WEIGHTS_SHA256` in
 `bench/models/digits_net.py` when the shipped file is replaced.

@@ -48,7 +48,7 @@ from ._digits_unet import EDMDigitsNet
 from .digits import Digits
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "digits_net.pt"
-WEIGHTS_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+WEIGHTS_SHA256 = "d51b50c7826d8fed4df17e4f9293fc4aed64cf96f5bcc95bdaf93b31dd62dbf4"
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
