@@ -188,6 +188,7 @@ def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=
         **cell.config(),
         "steps": cell.steps,
         "model_label": plugin_label(cell.model),
+        "model_weights_sha256": getattr(model, "weights_sha256", None),  # models that ship weights (digits-net)
         "solver_label": plugin_label(cell.solver),
         "method_label": plugin_label(cell.method),
         "heuristic": bool(method.heuristic),

