@@ -201,7 +201,10 @@ def test_fid_grid_reduced(tmp_path, write_grid):
 
 @pytest.mark.slow
 def test_bench_gpu_small_on_the_cpu():
-    """benchmarks/bench_gpu.py --small runs on the CPU; digits-net's harness/bare ratio is <= 1.05."""
+    """benchmarks/bench_gpu.py --small runs on the CPU; digits-net's harness/bare ratio is <= 1.05.
+
+    The ratio checked is that of CPU times (`cpu_ratio`): on a CPU shared with other jobs the wall-time
+    ratio also measures the scheduler's noise, the CPU-time ratio only the work the harness adds."""
     import json
     import subprocess
     import sys
@@ -219,5 +222,5 @@ def test_bench_gpu_small_on_the_cpu():
         (m, d, b) for m in ("digits-net", "sd15") for d in ("fp32", "bf16") for b in (16, 64)}
     for r in rows:
         assert r["images_per_s"] > 0 and r["peak_mem_mb"] > 0 and r["max_abs_diff"] < 0.1, r
-    ratios = [r["ratio"] for r in rows if r["model"] == "digits-net"]
+    ratios = [r["cpu_ratio"] for r in rows if r["model"] == "digits-net"]
     assert max(ratios) <= 1.05, proc.stdout
