@@ -9,7 +9,9 @@ Preconditioning (EDM Table 1, "Ours"): for noise level sigma and data standard d
 The coefficients are computed in the dtype of x (float64 for a float64 teacher); only F, the U-Net,
 runs in float32 (or under autocast, see `EDMDigitsNet.forward`), and its output is cast back.
 
-The U-Net F (the layout of EDM's `SongUNet` / ADM's, scaled down to 8x8 images):
+The U-Net F (the layout of EDM's `SongUNet` / ADM's, scaled down to 8x8 images; the defaults below
+are the class's, the shipped network's narrower settings are `_digits_net_train.NET_CONFIG`, which the
+weights file stores):
   * noise embedding: the sinusoidal positional embedding of c_noise (EDM's `PositionalEmbedding`,
     max_positions = 10000, as EDM's SongUNet with embedding_type="positional"), then two linear
     layers with SiLU; the class embedding (a learned table of 11 rows: labels 0..9 and row 10 for
