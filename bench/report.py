@@ -9,7 +9,9 @@ than one seed a second table gives the standard deviation). Two extra rows:
   * "noise floor": for distribution distances that report one (`<metric>_floor`), the same distance
     between two independent sets of true samples; a value at the floor cannot be told from exact.
 A metric that names its feature network (`fid_weights`: a hash of the weights file) is tabled as
-`fid [<hash>]`, so numbers from different feature networks never share a table. The cost of the
+`fid [<hash>]`, so numbers from different feature networks never share a table; likewise a model
+that ships weights (`model_weights_sha256` in its rows, e.g. digits-net) is labelled
+`<model> [weights <hash>]`. The cost of the
 methods that fit is tabled the same way (`COSTS`: fit seconds, the fit's network evaluations of
 single samples, a schedule network's parameter count and per-sample cost in model evaluations, and
 the evaluations a per-instance method spends inside `schedule`).
@@ -94,7 +96,7 @@ def _records(row: dict) -> list[dict]:
     """One record per metric (and per cost of a fitted method) of a row."""
     records = []
     base = {
-        "grid": row["grid"], "model": row["model_label"], "solver": row["solver_label"],
+        "grid": row["grid"], "model": _model_label(row), "solver": row["solver_label"],
         "method": row["method_label"], "nfe": row["nfe"], "seed": row["seed"],
         "heuristic": row["heuristic"], "paper_baseline": row["paper_baseline"],
         "fit_seconds": row["fit"]["fit_seconds"], "cell": row["cell"],
@@ -118,6 +120,12 @@ def _records(row: dict) -> list[dict]:
         records.append({**base, "metric": label, "floor": floor, "value": value,
                         "higher_is_better": higher.get(name, False)})
     return records
+
+
+def _model_label(row: dict) -> str:
+    """The model's label, with the first 12 hex digits of its weights' SHA-256 when the row has one."""
+    sha = row.get("model_weights_sha256")
+    return f"{row['model_label']} [weights {sha[:12]}]" if isinstance(sha, str) else row["model_label"]
 
 
 # What fitting a method costs, tabled like the metrics (methods that fit or search only).

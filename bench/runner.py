@@ -270,6 +270,7 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
         "metrics_spec": config["metrics"],
         "steps": cell.steps,
         "model_label": plugin_label(cell.model),
+        "model_weights_sha256": getattr(model, "weights_sha256", None),  # models that ship weights (digits-net)
         "solver_label": plugin_label(cell.solver),
         "method_label": plugin_label(cell.method),
         "heuristic": bool(method.heuristic),

@@ -1,0 +1,205 @@
+"""Sampling throughput and harness overhead of network models, on a GPU (or with `--small` on the CPU).
+
+Two networks:
+  * `sd15`: a random-weight `diffusers.UNet2DConditionModel` built from Stable Diffusion 1.5's UNet
+    config (block_out_channels (320, 640, 1280, 1280), 2 layers per block, cross-attention dim 768,
+    8 attention heads, 4-channel 64x64 latents; nothing is downloaded), eps-prediction in SD's
+    scaled-linear VP time (`vp-scaled-linear`), conditioned on one fixed random 77 x 768 text
+    embedding. With `--small` the same block types at widths (16, 32), 1 layer per block,
+    cross-attention dim 16, 8x8 latents.
+  * `digits-net`: the shipped trained digits U-Net (`bench.models.digits_net`), class-conditional.
+For each network, dtype (fp32; bf16 = the network under `torch.autocast`, as the `dtype` model
+parameter of digits-net does) and batch (16, 64), it times
+  * harness: `bench.runner.sample` -- what `run_cell` times: the method builds the `Discretization`,
+    the Euler (DDIM) solver integrates through `predict`, a `CountingModel` counts evaluations,
+    and the model adapter checks and converts its inputs;
+  * bare: a plain loop of the same network calls (the same times, the same autocast) and the same
+    DDIM update written out, with no harness object in between;
+over `--nfe` steps (10; the `edm` schedule for digits-net, `uniform` for sd15), `--repeats` times
+interleaved, alternating which of the two runs first (so machine noise hits both alike), after one
+warm-up pass each; it prints the ratio of the median wall times (harness / bare; the target is at
+most 1.05), the ratio of the smallest CPU times of the process (`time.process_time`; the minimum,
+as `timeit` advises, since noise only adds time; on a CPU shared with other jobs the wall time also
+measures the scheduler, the CPU time only the work, so `cpu ratio` is the overhead figure there; on
+a GPU, whose work is not CPU time, the wall ratio is the one that counts), images/s of the harness
+path, and
+the peak memory: `torch.cuda.max_memory_allocated` on a GPU, the process's peak resident memory
+(`ru_maxrss`, a high-water mark over the whole run, not per configuration) on the CPU.
+
+    python benchmarks/bench_gpu.py [--device cuda] [--small] [--out FILE.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `bench`, not an installed one
+
+import torch  # noqa: E402
+
+from bench.models import Denoiser, make_model  # noqa: E402
+from bench.models._predictions import x0_from_output  # noqa: E402
+from bench.registry import METHODS  # noqa: E402
+from bench.runner import CountingModel, sample  # noqa: E402
+from bench.schedules import VPScaledLinear  # noqa: E402
+from bench.seeding import noise_from_seeds, sample_seeds  # noqa: E402
+from bench.solvers import make_solver  # noqa: E402
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+SD15 = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, cross_attention_dim=768,
+    block_out_channels=(320, 640, 1280, 1280), attention_head_dim=8,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+)
+SD15_SMALL = dict(
+    sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, cross_attention_dim=16,
+    block_out_channels=(16, 32), attention_head_dim=4, norm_num_groups=8,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+)
+
+
+class ConfigUNet(Denoiser):
+    """A random-weight UNet2DConditionModel as an unconditional eps-prediction denoiser (SD's VP time)."""
+
+    name = "sd15-random"
+
+    def __init__(self, config: dict, autocast_dtype=None, seed: int = 0):
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.unet = UNet2DConditionModel(**config).eval().requires_grad_(False)
+            context = torch.randn(1, 77, config["cross_attention_dim"])
+        self.register_buffer("context", context, persistent=False)
+        self.schedule = VPScaledLinear()
+        self.data_shape = (config["in_channels"], config["sample_size"], config["sample_size"])
+        self.autocast_dtype = autocast_dtype
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        step = self.schedule.step_index(t)
+        ctx = self.context.expand(x.shape[0], -1, -1)
+        cast = torch.autocast(x.device.type, self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        with cast:
+            return self.unet(x.to(torch.float32), step, encoder_hidden_states=ctx).sample.to(x.dtype)
+
+    def forward(self, x, t, cond=None):
+        return x0_from_output("epsilon", self.eps(x, t), x, self.schedule.alpha(t), self.schedule.sigma(t))
+
+
+def bare_sd(model: ConfigUNet, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """DDIM with the network called directly: x <- alpha' x0 + sigma' eps."""
+    sched = model.schedule
+    alphas, sigmas = sched.alpha(t).tolist(), sched.sigma(t).tolist()
+    for i in range(t.numel() - 1):
+        eps = model.eps(x, t[i].expand(x.shape[0]))
+        x0 = (x - sigmas[i] * eps) / alphas[i]
+        x = alphas[i + 1] * x0 + sigmas[i + 1] * eps
+    return x
+
+
+def bare_digits(model, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Euler in VE time with the preconditioned network called directly: x <- x0 + (s'/s) (x - x0)."""
+    sigmas = t.tolist()
+    for i in range(t.numel() - 1):
+        x0 = model.net(x, t[i].expand(x.shape[0]), labels, autocast_dtype=model.autocast_dtype)
+        x = x0 + (sigmas[i + 1] / sigmas[i]) * (x - x0)
+    return x
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(name: str, model, x_T, cond, method, bare, repeats: int, device) -> dict:
+    solver = make_solver("euler")
+    t = method.schedule(x_T[:1]).t[0].to(device=device, dtype=x_T.dtype)
+    harness_t, bare_t, harness_cpu, bare_cpu = [], [], [], []
+
+    def run_harness():
+        return sample(CountingModel(model), solver, method, x_T, cond, x_T.shape[0])[0]
+
+    def run_bare():
+        with torch.no_grad():
+            return bare(model, x_T, t) if cond is None else bare(model, x_T, t, cond)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out_h, out_b = run_harness(), run_bare()  # warm-up (kernels, autocast caches, allocator)
+    pair = ((run_harness, harness_t, harness_cpu), (run_bare, bare_t, bare_cpu))
+    for i in range(repeats):
+        for fn, times, cpu_times in (pair if i % 2 == 0 else pair[::-1]):  # alternate which runs first
+            sync(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - start_cpu)
+    diff = float((out_h.float() - out_b.float()).abs().max())
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    h, b = statistics.median(harness_t), statistics.median(bare_t)
+    cpu_ratio = min(harness_cpu) / min(bare_cpu)
+    return {"model": name, "batch": int(x_T.shape[0]), "harness_s": h, "bare_s": b, "ratio": h / b,
+            "cpu_ratio": cpu_ratio,
+            "images_per_s": x_T.shape[0] / h, "peak_mem_mb": peak / 2**20,
+            "peak_mem_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS",
+            "max_abs_diff": diff}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--small", action="store_true", help="a small sd15-like config (for the CPU)")
+    parser.add_argument("--nfe", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, --small 7)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    parser.add_argument("--models", nargs="+", default=["digits-net", "sd15"], choices=["digits-net", "sd15"])
+    parser.add_argument("--out", default=None, help="also write the figures here (JSON)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    repeats = args.repeats or (7 if args.small else 3)
+    header = (f"bench_gpu: device {device}"
+              f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, nfe {args.nfe}, "
+              f"{repeats} repeats, {'small' if args.small else 'full'} sd15 config")
+    print(header, flush=True)
+    print(f"{'model':<11} {'dtype':<5} {'batch':>5} {'harness s':>10} {'bare s':>9} {'ratio':>6} {'cpu ratio':>9} "
+          f"{'images/s':>9} {'peak MB':>9}  max|h-b|", flush=True)
+    rows = []
+    for name in args.models:
+        for dtype in args.dtypes:
+            if name == "digits-net":
+                model = make_model({"name": "digits-net", "dtype": dtype}).to(device).eval()
+                method = METHODS.create("edm").bind(model.schedule, args.nfe, make_solver("euler"))
+                bare = bare_digits
+            else:
+                model = ConfigUNet(SD15_SMALL if args.small else SD15, DTYPES[dtype]).to(device)
+                method = METHODS.create("uniform").bind(model.schedule, args.nfe, make_solver("euler"))
+                bare = bare_sd
+            for batch in args.batches:
+                noise = noise_from_seeds(sample_seeds("eval", 0, batch), model.data_shape)
+                x_T = model.prior(noise).to(device)
+                cond = (torch.arange(batch, device=device) % model.num_classes) if model.num_classes else None
+                row = {**measure(name, model, x_T, cond, method, bare, repeats, device), "dtype": dtype}
+                rows.append(row)
+                print(f"{name:<11} {dtype:<5} {batch:>5} {row['harness_s']:>10.4f} {row['bare_s']:>9.4f} "
+                      f"{row['ratio']:>6.3f} {row['cpu_ratio']:>9.3f} {row['images_per_s']:>9.1f} {row['peak_mem_mb']:>9.1f}  "
+                      f"{row['max_abs_diff']:.1e}", flush=True)
+            del model
+    if args.out:
+        Path(args.out).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
