@@ -40,6 +40,8 @@ class CountedMSE(Metric):
 class Versioned(Polynomial):
     """The polynomial schedule under another name, whose `version` (and default rho) a test changes."""
 
+    paper_baseline = False
+
 
 @MODELS.register("test-file-toy2d")
 class FileToy2D(Toy2D):
