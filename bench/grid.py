@@ -74,10 +74,6 @@ class SamplesSection(Params):
     batch: int = Field(4096, ge=1, le=MAX_SPLIT_SIZE, description="priors per sampling batch")
 
 
-DEFAULT_TEACHER = TeacherSection().model_dump()
-DEFAULT_SAMPLES = SamplesSection().model_dump()
-
-
 @dataclass(frozen=True)
 class Cell:
     grid: str

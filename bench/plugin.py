@@ -41,10 +41,6 @@ class Plugin:
     def __init__(self, **params):
         self.params: dict[str, Any] = validate(self.Params, params, f"{self.kind} {self.name!r}").model_dump()
 
-    @classmethod
-    def default_params(cls) -> dict[str, Any]:
-        return cls.Params().model_dump()
-
     def resolve(self, context=None) -> dict[str, Any]:
         """The parameters with every `auto` resolved to what this plugin will do in `context`."""
         return dict(self.params)

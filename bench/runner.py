@@ -117,8 +117,7 @@ def load_fit(method, fit_dir: Path, root: ResultsRoot, device) -> dict | None:
         if want is not None and sha256_of_file(state_path) != want:
             raise CorruptArtifact(state_path, "checksum mismatch")
         method.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
-    except (OSError, ValueError, CorruptArtifact, RuntimeError, KeyError, EOFError, TypeError,
-            AttributeError, __import__("pickle").UnpicklingError) as err:
+    except Exception as err:  # noqa: BLE001 - any unreadable fit is set aside and refitted
         root.quarantine(fit_dir, str(err).splitlines()[0] if str(err) else type(err).__name__)
         return None
     return record["info"]
@@ -157,10 +156,6 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
         atomic_write_json(fit_dir / "fit.json", record)  # written last: marks the fit done
         (fit_dir / "checkpoint.pt").unlink(missing_ok=True)  # the finished fit supersedes it
     return method, {**info, "cached": False}
-
-
-def fit_done(root: ResultsRoot, fit_hash: str) -> bool:
-    return (root.fit_dir(fit_hash) / "fit.json").exists()
 
 
 def sample(model, solver, method, x_T, cond, batch_size: int, targets=None):

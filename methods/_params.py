@@ -77,7 +77,6 @@ HeuristicSpec = Annotated[Any, AfterValidator(heuristic_spec)]
 InitHeuristic = Annotated[str, AfterValidator(_init_heuristic)]
 SolverSpec = Annotated[Any, AfterValidator(_solver_spec)]
 Toggle = Annotated[Any, AfterValidator(_toggle)]
-PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class LearnedParams(Params):
@@ -92,5 +91,5 @@ class LearnedParams(Params):
     grad_checkpointing: Toggle = Field("auto", description="recompute network calls in the backward pass "
                                                            "(auto: for neural-network models)")
 
-__all__ = ["HeuristicSpec", "InitHeuristic", "LearnedParams", "PositiveInt", "SolverSpec", "Toggle", "heuristic_names", "init_heuristics",
+__all__ = ["HeuristicSpec", "InitHeuristic", "LearnedParams", "SolverSpec", "Toggle", "heuristic_names", "init_heuristics",
            "heuristic_spec"]
