@@ -15,16 +15,18 @@ parameter of digits-net does) and batch (16, 64), it times
     and the model adapter checks and converts its inputs;
   * bare: a plain loop of the same network calls (the same times, the same autocast) and the same
     DDIM update written out, with no harness object in between;
-over `--nfe` steps (10; the `edm` schedule for digits-net, `uniform` for sd15), `--repeats` times
-interleaved, alternating which of the two runs first (so machine noise hits both alike), after one
-warm-up pass each; it prints the ratio of the median wall times (harness / bare; the target is at
-most 1.05), the ratio of the smallest CPU times of the process (`time.process_time`; the minimum,
-as `timeit` advises, since noise only adds time; on a CPU shared with other jobs the wall time also
-measures the scheduler, the CPU time only the work, so `cpu ratio` is the overhead figure there; on
-a GPU, whose work is not CPU time, the wall ratio is the one that counts), images/s of the harness
-path, and
-the peak memory: `torch.cuda.max_memory_allocated` on a GPU, the process's peak resident memory
-(`ru_maxrss`, a high-water mark over the whole run, not per configuration) on the CPU.
+over `--nfe` steps (10; the `edm` schedule for digits-net, `uniform` for sd15), after one warm-up
+pass each, in `--repeats` rounds; a round times `--passes` sampling passes of each path back to back,
+alternating which path runs first (so machine noise hits both alike). It prints the median over the
+rounds of the per-round ratio harness / bare (the target is at most 1.05) of the wall times (`ratio`)
+and of the CPU times of the process (`cpu ratio`, `time.process_time`). Pairing the two paths within
+a round cancels slow drifts of the machine (clock, other jobs), and the median ignores the rounds a
+burst of noise hit. On a CPU shared with other jobs the wall time also measures the scheduler, the
+CPU time only the work, so `cpu ratio` is the overhead figure there; on a GPU, whose work is not CPU
+time, the wall ratio is the one that counts. Also printed: the median wall time per pass, images/s
+of the harness path, and the peak memory: `torch.cuda.max_memory_allocated` on a GPU, the process's
+peak resident memory (`ru_maxrss`, a high-water mark over the whole run, not per configuration) on
+the CPU.
 
     python benchmarks/bench_gpu.py [--device cuda] [--small] [--out FILE.json]
 """
@@ -119,10 +121,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(name: str, model, x_T, cond, method, bare, repeats: int, device) -> dict:
+def measure(name: str, model, x_T, cond, method, bare, repeats: int, passes: int, device) -> dict:
     solver = make_solver("euler")
     t = method.schedule(x_T[:1]).t[0].to(device=device, dtype=x_T.dtype)
-    harness_t, bare_t, harness_cpu, bare_cpu = [], [], [], []
 
     def run_harness():
         return sample(CountingModel(model), solver, method, x_T, cond, x_T.shape[0])[0]
@@ -131,25 +132,32 @@ def measure(name: str, model, x_T, cond, method, bare, repeats: int, device) -> 
         with torch.no_grad():
             return bare(model, x_T, t) if cond is None else bare(model, x_T, t, cond)
 
+    def timed(fn) -> tuple[float, float]:
+        sync(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for _ in range(passes):
+            fn()
+        sync(device)
+        return (time.perf_counter() - start) / passes, (time.process_time() - start_cpu) / passes
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     out_h, out_b = run_harness(), run_bare()  # warm-up (kernels, autocast caches, allocator)
-    pair = ((run_harness, harness_t, harness_cpu), (run_bare, bare_t, bare_cpu))
+    rounds = []  # (harness wall, bare wall, harness cpu, bare cpu) per round
     for i in range(repeats):
-        for fn, times, cpu_times in (pair if i % 2 == 0 else pair[::-1]):  # alternate which runs first
-            sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            sync(device)
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - start_cpu)
+        if i % 2 == 0:  # alternate which path runs first
+            (h, h_cpu), (b, b_cpu) = timed(run_harness), timed(run_bare)
+        else:
+            (b, b_cpu), (h, h_cpu) = timed(run_bare), timed(run_harness)
+        rounds.append((h, b, h_cpu, b_cpu))
     diff = float((out_h.float() - out_b.float()).abs().max())
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    h, b = statistics.median(harness_t), statistics.median(bare_t)
-    cpu_ratio = min(harness_cpu) / min(bare_cpu)
-    return {"model": name, "batch": int(x_T.shape[0]), "harness_s": h, "bare_s": b, "ratio": h / b,
-            "cpu_ratio": cpu_ratio,
+    h = statistics.median(r[0] for r in rounds)
+    return {"model": name, "batch": int(x_T.shape[0]), "harness_s": h,
+            "bare_s": statistics.median(r[1] for r in rounds),
+            "ratio": statistics.median(r[0] / r[1] for r in rounds),
+            "cpu_ratio": statistics.median(r[2] / r[3] for r in rounds),
             "images_per_s": x_T.shape[0] / h, "peak_mem_mb": peak / 2**20,
             "peak_mem_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS",
             "max_abs_diff": diff}
@@ -160,18 +168,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--small", action="store_true", help="a small sd15-like config (for the CPU)")
     parser.add_argument("--nfe", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, --small 7)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5, --small 15)")
+    parser.add_argument("--passes", type=int, default=None, help="sampling passes per path and round (default 1, "
+                        "--small 3)")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--models", nargs="+", default=["digits-net", "sd15"], choices=["digits-net", "sd15"])
     parser.add_argument("--out", default=None, help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    repeats = args.repeats or (7 if args.small else 3)
+    repeats = args.repeats or (15 if args.small else 5)
+    passes = args.passes or (3 if args.small else 1)
     header = (f"bench_gpu: device {device}"
               f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, nfe {args.nfe}, "
-              f"{repeats} repeats, {'small' if args.small else 'full'} sd15 config")
+              f"{repeats} rounds of {passes} pass{'es' if passes > 1 else ''}, {'small' if args.small else 'full'} sd15 config")
     print(header, flush=True)
     print(f"{'model':<11} {'dtype':<5} {'batch':>5} {'harness s':>10} {'bare s':>9} {'ratio':>6} {'cpu ratio':>9} "
           f"{'images/s':>9} {'peak MB':>9}  max|h-b|", flush=True)
@@ -190,7 +201,7 @@ def main(argv=None) -> int:
                 noise = noise_from_seeds(sample_seeds("eval", 0, batch), model.data_shape)
                 x_T = model.prior(noise).to(device)
                 cond = (torch.arange(batch, device=device) % model.num_classes) if model.num_classes else None
-                row = {**measure(name, model, x_T, cond, method, bare, repeats, device), "dtype": dtype}
+                row = {**measure(name, model, x_T, cond, method, bare, repeats, passes, device), "dtype": dtype}
                 rows.append(row)
                 print(f"{name:<11} {dtype:<5} {batch:>5} {row['harness_s']:>10.4f} {row['bare_s']:>9.4f} "
                       f"{row['ratio']:>6.3f} {row['cpu_ratio']:>9.3f} {row['images_per_s']:>9.1f} {row['peak_mem_mb']:>9.1f}  "

@@ -9,6 +9,8 @@ network's parameters (gradient checkpointing's "auto" looks for them).
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from .base import Denoiser
@@ -64,9 +66,26 @@ def batch_labels(cond, x: torch.Tensor, num_classes: int, model: str) -> torch.T
     cond = cond.long().reshape(()).expand(b) if cond.numel() == 1 else cond.long()
     if cond.shape != (b,):
         raise ValueError(f"{model}: cond must have shape [B] = [{b}], got {tuple(cond.shape)}")
-    if b and not bool(((cond >= -1) & (cond < num_classes)).all()):
-        raise ValueError(f"{model}: labels must be in 0..{num_classes - 1} (or -1: unconditional)")
+    check_label_range(cond, num_classes, model)
     return cond
 
 
-__all__ = ["LazyDenoiser", "batch_labels", "batch_time"]
+# The label tensors last found in range, per class count (weak references). A sampling loop passes the
+# same `cond` at every step; checking it once keeps the per-step host sync of `.all()` (a GPU stall) out
+# of the loop. (A tensor changed in place after its check is not checked again.)
+_IN_RANGE: dict[int, list] = {}
+_REMEMBERED = 4
+
+
+def check_label_range(cond: torch.Tensor, num_classes: int, model: str) -> None:
+    """Raise a ValueError unless every label of `cond` is in -1..num_classes-1."""
+    recent = _IN_RANGE.setdefault(num_classes, [])
+    if any(ref() is cond for ref in recent):
+        return
+    if cond.numel() and not bool(((cond >= -1) & (cond < num_classes)).all()):
+        raise ValueError(f"{model}: labels must be in 0..{num_classes - 1} (or -1: unconditional)")
+    recent.insert(0, weakref.ref(cond))
+    del recent[_REMEMBERED:]
+
+
+__all__ = ["LazyDenoiser", "batch_labels", "batch_time", "check_label_range"]

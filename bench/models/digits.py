@@ -50,6 +50,7 @@ from ..errors import UserError
 from ..guidance import GuidanceParam, GuidanceParams
 from ..registry import MODELS, SCHEDULES
 from ..schedules import VE, FlowOT, convert, flow_time, make_schedule
+from ._lazy import check_label_range
 from .base import Denoiser
 
 CHUNK = 1024
@@ -170,8 +171,7 @@ class Digits(GuidanceParam, Denoiser):
             cond = cond.reshape(()).expand(batch)
         if cond.shape != (batch,):
             raise ValueError(f"digits: cond must have shape [B] = [{batch}], got {tuple(cond.shape)}")
-        if batch and not bool(((cond >= -1) & (cond < NUM_CLASSES)).all()):
-            raise ValueError(f"digits: labels must be in 0..{NUM_CLASSES - 1} (or -1: unconditional)")
+        check_label_range(cond, NUM_CLASSES, "digits")
         return cond.long()
 
     # ------------------------------------------------------------------ the denoiser
