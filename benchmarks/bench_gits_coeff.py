@@ -38,7 +38,10 @@ from bench.metrics.distance import per_sample_squared_error
 from bench.models import make_model
 from bench.report import load_rows, render, tables
 from bench.solvers import make_solver
-from methods._dp import ddim_jumps, deviation, fine_grid, gits_dp, gits_path_cost, teacher_trajectory
+from methods.search.gits_dp import deviation, gits_dp, gits_path_cost
+from methods.search.student_step import one_step_jumps
+from methods.search.teacher_path import teacher_trajectory
+from methods.search.timestep_grid import timestep_grid
 
 HEURISTICS = ["uniform", "logsnr", "polynomial", "edm"]
 COEFFS = [0.8, 0.9, 1.0, 1.1, 1.15, 1.2]
@@ -75,7 +78,7 @@ def warmup_costs(key: str, warmup: int = 256, teacher_steps: int = 60):
     g = torch.Generator().manual_seed(0)
     x_T = model.prior(torch.randn((warmup,) + tuple(model.data_shape), generator=g, dtype=torch.float64))
     cond = torch.arange(warmup) % 10 if key == "digits" else None
-    t = fine_grid(schedule, "edm", teacher_steps)
+    t = timestep_grid(schedule, "edm", teacher_steps)
     with torch.no_grad():
         traj, x0, _ = teacher_trajectory(make_solver("ipndm"), model, x_T, t, cond)
     start, end = traj[0], traj[-1]
@@ -85,7 +88,7 @@ def warmup_costs(key: str, warmup: int = 256, teacher_steps: int = 60):
     dev, l2, perp = [], [], []
     for i in range(teacher_steps):
         js = torch.arange(i + 1, teacher_steps + 1)
-        jumped = ddim_jumps(schedule, traj[i], x0[i], t[i], t[js])
+        jumped = one_step_jumps(make_solver("euler"), model, traj[i], x0[i], t[i], t[js])[0]
         dev.append(deviation(jumped, start, end).mean(-1) - dev_teacher[js])
         err = (jumped - traj[js]).flatten(2)  # [J, B, D]
         l2.append(err.norm(dim=-1).mean(-1))

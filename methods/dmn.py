@@ -62,7 +62,7 @@ from bench.discretization import Discretization, DiscretizationMethod, FitContex
 from bench.params import Params
 from bench.registry import METHODS
 
-from ._dp import fine_grid
+from .search.timestep_grid import timestep_grid
 from ._params import HeuristicSpec
 
 TRUNC_STEPS = 3  # the reference's `truncNum`
@@ -247,7 +247,7 @@ class DMN(DiscretizationMethod):
 
     def initial(self) -> torch.Tensor:
         s = self.noise_schedule
-        t = fine_grid(s, self.params["init"], self.steps)
+        t = timestep_grid(s, self.params["init"], self.steps)
         lam = s.lambda_(t).to(torch.float64)
         lam[0], lam[-1] = s.lambda_min, s.lambda_max
         return lam

@@ -21,7 +21,7 @@ The search, once per fit:
      state, averaged over samples, minus that of the teacher state x*_j:
         cost[i, j] = mean_b dev(jump_b(i -> j)) - mean_b dev(x*_j,b)   (may be negative);
      `l2` / `l1`: the mean over samples of the L2 / L1 norm of jump(i -> j) - x*_j.
-  5. Dynamic programming (`gits_dp` in methods/_dp.py): the K-step path 0 -> ... -> T minimising
+  5. Dynamic programming (`gits_dp` in methods/search/gits_dp.py): the K-step path 0 -> ... -> T minimising
      sum_m coeff^m cost[n_m, n_{m+1}], the m-th jump from the noise end weighted coeff^m. Both
      endpoints are always kept.
   6. Only when `coeff` is a list (or `sweep`, the reference's list 0.8, 0.85, ..., 1.2): one DP per
@@ -90,8 +90,10 @@ from bench.solvers import make_solver
 from bench.solvers.base import AnalyticFirstStep
 
 from ._params import HeuristicSpec, SolverSpec
-from ._dp import (RowCounter, ddim_jumps, deviation, fine_grid, gits_dp, one_step_jumps,
-                  teacher_trajectory)
+from .search.gits_dp import deviation, gits_dp
+from .search.student_step import one_step_jumps
+from .search.teacher_path import RowCounter, teacher_trajectory
+from .search.timestep_grid import timestep_grid
 
 METRICS = ("dev", "l1", "l2")
 # The reference's list of DP weights for MS-COCO (`dp(..., multiple_coeff=True)` in gits_utils.py).
@@ -133,7 +135,7 @@ class GITS(DiscretizationMethod):
         if self.steps > T:
             raise UserError(f"method 'gits': teacher_steps={T} is fewer than the {self.steps} student steps; "
                             f"raise teacher_steps")
-        t_nodes = fine_grid(schedule, p["grid"], T)
+        t_nodes = timestep_grid(schedule, p["grid"], T)
         warm = ctx.teacher("train", p["warmup"])
         x_T, cond = warm.x_T, warm.cond
         with torch.no_grad():
@@ -184,19 +186,15 @@ class GITS(DiscretizationMethod):
         start, end = ref[0], ref[T]
         if p["metric"] == "dev":
             dev_teacher = deviation(ref, start, end).mean(-1).to(torch.float64)  # [T+1]
-        student = None
+        student = make_solver("euler")
         if p["jump"] == "solver":
             spec = ctx.solver.spec() if ctx.solver is not None else {"name": "euler"}
-            spec = {k: v for k, v in spec.items() if k != "afs"}
-            student = make_solver(spec)
+            student = make_solver({k: v for k, v in spec.items() if k != "afs"})
         rows = 0
         for i in range(T):
             js = torch.arange(i + 1, T + 1)
-            if student is None:
-                jumped = ddim_jumps(schedule, traj[i], x0[i], t_nodes_x[i], t_nodes_x[js])
-            else:
-                jumped, r = one_step_jumps(student, ctx.model, traj[i], x0[i], t_nodes_x[i], t_nodes_x[js], cond)
-                rows += r
+            jumped, r = one_step_jumps(student, ctx.model, traj[i], x0[i], t_nodes_x[i], t_nodes_x[js], cond)
+            rows += r
             jumped = jumped * inv_alpha(t_nodes_x[js], jumped.ndim)
             if p["metric"] == "dev":
                 cost[i, js] = deviation(jumped, start, end).mean(-1).to(torch.float64) - dev_teacher[js]

@@ -2,7 +2,7 @@
 sampling", arXiv 2503.21774; reference: github bebebe666/OptimalSteps, `OSS/OSS.py`).
 
 The search of the paper (its recursion over "k student steps from x_T to node j"; `oss_dp` in
-methods/_dp.py, `variant: paper`, default):
+methods/search/oss_dp.py, `variant: paper`, default):
   1. A fine grid of `teacher_steps` steps (T + 1 nodes, node 0 = t_max, node T = t_min) and a teacher
      trajectory x*_0..x*_T along all of its nodes (`teacher_solver`, Euler in the paper).
   2. For k = 1..K (K = the student's steps) and every node j: among the one-step extensions of the
@@ -12,14 +12,14 @@ methods/_dp.py, `variant: paper`, default):
      kept.)
   3. Backtrack from node T after K steps: one node path per sample, from node 0 (t_max); the schedule
      is t at those nodes.
-The reference code (`search_OSS`; `variant: code`, `oss_code_search` in methods/_dp.py) runs another
+The reference code (`search_OSS`; `variant: code`, `oss_code_search` in methods/search/oss_dp.py) runs another
 search: before the first step it places x_T at *every* node (a path may start at any node, with x_T
 taken as the state there, so its schedule may start below t_max), and it carries each node's best
 cost, predecessor and state from one step count to the next (replaced only by a strictly better
 one), so a layer holds the best state reached in at most k steps while the backtracking reads it as
 the k-th. Its student step is the Euler step of a flow model, x_j = x_i + (t_j - t_i) v_i, which is
-what `variant: code` searches with whatever the cell's solver (here in the schedule's VE view,
-`ddim_jumps`: the same step for FlowOT, EDM's Euler step for VE, DDIM for VP; the searched schedule
+what `variant: code` searches with whatever the cell's solver (here `bench.solvers`' Euler step, in
+the schedule's VE view: the same step for FlowOT, EDM's Euler step for VE, DDIM for VP; the searched schedule
 is then sampled with the cell's solver, as the reference samples its searched steps). Its
 comparisons are those of the reference: nodes visited from the noise end, strict improvement,
 costs in the states' dtype; the remaining differences are float32 round-off of the step and the
@@ -38,14 +38,13 @@ The search is per sample. Two modes:
 
 The student step of `variant: paper`. The paper's student is the Euler step of a flow model, whose
 state is x alone. Here the student is the cell's solver, any of `bench.solvers`, and the DP
-evaluates the solver's own update (`SolverReplay` in methods/_dp.py):
-  * the DP state of (k, j) is, per sample, the whole path taken and the network outputs along it,
-    which for a multistep solver (iPNDM, DPM-Solver++, UniPC) *is* its history. A step re-runs the
-    solver over [path times, t_j] with those outputs replayed and only the new step's evaluations made
-    (one per sample at node i, shared by every candidate j; Heun's corrector, DPM-Solver-2's midpoint
-    and UniPC's corrector input depend on j and are evaluated per candidate). Solvers whose step
-    pattern depends on the total step count (lower_order_final) see the full K steps: the run is
-    padded with steps that cost no network call.
+evaluates the solver's own `step` (`StudentSteps` in methods/search/student_step.py):
+  * the DP state of (k, j) is, per sample, the solver's state there (for a multistep solver -- iPNDM,
+    DPM-Solver++, UniPC -- its history of denoiser outputs included) and the path that reached it. A
+    step resumes that state at node i and steps to every candidate j, with the evaluation at node i
+    made once per sample and shared by every candidate (Heun's corrector, DPM-Solver-2's midpoint and
+    UniPC's corrector depend on j and are evaluated per candidate). Solvers whose step depends on the
+    total step count (lower_order_final) see the run's K steps.
   * approximation: as in the paper, only the best state per (k, j) survives. For Euler this is the
     paper's DP; for a multistep solver the future also depends on the history, and the kept state
     carries the history of its own (greedy) path only -- the DP is then a heuristic search.
@@ -106,8 +105,10 @@ from bench.schedules import VE
 from bench.solvers import make_solver
 
 from ._params import SolverSpec, heuristic_spec
-from ._dp import (SolverReplay, ddim_jumps, fine_grid, median_path, oss_code_search, oss_dp,
-                  teacher_trajectory)
+from .search.oss_dp import median_path, oss_code_search, oss_dp
+from .search.student_step import StudentSteps, one_step_jumps
+from .search.teacher_path import teacher_trajectory
+from .search.timestep_grid import timestep_grid
 
 
 def _grid_value(value):
@@ -157,7 +158,7 @@ class OSS(DiscretizationMethod):
         if self.steps > T:
             raise UserError(f"method 'oss': teacher_steps={T} is fewer than the {self.steps} student steps; "
                             f"raise teacher_steps")
-        return fine_grid(self.noise_schedule, self.grid_spec(), T)
+        return timestep_grid(self.noise_schedule, self.grid_spec(), T)
 
     def search(self, model, solver, x_T, cond=None, progress=None):
         """Per-sample OSS paths [B, K+1] for priors x_T, and the network rows spent."""
@@ -169,15 +170,15 @@ class OSS(DiscretizationMethod):
             traj, _, rows = teacher_trajectory(teacher, model, x_T, t_nodes, cond, need_x0=False)
             if self.params["variant"] == "code":
                 return t_nodes, *self.code_search(model, t_nodes, x_T, traj, cond, progress, rows)
-            replay = SolverReplay(solver, model, t_nodes, self.steps, x_T, traj, cond)
-            paths = oss_dp(t_nodes.numel(), self.steps, replay.init_state(), replay.advance, replay.cost,
+            student = StudentSteps(solver, model, t_nodes, self.steps, x_T, traj, cond)
+            paths = oss_dp(t_nodes.numel(), self.steps, student.init_state(), student.advance, student.cost,
                            progress=progress)
-        return t_nodes, paths, rows + replay.rows
+        return t_nodes, paths, rows + student.rows
 
     def code_search(self, model, t_nodes, x_T, traj, cond, progress, rows):
         """`variant: code`: the reference code's search with its Euler student step (paths, rows)."""
         t_x = t_nodes.to(device=x_T.device, dtype=x_T.dtype)
-        schedule = self.noise_schedule
+        euler = make_solver("euler")
         count = {"rows": rows}
 
         def predict(x, i):
@@ -185,7 +186,7 @@ class OSS(DiscretizationMethod):
             return model(x, t_x[i].expand(x.shape[0]), cond)
 
         def jump(x, x0, i, js):
-            return ddim_jumps(schedule, x, x0, t_x[i], t_x[js])
+            return one_step_jumps(euler, model, x, x0, t_x[i], t_x[js])[0]
 
         paths = oss_code_search(t_nodes.numel(), self.steps, x_T, traj, predict, jump, progress=progress)
         return paths, count["rows"]

@@ -23,7 +23,7 @@ from bench.registry import METHODS
 from bench.schedules import VE
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet, priors
-from methods._dp import median_path
+from methods.search.oss_dp import median_path
 from methods._learned import TimeMap
 
 

@@ -1,12 +1,13 @@
 """The searched schedules: DMN (methods/dmn.py), GITS (methods/gits.py), OSS (methods/oss.py) and their
-shared dynamic programs (methods/_dp.py).
+shared machinery (methods/search/).
 
 * The two dynamic programs agree with brute-force enumeration of all interior subsets on small grids
   (12 nodes, 1..4 steps). OSS's DP keeps one state per (step count, node); it is exact when a state
   closer to the teacher always leads to a closer state, which the scalar test dynamics e' = c e + d
   (c, d >= 0) satisfy.
-* The replay stepper reproduces each solver's own trajectory (multistep histories, Heun's corrector,
-  UniPC's corrector, AFS) when stepped along a fixed path.
+* OSS's student steps (the solvers' own `step`, resumed at any node) reproduce each solver's own
+  trajectory (multistep histories, Heun's corrector, UniPC's corrector, AFS) along a fixed path, and
+  share the evaluation at the node between the candidates; GITS's jumps are one Euler step.
 * DMN: constraints, lower objective than its initialisation, schedule invariance, no network use,
   regression values for EDM's VE schedule.
 * state_dict round trips, per-instance OSS, parameter errors, one end-to-end run.
@@ -26,8 +27,12 @@ from bench.schedules import VE, FlowOT, make_schedule
 from bench.solvers import make_solver
 from bench.solvers.base import ve_view
 from bench.teacher import TeacherSet
-from methods._dp import (SolverReplay, calls_needed, ddim_jumps, fine_grid, gits_brute_force, gits_dp,
-                         gits_path_cost, median_path, one_step_jumps, oss_brute_force, oss_dp)
+from methods.search.gits_dp import gits_dp, gits_path_cost
+from methods.search.oss_dp import median_path, oss_dp
+from methods.search.student_step import StudentSteps, one_step_jumps
+from methods.search.teacher_path import teacher_trajectory
+from methods.search.timestep_grid import timestep_grid
+from tests.search_brute_force import gits_brute_force, oss_brute_force
 from methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
 
 F64 = torch.float64
@@ -129,52 +134,65 @@ def test_median_path_is_strictly_increasing():
 
 
 # ---------------------------------------------------------------------------------------------
-# the replay stepper
+# OSS's student steps and GITS's jumps
 
 
 @pytest.mark.parametrize("spec", ["euler", "ipndm", "ipndm-v", "dpmpp-3m", "unipc-bh2", "heun", "dpm2",
-                                  {"name": "ipndm", "afs": True}, {"name": "unipc-bh1", "afs": True}])
-def test_replay_reproduces_the_solver_along_a_path(spec):
+                                  {"name": "ipndm", "afs": True}, {"name": "unipc-bh1", "afs": True},
+                                  {"name": "dpmpp-2m", "final_step": "zero"}])
+def test_student_steps_reproduce_the_solver_along_a_path(spec):
     schedule = FlowOT()
     model = Mixture(schedule)
     solver = make_solver(spec)
-    t_nodes = fine_grid(schedule, "edm", 11)
+    t_nodes = timestep_grid(schedule, "edm", 11)
     path = [0, 2, 5, 7, 11]
     x_T = priors(3, schedule)
     direct = solver.sample(model, x_T, Discretization(t_nodes[path][None]), return_trajectory=True)
-    replay = SolverReplay(solver, model, t_nodes, len(path) - 1, x_T, teacher=torch.zeros(12, 3, 2, dtype=F64))
-    state = replay.init_state()
+    student = StudentSteps(solver, model, t_nodes, len(path) - 1, x_T, teacher=torch.zeros(12, 3, 2, dtype=F64))
+    state = student.init_state()
     for k, (i, j) in enumerate(zip(path[:-1], path[1:])):
         js = torch.arange(j, min(j + 2, 12))  # the path's node and a decoy candidate
-        cand = replay.advance(state, k, i, js)
+        cand = student.advance(state, k, i, js)
         torch.testing.assert_close(cand["x"][0], direct[k + 1], rtol=1e-12, atol=1e-12)
+        assert cand["path"][0].tolist() == [path[:k + 2]] * 3
         state = {name: v[0] for name, v in cand.items()}
+    nfe = solver.nfe(len(path) - 1)
     if solver.evals_per_step == 1 and not solver.name.startswith("unipc"):
         # the evaluation at the path's node is made once per sample, shared by both candidates
-        assert replay.rows == 3 * solver.nfe(len(path) - 1)
+        assert student.rows == 3 * nfe
     else:  # Heun's / DPM-Solver-2's second and UniPC's corrector evaluation depend on the candidate
-        assert replay.rows > 3 * solver.nfe(len(path) - 1)
+        assert student.rows > 3 * nfe
 
 
-def test_calls_needed():
-    ve = VE()
-    assert calls_needed(make_solver("euler"), ve, 3) == [1, 2, 3]
-    assert calls_needed(make_solver({"name": "euler", "afs": True}), ve, 3) == [0, 1, 2]
-    assert calls_needed(make_solver("heun"), ve, 3) == [2, 4, 6]
-    assert calls_needed(make_solver("unipc-bh2"), ve, 3) == [2, 3, 3]  # the corrector's lookahead
-    assert calls_needed(make_solver("dpmpp-3m"), ve, 4) == [1, 2, 3, 4]
+@pytest.mark.parametrize("spec, extra", [("euler", 0), ("heun", 0), ("unipc-bh2", 3), ({"name": "euler", "afs": True}, 1)])
+def test_teacher_trajectory_reuses_the_teachers_own_evaluations(spec, extra):
+    """x0 at node i is the teacher's evaluation at its state x*_i where it made one; UniPC evaluates at its
+    predicted points (so all but node 0 cost one more row each), AFS's first evaluation is analytic."""
+    schedule = FlowOT()
+    model = Mixture(schedule)
+    solver = make_solver(spec)
+    t_nodes = timestep_grid(schedule, "edm", 4)
+    x_T = priors(5, schedule)
+    traj, x0, rows = teacher_trajectory(solver, model, x_T, t_nodes)
+    direct = solver.sample(model, x_T, Discretization(t_nodes[None]), return_trajectory=True)
+    torch.testing.assert_close(traj, torch.stack(direct), rtol=0, atol=0)
+    for i in range(4):
+        torch.testing.assert_close(x0[i], model(traj[i], t_nodes[i].expand(5)), rtol=1e-14, atol=1e-14)
+    assert rows == 5 * (solver.nfe(4) + extra)
 
 
-def test_gits_solver_jump_equals_ddim_for_single_evaluation_solvers():
+def test_gits_jump_is_one_euler_step_for_single_evaluation_solvers():
+    """y_j = y_i + (s_j - s_i) eps_i in the VE view (y = x / alpha, s = sigma / alpha), from the given x0_i."""
     schedule = VE()
     model = Mixture(schedule)
     x = priors(4, schedule) / 80 * 3.0
     t_i, t_js = torch.tensor(3.0, dtype=F64), torch.tensor([2.0, 0.5, 0.01], dtype=F64)
     x0 = model(x, t_i.expand(4))
-    expected = ddim_jumps(schedule, x, x0, t_i, t_js)
+    eps = (x - x0) / 3.0  # VE: alpha = 1, s = sigma = t
+    expected = x[None] + (t_js - 3.0)[:, None, None] * eps[None]
     for spec in ("euler", "ipndm", "dpmpp-3m", "unipc-bh2"):
         out, rows = one_step_jumps(make_solver(spec), model, x, x0, t_i, t_js)
-        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-14)
         assert rows == 0  # the given first prediction is all these solvers need
     _, rows = one_step_jumps(make_solver("heun"), model, x, x0, t_i, t_js)
     assert rows == 3 * 4
@@ -281,7 +299,7 @@ def test_state_dict_round_trip(name, params, tmp_path):
         assert ctx.fit_nfe > 0
         # the schedule's nodes come from the fine grid
         grid = params.get("grid", "edm" if name == "gits" else "uniform")
-        nodes = fine_grid(schedule, grid, 12)
+        nodes = timestep_grid(schedule, grid, 12)
         for t in method.t:
             assert torch.isclose(nodes, t.to(F64)).any()
 
@@ -310,7 +328,7 @@ def test_gits_coeff_list_keeps_the_path_closest_to_the_teacher_on_the_warmup():
     assert len(distinct) >= 2  # this fixture's weights disagree, so the choice matters
     # each candidate's error, recomputed by hand: Euler student from the warm-up priors along its path
     schedule = method.noise_schedule
-    nodes = fine_grid(schedule, "edm", 12)
+    nodes = timestep_grid(schedule, "edm", 12)
     x_T = priors(16, schedule)
     teacher = make_solver("ipndm").sample(method.model, x_T, Discretization(nodes[None]))
     for c in coeffs:
@@ -335,7 +353,7 @@ def test_gits_single_coeff_needs_no_selection():
 def test_oss_ave_is_the_median_of_per_sample_paths():
     method, _ = fitted("oss", teacher_steps=12, search_batch=6)
     assert method.paths.shape == (6, 4)
-    nodes = fine_grid(method.noise_schedule, "uniform", 12)
+    nodes = timestep_grid(method.noise_schedule, "uniform", 12)
     torch.testing.assert_close(method.t, nodes[median_path(method.paths, method.params["median"])])
 
 
@@ -362,7 +380,7 @@ def test_oss_per_instance_schedules():
     # the teacher (12) plus one evaluation per reachable node and step
     assert 12 < Counting.calls <= 12 + 3 * 12
     # per-sample schedules beat (or tie) the global median schedule on their own samples
-    teacher = make_solver("euler").sample(model, x.double(), Discretization(fine_grid(schedule, "uniform", 12)[None]))
+    teacher = make_solver("euler").sample(model, x.double(), Discretization(timestep_grid(schedule, "uniform", 12)[None]))
     own = solver.sample(model, x.double(), disc.to(dtype=F64))
     assert ((own - teacher) ** 2).sum(-1).mean() < ((x.double() - teacher) ** 2).sum(-1).mean()
 
@@ -417,3 +435,18 @@ def test_end_to_end_rows(tmp_path):
     assert set(df["method"]) == {"dmn", "gits(teacher_steps=10, warmup=8)", "oss(search_batch=4, teacher_steps=10)",
                                  "oss(instance=True, teacher_steps=10)"}
     assert np.isfinite(df["value"]).all()
+
+
+def test_search_cost_benchmark_runs(capsys):
+    """benchmarks/bench_search_cost.py prints a GITS fit's wall time beside its network time (timing is
+    the benchmark's business; this only keeps the script working)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search_cost.py"
+    spec = importlib.util.spec_from_file_location("bench_search_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--repeats", "1", "--gits-only"]) == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("gits")][0]
+    assert int(line.split()[4]) == 60 and int(line.split()[5]) == 60 * 256  # 60 iPNDM teacher calls of 256 rows

@@ -171,6 +171,13 @@ class Solver(Plugin):
         t, _, t_eval, scale = disc.step(n)
         return denoise(state.x, t, t_eval, scale)[0]
 
+    def advance(self, state: State, n: int, disc, denoise: Denoise) -> State:
+        """Step n under the `final_step` convention (`zero`: the last step goes to sigma = 0). The
+        sampling loop and the searches that resume a state at any node (OSS) both step through it."""
+        if self.params["final_step"] == "zero" and n == disc.steps - 1:
+            return State(self.step_to_zero(state, n, disc, denoise))
+        return self.step(state, n, disc, denoise)
+
     def sample(self, model, x_T: torch.Tensor, disc, cond=None, return_trajectory: bool = False,
                callback: Callable[[dict], None] | None = None):
         """x_0 from x_T along `disc` (or the trajectory [x_T, x_1, ..., x_N], with `final_step:
@@ -180,10 +187,7 @@ class Solver(Plugin):
         trajectory = [state.x] if return_trajectory else None  # kept only on request: N states cost memory
         for n in range(disc.steps):
             denoise = Denoise(model, cond, analytic_first=bool(self.params["afs"]) and n == 0)
-            if final == "zero" and n == disc.steps - 1:
-                state = State(self.step_to_zero(state, n, disc, denoise))
-            else:
-                state = self.step(state, n, disc, denoise)
+            state = self.advance(state, n, disc, denoise)
             if return_trajectory:
                 trajectory.append(state.x)
             if callback is not None:
