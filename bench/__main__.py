@@ -174,7 +174,7 @@ def cmd_show_schedule(args):
         # a per-instance method shows the schedule of the first evaluation prior
         x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
         cond = labels_for(range(1), model.num_classes)
-        t = method.schedule(x_T, cond).t[0]
+        t = method.discretize(x_T, cond).t[0]
         print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
 
 

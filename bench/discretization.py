@@ -6,7 +6,7 @@
   INDIS's tau + delta-tau); optional `scale` [B, N] multiplies the network's noise prediction
   eps = (x - alpha x0_hat) / sigma at step n (INDIS's gamma). N is the number of solver steps; the
   NFE follows from the solver.
-* `DiscretizationMethod`: a plugin with `fit(ctx)` and `schedule(x_T, cond)`. Closed-form heuristics
+* `DiscretizationMethod`: a plugin with `fit(ctx)` and `discretize(x_T, cond)`. Closed-form heuristics
   have an empty `fit`; searched and learned methods set `needs_fit = True`, do their work in `fit`,
   and round-trip it through `state_dict()` / `load_state_dict()` so the runner can cache it.
 * `FitContext`: everything `fit` may use, handed over by the runner.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -213,13 +214,13 @@ class DiscretizationMethod(Plugin):
 
     Lifecycle: the runner constructs the method from the grid's parameters, calls `bind(schedule,
     steps, solver, model)`, then either `fit(ctx)` or, when a cached fit exists, `load_state_dict(state)`,
-    then `schedule(x_T, cond)` for every evaluation batch.
+    then `discretize(x_T, cond)` for every evaluation batch.
     """
 
     kind: ClassVar[str] = "method"
     needs_fit: ClassVar[bool] = False
     # True for methods that tune on the evaluation priors' own teacher endpoints (the oracle): the
-    # runner then calls `schedule(x_T, cond, target=x0*)` and marks the row `uses_eval_targets`.
+    # runner then calls `discretize(x_T, cond, target=x0*)` and marks the row `uses_eval_targets`.
     uses_eval_targets: ClassVar[bool] = False
     # Heuristics are closed-form, training-free schedules (the `heuristic` row field).
     heuristic: ClassVar[bool] = False
@@ -231,9 +232,18 @@ class DiscretizationMethod(Plugin):
     noise_schedule: NoiseSchedule
     steps: int
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A plugin written before the rename (its hook was `schedule(x_T, cond)`, easily confused with
+        # the model's noise schedule) keeps working, with a warning.
+        if "schedule" in cls.__dict__ and "discretize" not in cls.__dict__:
+            warnings.warn(f"{cls.__module__}.{cls.__name__}: the hook `schedule(x_T, cond)` is now called "
+                          f"`discretize(x_T, cond)`; rename it", DeprecationWarning, stacklevel=2)
+            cls.discretize = cls.__dict__["schedule"]
+
     def bind(self, schedule: NoiseSchedule, steps: int, solver=None, model=None) -> "DiscretizationMethod":
         """Attach what every method may need: the schedule, the step count, the student solver and
-        the model (for methods that evaluate it inside `schedule`, e.g. per-instance searches; the
+        the model (for methods that evaluate it inside `discretize`, e.g. per-instance searches; the
         runner passes a counting wrapper and reports those evaluations separately)."""
         self.noise_schedule = schedule
         self.steps = int(steps)
@@ -244,7 +254,7 @@ class DiscretizationMethod(Plugin):
     def fit(self, ctx: FitContext) -> None:
         """Do the search or training. Heuristics have nothing to fit."""
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -267,7 +277,7 @@ class HeuristicMethod(DiscretizationMethod):
     def timesteps(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         t = self.timesteps().to(device=x_T.device, dtype=x_T.dtype)
         return Discretization(t[None]).check()
 

@@ -277,7 +277,7 @@ def export_grid(grid_path, results="results", out_dir=None) -> dict:
             else:
                 probe = torch.zeros((1,) + tuple(make_model(cell.model).data_shape), dtype=torch.float64)
                 try:
-                    disc = method.schedule(probe).detach()
+                    disc = method.discretize(probe).detach()
                 except UserError as err:
                     missing.append((cell, f"cannot compute: {err}"))
                     continue
@@ -334,7 +334,7 @@ def export_method(model_spec: dict, solver_spec: dict, method_spec: dict, nfes, 
             method.fit(FitContext(model=model, schedule=model.schedule, solver=solver, nfe=nfe, steps=steps,
                                   teacher=no_teacher, generator=torch.Generator().manual_seed(0)))
         probe = torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)
-        disc = method.schedule(probe).detach()
+        disc = method.discretize(probe).detach()
         if disc.batch != 1:
             raise UserError(f"method {method_spec['name']!r} gives each prior its own schedule; export it from a grid")
         rec = record(model.schedule, disc, model=model_spec, solver=solver_spec, method=method_spec, nfe=nfe,

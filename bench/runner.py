@@ -168,9 +168,9 @@ def sample(model, solver, method, x_T, cond, batch_size: int, targets=None):
             xb = x_T[i : i + batch_size]
             cb = None if cond is None else cond[i : i + batch_size]
             if method.uses_eval_targets:
-                disc = method.schedule(xb, cb, target=targets[i : i + batch_size])
+                disc = method.discretize(xb, cb, target=targets[i : i + batch_size])
             else:
-                disc = method.schedule(xb, cb)
+                disc = method.discretize(xb, cb)
             if first is None:
                 first = disc
             outputs.append(solver.sample(model, xb, disc, cb))

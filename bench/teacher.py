@@ -72,7 +72,7 @@ def run_teacher(model, teacher: dict, x_T, cond, batch_size: int):
         for i in range(0, x_T.shape[0], batch_size):
             xb = x_T[i : i + batch_size].to(dtype)
             cb = None if cond is None else cond[i : i + batch_size]
-            disc = method.schedule(xb, cb)
+            disc = method.discretize(xb, cb)
             outputs.append(solver.sample(model, xb, disc, cb).to(x_T.dtype))
     return torch.cat(outputs) if outputs else x_T.new_empty((0,) + tuple(x_T.shape[1:]))
 

@@ -50,7 +50,7 @@ def teacher_samples(model, labels: torch.Tensor, steps: int, batch: int = 1000) 
     with torch.no_grad():
         for i in range(0, n, batch):
             xb, cb = x_T[i : i + batch], labels[i : i + batch]
-            out.append(solver.sample(model, xb, method.schedule(xb, cb), cb))
+            out.append(solver.sample(model, xb, method.discretize(xb, cb), cb))
     return torch.cat(out)
 
 

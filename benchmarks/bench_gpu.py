@@ -123,7 +123,7 @@ def sync(device: torch.device) -> None:
 
 def measure(name: str, model, x_T, cond, method, bare, repeats: int, passes: int, device) -> dict:
     solver = make_solver("euler")
-    t = method.schedule(x_T[:1]).t[0].to(device=device, dtype=x_T.dtype)
+    t = method.discretize(x_T[:1]).t[0].to(device=device, dtype=x_T.dtype)
 
     def run_harness():
         return sample(CountingModel(model), solver, method, x_T, cond, x_T.shape[0])[0]

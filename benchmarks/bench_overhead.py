@@ -49,7 +49,7 @@ def main():
     solver = make_solver("euler")
     method = METHODS.create("uniform").bind(model.schedule, solver.steps_for_nfe(args.nfe), solver)
     x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, args.n), model.data_shape))
-    t = method.schedule(x_T).t[0]
+    t = method.discretize(x_T).t[0]
 
     harness, bare = [], []
     for _ in range(args.repeats):  # interleaved so that machine noise hits both alike

@@ -189,7 +189,7 @@ def heuristic_timesteps(schedule: NoiseSchedule, steps: int, solver, data_shape)
     for name in init_heuristics():
         try:
             method = METHODS.create(name).bind(schedule, steps, solver)
-            t = method.schedule(probe).t[0].detach().to(torch.float64).cpu()
+            t = method.discretize(probe).t[0].detach().to(torch.float64).cpu()
         except (UserError, ValueError, NotImplementedError):
             continue
         if t.numel() == steps + 1 and bool((t[1:] < t[:-1]).all()):

@@ -262,7 +262,7 @@ class DMN(DiscretizationMethod):
             raise RuntimeError(f"dmn: optimised times are not strictly decreasing: {t.tolist()}")
         self.lambdas, self.t = lam, t
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         if self.t is None:
             raise RuntimeError("method 'dmn' is not fitted: call fit(ctx) or load_state_dict() first")
         return Discretization(self.t.to(device=x_T.device, dtype=x_T.dtype)[None]).check()

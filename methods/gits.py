@@ -2,8 +2,8 @@
 ODE-based diffusion sampling"; reference: github zju-pi/diff-sampler, `gits-main/gits_utils.py`).
 
 The search, once per fit:
-  1. A fine grid of `teacher_steps` steps (T + 1 nodes, node 0 = t_max, node T = t_min) from the
-     closed-form baseline `grid`.
+  1. A fine timestep grid of `teacher_steps` steps (T + 1 nodes, node 0 = t_max, node T = t_min) from
+     the closed-form baseline `timestep_grid`.
   2. A teacher (`teacher_solver`) integrates `warmup` training priors along all grid nodes; its states
      x*_i and its data predictions x0_i at the nodes are kept (a single-evaluation teacher made those
      evaluations anyway, so they cost nothing extra).
@@ -56,7 +56,7 @@ Defaults and where they come from:
     README) = 60 steps (the click default of its sample.py, 21 timestamps, is used by none of its
     published commands).
   * `teacher_solver` = "ipndm" (max_order 4): the reference's `--solver_tea` default.
-  * `grid` = "edm" (rho = 7): the reference's `--schedule_type=polynomial --schedule_rho=7`, EDM's
+  * `timestep_grid` = "edm" (rho = 7): the reference's `--schedule_type=polynomial --schedule_rho=7`, EDM's
     polynomial in the VE noise level sigma. For FlowOT and VP models the `edm` baseline maps the same
     sigma levels to the model's time at equal log-SNR (sigma = exp(-lambda)), so the grid is the same
     set of noise levels whatever the parametrisation. Any heuristic can be given (e.g. `uniform`, the
@@ -109,7 +109,7 @@ class GITS(DiscretizationMethod):
     class Params(Params):
         teacher_steps: int = Field(60, ge=2, le=100_000, description="steps of the fine teacher grid (reference: 60)")
         teacher_solver: SolverSpec = Field("ipndm", description="the warm-up teacher's solver (reference: ipndm)")
-        grid: HeuristicSpec = Field("edm", description="the fine grid's schedule (reference: EDM rho=7)")
+        timestep_grid: HeuristicSpec = Field("edm", description="the fine grid's schedule (reference: EDM rho=7)")
         metric: Literal["dev", "l1", "l2"] = Field("dev", description="the local cost (reference: dev)")
         coeff: Annotated[Any, AfterValidator(_coeff_value)] = Field(
             1.15, description="the DP weight: a number > 0, a list of them, or 'sweep' (0.8..1.2)")
@@ -135,7 +135,7 @@ class GITS(DiscretizationMethod):
         if self.steps > T:
             raise UserError(f"method 'gits': teacher_steps={T} is fewer than the {self.steps} student steps; "
                             f"raise teacher_steps")
-        t_nodes = timestep_grid(schedule, p["grid"], T)
+        t_nodes = timestep_grid(schedule, p["timestep_grid"], T)
         warm = ctx.teacher("train", p["warmup"])
         x_T, cond = warm.x_T, warm.cond
         with torch.no_grad():
@@ -204,7 +204,7 @@ class GITS(DiscretizationMethod):
                 cost[i, js] = torch.linalg.vector_norm(diff, ord=order, dim=-1).mean(-1).to(torch.float64)
         return cost, rows
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         if self.t is None:
             raise RuntimeError("method 'gits' is not fitted: call fit(ctx) or load_state_dict() first")
         return Discretization(self.t.to(device=x_T.device, dtype=x_T.dtype)[None]).check()

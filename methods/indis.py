@@ -247,7 +247,7 @@ class INDIS(DiscretizationMethod):
     def _disc(self, phi: nn.Module, x_T: torch.Tensor, cond, dtype=None) -> Discretization:
         return self.disc_from_output(phi(self._noise(x_T), cond), dtype or x_T.dtype)
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         if self.phi is None:
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit(ctx) or load_state_dict first")
         self.phi.to(x_T.device)
@@ -257,7 +257,7 @@ class INDIS(DiscretizationMethod):
         """phi and the map to the discretization as one self-contained TorchScript module (traced):
         f(x_T [B, *data_shape], labels [B] int64, -1 = no label) -> (t [B', N+1], t_eval [B', N],
         scale [B', N]), float64, B' = B (INDIS) or 1 (GOD: one schedule, broadcast). The same
-        operations as `schedule(x_T, cond)`, so it returns that schedule exactly (in float64); without
+        operations as `discretize(x_T, cond)`, so it returns that schedule exactly (in float64); without
         `shifts`, t_eval = t[:, :-1] and scale = 1 (what the solver does when they are absent). The
         schedule's constants (t range, lambda map) are baked in; load with `torch.jit.load(path)`."""
         if self.phi is None:

@@ -140,7 +140,7 @@ class LD3(DiscretizationMethod):
             t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params["window"]), self.params["xi_window"], xi)
         return discretization(t, t_eval, dtype=dtype)
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         if self.xi is None:
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit(ctx) or load_state_dict first")
         return self._disc(self.xi, self.xi_c, x_T.dtype).to(device=x_T.device)

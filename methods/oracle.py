@@ -3,7 +3,7 @@ upper bound of INDIS ("Few-Step Diffusion Sampling Through Instance-Aware Discre
 al., CVPR 2026, the toy study's per-instance optimum that INDIS's network amortises).
 
 It FITS ON THE EVALUATION PRIORS THEMSELVES (`uses_eval_targets = True`): the runner calls
-`schedule(x_T, cond, target=x0*)` with the teacher endpoints of the very priors being scored, and the
+`discretize(x_T, cond, target=x0*)` with the teacher endpoints of the very priors being scored, and the
 rows are marked `uses_eval_targets`; its numbers are a bound, not a method one could deploy. The
 network evaluations it spends inside `schedule` are counted by the runner's counting model
 (`schedule_nfe` in the row: about (refine_iterations + 1) * NFE per sample).
@@ -14,7 +14,7 @@ Procedure.
      time shifts and output scales; see `methods.indis`), started from the best heuristic. With
      `init_fit` = "heuristic" instead of "god", the GOD training is skipped and the best heuristic is the
      start (cheaper, a looser bound).
-  2. `schedule(x_T, cond, target)`: every prior gets its own copy of the output O [n_out, N], started
+  2. `discretize(x_T, cond, target)`: every prior gets its own copy of the output O [n_out, N], started
      from the fitted global one, and `refine_iterations` = 50 Adam steps (lr `refine_lr` = 0.05) on
      its own loss against its own target (the same loss as the fit). Adam's update is per coordinate,
      so optimising the sum of the per-sample losses is exactly independent per-sample optimisation.
@@ -82,12 +82,12 @@ class Oracle(GOD):
         self._info = {"init": name, "init_val_losses": scores, "loss": loss_used, "space": self.map.space,
                       "phi_params": count_parameters(self.phi)}
 
-    def schedule(self, x_T: torch.Tensor, cond=None, target=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None, target=None) -> Discretization:
         if self.phi is None:
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit(ctx) or load_state_dict first")
         if target is None:
             raise UserError(f"method {self.name!r} tunes each schedule on the evaluation priors' teacher endpoints; "
-                            "run it in a grid (the runner passes them) instead of calling schedule(x_T) alone")
+                            "run it in a grid (the runner passes them) instead of calling discretize(x_T) alone")
         if self.model is None or self.solver is None:
             raise RuntimeError(f"method {self.name!r} needs bind(..., solver, model) before schedule()")
         loss_fn = self._loss(x_T.device)

@@ -29,7 +29,7 @@ The search is per sample. Two modes:
   * global (`instance: false`, default) -- the paper's OSS-ave: search `search_batch` training priors
     (the first ones of the cell's train split, with their labels) in `fit`, and take the per-position
     median of their node paths (`median`, see below). The stored schedule is global ([1, N+1]).
-  * per instance (`instance: true`) -- the paper's per-sample OSS: `fit` is a no-op and `schedule(x_T,
+  * per instance (`instance: true`) -- the paper's per-sample OSS: `fit` is a no-op and `discretize(x_T,
     cond)` runs the teacher and the search for every evaluation batch with the bound model (the
     runner's counting wrapper; every network call it makes has the batch's B rows, so the row's
     `schedule_nfe` is the per-sample search cost), returning one schedule per sample ([B, N+1]). The
@@ -71,7 +71,7 @@ the paper's recursion, so the code's `cal_medium` is the default there.
 Defaults and where they come from:
   * `teacher_steps` = 200, `teacher_solver` = "euler": the paper's teacher (200 Euler steps; the
     reference's `--teacher_steps 200` in scripts/dit.sh and the default of `search_OSS`).
-  * `grid` = "auto": the teacher grid. The paper's models are flow models with steps uniform in t
+  * `timestep_grid` = "auto": the teacher's fine grid. The paper's models are flow models with steps uniform in t
     (`model.fm_steps`), and DiT (a VP model) with its 1000 DDPM steps respaced uniformly to 200; so
     "auto" is `uniform` (in the model's own t) for FlowOT and VP schedules. For VE (EDM) models, uniform
     in sigma would put a single node below sigma = 0.4 (80/200), which no student could use; there
@@ -122,7 +122,7 @@ class OSS(DiscretizationMethod):
     class Params(Params):
         teacher_steps: int = Field(200, ge=2, le=100_000, description="teacher steps on the fine grid (paper: 200)")
         teacher_solver: SolverSpec = Field("euler", description="the teacher's solver (paper: Euler)")
-        grid: Annotated[Any, AfterValidator(_grid_value)] = Field(
+        timestep_grid: Annotated[Any, AfterValidator(_grid_value)] = Field(
             "auto", description="the fine grid: auto (edm for VE, else uniform) or a heuristic")
         search_batch: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="priors searched (paper: 256)")
         instance: bool = Field(False, description="per-instance OSS (search at sampling time) instead of OSS-ave")
@@ -141,16 +141,16 @@ class OSS(DiscretizationMethod):
     def resolve(self, context=None) -> dict:
         if context is None:
             return dict(self.params)
-        grid = self.params["grid"]
-        return {**self.params, "grid": self._auto_grid(context.schedule) if grid == "auto" else grid}
+        grid = self.params["timestep_grid"]
+        return {**self.params, "timestep_grid": self._auto_grid(context.schedule) if grid == "auto" else grid}
 
     @staticmethod
     def _auto_grid(schedule) -> str:
         return "edm" if isinstance(schedule, VE) else "uniform"
 
     def grid_spec(self):
-        if self.params["grid"] != "auto":
-            return self.params["grid"]
+        if self.params["timestep_grid"] != "auto":
+            return self.params["timestep_grid"]
         return self._auto_grid(self.noise_schedule)
 
     def teacher_grid(self) -> torch.Tensor:
@@ -202,7 +202,7 @@ class OSS(DiscretizationMethod):
         path = median_path(paths, self.params["median"])
         self.t = t_nodes[path].clone()
 
-    def schedule(self, x_T: torch.Tensor, cond=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         if self.params["instance"]:
             if self.model is None:
                 raise RuntimeError("method 'oss' with instance: true needs the model: bind(..., model=...)")

@@ -59,7 +59,7 @@ metrics: [mse]
 BAD_GRIDS = {
     "method rho abc": (tiny(methods=[{"name": "edm", "rho": "abc"}]), "rho must be a number, got 'abc'"),
     "teacher rho abc": (tiny(teacher={"method": {"name": "edm", "rho": "abc"}}), "grid.teacher.method"),
-    "search grid rho abc": (tiny(methods=[{"name": "gits", "grid": {"name": "edm", "rho": "abc"}}]), "rho"),
+    "search grid rho abc": (tiny(methods=[{"name": "gits", "timestep_grid": {"name": "edm", "rho": "abc"}}]), "rho"),
     "kl on digits": (tiny(models=["digits"], metrics=["kl"]), "metric 'kl'"),
     "gits warmup 1e8": (tiny(methods=[{"name": "gits", "warmup": "1e8"}]), "warmup must be an integer"),
     "gits warmup huge": (tiny(methods=[{"name": "gits", "warmup": 10**8}]), "warmup must be <="),

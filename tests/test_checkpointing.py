@@ -81,7 +81,7 @@ def test_ld3_fit_is_the_same_with_checkpointing():
     for split, seed in (("train", 1), ("val", 2)):
         x_T = 80 * torch.randn(4, 2, 6, 6, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            x0 = solver.sample(net, x_T, teacher_method.schedule(x_T))
+            x0 = solver.sample(net, x_T, teacher_method.discretize(x_T))
         sets[split] = TeacherSet(list(range(4)), x_T, None, x0)
     infos, xis = [], []
     for mode in (False, True):

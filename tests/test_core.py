@@ -22,7 +22,7 @@ BASELINES = ["uniform", "logsnr", "polynomial", "edm"]
 @pytest.mark.parametrize("steps", [1, 3, 10])
 def test_baseline_endpoints_and_monotone(schedule, name, steps):
     method = METHODS.create(name).bind(schedule, steps)
-    disc = method.schedule(torch.zeros(1, 2, dtype=torch.float64))
+    disc = method.discretize(torch.zeros(1, 2, dtype=torch.float64))
     t = disc.t[0]
     assert t.shape == (steps + 1,)
     assert t[0].item() == pytest.approx(schedule.t_max, rel=1e-12)
@@ -177,3 +177,20 @@ def test_method_base_defaults():
     method = DiscretizationMethod().bind(VE(), 3)
     assert method.state_dict() == {} and not method.needs_fit
     assert math.isclose(method.noise_schedule.prior_std(), 80.0)
+
+
+def test_a_method_written_with_the_old_schedule_hook_still_works():
+    """`DiscretizationMethod.schedule(x_T, cond)` was renamed `discretize`; an old plugin warns and runs."""
+    import warnings
+
+    from bench.discretization import Discretization, DiscretizationMethod
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        class OldStyle(DiscretizationMethod):
+            def schedule(self, x_T, cond=None):
+                return Discretization(torch.tensor([[1.0, 0.5, 0.25]]))
+
+    assert any(issubclass(w.category, DeprecationWarning) and "discretize" in str(w.message) for w in caught)
+    assert OldStyle().discretize(torch.zeros(1, 2)).t.tolist() == [[1.0, 0.5, 0.25]]

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.discretization import Discretization
+
 from bench.__main__ import main
 from bench.export import export_method, record, to_csv
 from bench.grid import parse_grid
@@ -35,14 +37,18 @@ def _ve_table(k=1000, lo=1e-3, hi=100.0):
 
 
 def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve():
-    """EulerDiscreteScheduler(sigmas=N+1 values) gives the harness's Euler samples back (digits, VE)."""
+    """EulerDiscreteScheduler(sigmas=N+1 values) gives the harness's Euler samples back (digits, VE).
+
+    In float64: the exact digits denoiser at small sigma is a near-tie between training images, which
+    turns float32 round-off of the state (~1e-5 at sigma = 80) into ~1e-4 differences of x0. The harness
+    runs on the float32 values of the sigmas that diffusers keeps, and the network is given the
+    scheduler's own sigma (mapping the timestep back through the float32 alphas_cumprod table loses
+    ~1e-7 of it), so what remains to compare is the two codes' step arithmetic."""
     model = make_model("digits")
     solver = make_solver("euler")
     steps = 5
-    disc = METHODS.create("edm").bind(model.schedule, steps, solver).schedule(torch.zeros(1, 1, 8, 8))
-    x_T = _priors(model)
-    with torch.no_grad():
-        harness = solver.sample(model, x_T, disc.to(dtype=torch.float32))
+    disc = METHODS.create("edm").bind(model.schedule, steps, solver).discretize(torch.zeros(1, 1, 8, 8))
+    x_T = _priors(model, dtype=torch.float64)
     rec = record(model.schedule, disc, nfe=steps)
     sigmas = rec["forms"]["diffusers"]["EulerDiscreteScheduler"]["sigmas"]
     assert len(sigmas) == steps + 1
@@ -50,11 +56,11 @@ def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve():
     sched = diffusers.EulerDiscreteScheduler(num_train_timesteps=1000, trained_betas=_ve_table(),
                                              prediction_type="epsilon")
     sched.set_timesteps(sigmas=sigmas)
-    log_table = np.log((((1 - sched.alphas_cumprod) / sched.alphas_cumprod) ** 0.5).numpy())
+    with torch.no_grad():
+        harness = solver.sample(model, x_T, Discretization(sched.sigmas.to(torch.float64)[None]))
 
     def eps_model(x_in, timestep):
-        # a network conditioned on diffusers' timestep: back to its sigma through the same table
-        sigma = float(np.exp(np.interp(float(timestep), np.arange(len(log_table)), log_table)))
+        sigma = float(sched.sigmas[sched.step_index])
         x = x_in * (sigma**2 + 1) ** 0.5  # scale_model_input divided the VE state by sqrt(sigma^2 + 1)
         with torch.no_grad():
             x0 = model(x, torch.full((x.shape[0],), sigma, dtype=x.dtype))
@@ -76,7 +82,7 @@ def test_dpmsolver_timesteps_round_trip_through_diffusers_on_digits_discrete_vp(
     model = make_model({"name": "digits", "time": "vp-scaled-linear"})
     solver = make_solver("dpmpp-2m")
     steps = 4
-    disc = METHODS.create("trailing").bind(model.schedule, steps, solver).schedule(torch.zeros(1, 1, 8, 8))
+    disc = METHODS.create("trailing").bind(model.schedule, steps, solver).discretize(torch.zeros(1, 1, 8, 8))
     x_T = _priors(model)
     with torch.no_grad():
         harness = solver.sample(model, x_T, disc.to(dtype=torch.float32))
@@ -106,7 +112,7 @@ def test_k_diffusion_sigmas_of_edm_are_get_sigmas_karras():
     """edm at N steps exports get_sigmas_karras(N + 1, sigma_min, sigma_max, rho=7) with its trailing 0."""
     model = make_model("digits")
     for steps in (3, 6):
-        disc = METHODS.create("edm").bind(model.schedule, steps).schedule(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+        disc = METHODS.create("edm").bind(model.schedule, steps).discretize(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
         sigmas = torch.tensor(record(model.schedule, disc, nfe=steps)["forms"]["k_diffusion"]["sigmas"],
                               dtype=torch.float64)
         expected = torch.tensor(get_sigmas_karras(steps + 1, 0.002, 80.0) + [0.0], dtype=torch.float64)
@@ -116,7 +122,7 @@ def test_k_diffusion_sigmas_of_edm_are_get_sigmas_karras():
 
 def test_flow_forms_pass_the_unshifted_time(tmp_path):
     model = make_model({"name": "toy2d", "time": {"name": "flow", "shift": 3.0}})
-    disc = METHODS.create("uniform").bind(model.schedule, 4).schedule(torch.zeros(1, 2, dtype=torch.float64))
+    disc = METHODS.create("uniform").bind(model.schedule, 4).discretize(torch.zeros(1, 2, dtype=torch.float64))
     rec = record(model.schedule, disc, nfe=4)
     form = rec["forms"]["diffusers"]["FlowMatchEulerDiscreteScheduler"]
     sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)

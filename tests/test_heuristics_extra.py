@@ -110,8 +110,8 @@ def test_flow_shift_moves_the_time_axis_only():
     x_T = plain.prior(torch.randn(64, 2, generator=torch.Generator().manual_seed(0))).double()
     solver = make_solver("euler")
     with torch.no_grad():
-        a = solver.sample(plain, x_T, METHODS.create("edm").bind(s1, 400).schedule(x_T))
-        b = solver.sample(shifted, x_T, METHODS.create("edm").bind(s3, 400).schedule(x_T))
+        a = solver.sample(plain, x_T, METHODS.create("edm").bind(s1, 400).discretize(x_T))
+        b = solver.sample(shifted, x_T, METHODS.create("edm").bind(s3, 400).discretize(x_T))
     assert (a - b).abs().max() < 1e-3
     digits = make_model({"name": "digits", "time": {"name": "flow", "shift": 2.0}})
     assert digits.schedule.shift == 2.0

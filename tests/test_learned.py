@@ -96,7 +96,7 @@ def toy():
             gen = torch.Generator().manual_seed({"train": 1, "val": 2, "eval": 3}[split])
             x_T = model.prior(torch.randn(n, 2, generator=gen))
             with torch.no_grad():
-                x0 = x0_solver.sample(model, x_T.double(), teacher_method.schedule(x_T.double())).float()
+                x0 = x0_solver.sample(model, x_T.double(), teacher_method.discretize(x_T.double())).float()
             cache[(split, n)] = TeacherSet(list(range(n)), x_T, None, x0)
         return cache[(split, n)]
 
@@ -137,22 +137,22 @@ def test_indis_instance_off_gives_one_schedule_for_all(toy):
     model, *_ = toy
     method = _fitted("indis", toy, instance=False, **INDIS_TINY)
     x_T = model.prior(torch.randn(10, 2, generator=torch.Generator().manual_seed(5)))
-    disc = method.schedule(x_T)
+    disc = method.discretize(x_T)
     assert disc.batch == 1 and disc.t_eval is not None and disc.scale is not None
     # `god` is the same thing under its own name.
     god = _fitted("god", toy, **INDIS_TINY)
-    _same(god.schedule(x_T), disc)
+    _same(god.discretize(x_T), disc)
 
 
 def test_indis_instance_on_gives_per_sample_schedules_and_round_trips(toy):
     model, solver, *_ = toy
     method = _fitted("indis", toy, **INDIS_TINY)
     x_T = model.prior(torch.randn(10, 2, generator=torch.Generator().manual_seed(6)))
-    disc = method.schedule(x_T)
+    disc = method.discretize(x_T)
     assert disc.t.shape == (10, 4) and disc.t_eval.shape == (10, 3) and disc.scale.shape == (10, 3)
     assert not torch.equal(disc.t[0], disc.t[1])
     assert bool(((disc.scale - 1).abs() <= 0.05).all())
-    _same(_reloaded("indis", toy, method, **INDIS_TINY).schedule(x_T), disc)
+    _same(_reloaded("indis", toy, method, **INDIS_TINY).discretize(x_T), disc)
     info = method.fit_info()
     assert info["phi_params"] == sum(p.numel() for p in method.phi.parameters()) > 0
     assert info["phi_seconds_per_sample"] > 0 and info["loss"] == "l2"
@@ -179,7 +179,7 @@ def test_indis_gradient_reaches_every_parameter():
 def test_indis_without_shifts_learns_timesteps_only(toy):
     model, *_ = toy
     method = _fitted("indis", toy, shifts=False, **INDIS_TINY)
-    disc = method.schedule(model.prior(torch.randn(4, 2)))
+    disc = method.discretize(model.prior(torch.randn(4, 2)))
     assert disc.t_eval is None and disc.scale is None and disc.t.shape == (4, 4)
 
 
@@ -193,9 +193,9 @@ def test_ld3_fits_improves_on_its_start_and_round_trips(toy):
     assert info["radius"] == pytest.approx(20.0 * 2 / 9)
     assert info["max_prior_shift"] <= info["radius"] * (1 + 1e-5)
     x_T = model.prior(torch.randn(3, 2))
-    disc = method.schedule(x_T)
+    disc = method.discretize(x_T)
     assert disc.batch == 1 and disc.t_eval is not None and disc.scale is None
-    _same(_reloaded("ld3", toy, method, **params).schedule(x_T), disc)
+    _same(_reloaded("ld3", toy, method, **params).discretize(x_T), disc)
     assert info["moved_priors"] > 0
     hard = _fitted("ld3-hard", toy, **{k: v for k, v in params.items() if k != "bound"})
     assert hard.fit_info()["radius"] == 0 and hard.fit_info()["moved_priors"] == 0
@@ -260,7 +260,7 @@ def test_an_interrupted_learned_fit_resumes_from_its_checkpoint(name, params, ki
     assert steps_after_resume == total - kill_after > 0
     assert info["best_val_loss"] == whole_info["best_val_loss"]
     x_T = toy[0].prior(torch.randn(5, 2, generator=torch.Generator().manual_seed(9)))
-    _same(resumed.schedule(x_T), whole.schedule(x_T))
+    _same(resumed.discretize(x_T), whole.discretize(x_T))
 
 
 def test_checkpoint_carries_the_cost_of_earlier_attempts(tmp_path):
@@ -287,7 +287,7 @@ def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     assert method.uses_eval_targets
     evaluation = teacher("eval", 32)
     with torch.no_grad():  # the runner calls schedule under no_grad
-        disc = method.schedule(evaluation.x_T, None, target=evaluation.x0)
+        disc = method.discretize(evaluation.x_T, None, target=evaluation.x0)
         start = method.phi(evaluation.x_T[:1] / model.schedule.prior_std())
         start_disc = method.disc_from_output(start, evaluation.x_T.dtype)
         refined = l2_loss(solver.sample(model, evaluation.x_T, disc), evaluation.x0)
@@ -295,15 +295,15 @@ def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     assert disc.t.shape == (32, steps + 1)
     assert bool((refined <= plain + 1e-6).all()) and refined.mean() < plain.mean()
     with pytest.raises(UserError, match="oracle"):
-        method.schedule(evaluation.x_T)
+        method.discretize(evaluation.x_T)
     cheap = _fitted("oracle", toy, init_fit="heuristic", refine_iterations=2, val=32)
     assert cheap.fit_info()["init"] in heuristic_timesteps(model.schedule, steps, solver, model.data_shape)
     with torch.no_grad():
-        assert cheap.schedule(evaluation.x_T, None, target=evaluation.x0).t.shape == (32, steps + 1)
+        assert cheap.discretize(evaluation.x_T, None, target=evaluation.x0).t.shape == (32, steps + 1)
     reloaded = _reloaded("oracle", toy, method, **params)
     with torch.no_grad():
-        _same(reloaded.schedule(evaluation.x_T[:8], None, target=evaluation.x0[:8]),
-              method.schedule(evaluation.x_T[:8], None, target=evaluation.x0[:8]))
+        _same(reloaded.discretize(evaluation.x_T[:8], None, target=evaluation.x0[:8]),
+              method.discretize(evaluation.x_T[:8], None, target=evaluation.x0[:8]))
 
 
 # ------------------------------------------------------------------------------------------------

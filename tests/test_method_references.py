@@ -151,7 +151,7 @@ def test_oss_code_variant_per_instance(toy):
     may start below t_max, and samples with them."""
     _, x_T, _ = priors(toy, "train", 0, 4)
     method = METHODS.create("oss", variant="code", instance=True).bind(toy.schedule, 3, make_solver("euler"), toy)
-    disc = method.schedule(x_T)
+    disc = method.discretize(x_T)
     t_nodes = method.teacher_grid()
     expected = torch.tensor(OSS_REFERENCE[3][0][:4])
     assert disc.t.tolist() == t_nodes[expected].to(x_T.dtype).tolist()

@@ -41,7 +41,7 @@ class BestOfHeuristics(HeuristicMethod):
         train = ctx.teacher("train", ctx.train_size)
         losses = {}
         for name in self.params["candidates"]:
-            disc = METHODS.create(name).bind(self.noise_schedule, self.steps).schedule(train.x_T)
+            disc = METHODS.create(name).bind(self.noise_schedule, self.steps).discretize(train.x_T)
             with torch.no_grad():
                 out = ctx.solver.sample(ctx.model, train.x_T, disc)
             losses[name] = float(((out - train.x0) ** 2).sum(1).mean())

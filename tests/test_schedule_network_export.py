@@ -1,6 +1,6 @@
 """Per-instance schedules out: INDIS's and GOD's fitted schedule network, exported as TorchScript by
 `bench.export.export_network`, loads without the harness's classes and returns the method's own
-`schedule(x_T, cond)` exactly (the README's loader is `torch.jit.load`)."""
+`discretize(x_T, cond)` exactly (the README's loader is `torch.jit.load`)."""
 import pytest
 import torch
 
@@ -23,7 +23,7 @@ def _fitted(name, model, steps=3, **params):
         x_T = model.prior(torch.randn((n,) + tuple(model.data_shape), generator=gen)).double()
         cond = None if not model.num_classes else torch.arange(n) % model.num_classes
         with torch.no_grad():
-            x0 = solver.sample(model, x_T, teacher_method.schedule(x_T), cond)
+            x0 = solver.sample(model, x_T, teacher_method.discretize(x_T), cond)
         return TeacherSet(list(range(n)), x_T, cond, x0)
 
     method = METHODS.create(name, **params).bind(model.schedule, steps, solver, model=model)
@@ -46,7 +46,7 @@ def test_exported_network_gives_the_methods_schedule_back(tmp_path, name, model_
     n = 7  # not the traced batch size
     x_T = model.prior(torch.randn((n,) + tuple(model.data_shape), generator=torch.Generator().manual_seed(9))).double()
     labels = torch.arange(n) % model.num_classes if model.num_classes else None
-    disc = method.schedule(x_T, labels)
+    disc = method.discretize(x_T, labels)
     t, t_eval, scale = net(x_T, labels if labels is not None else torch.full((n,), -1, dtype=torch.long))
     assert torch.equal(t, disc.t)
     if params.get("shifts", True):

@@ -208,7 +208,7 @@ def test_gits_jump_is_one_euler_step_for_single_evaluation_solvers():
 def test_dmn_constraints_and_objective(schedule, steps):
     method = DMN().bind(schedule, steps, make_solver("dpmpp-3m"))
     method.fit(context(None, None, steps, None, teacher="raise"))
-    t = method.schedule(torch.zeros(1, 2, dtype=F64)).t[0]
+    t = method.discretize(torch.zeros(1, 2, dtype=F64)).t[0]
     assert t[0] == schedule.t_max and t[-1] == schedule.t_min and len(t) == steps + 1
     assert bool((t[1:] < t[:-1]).all())
     lam = method.lambdas
@@ -280,25 +280,25 @@ def fitted(name, steps=3, solver="euler", **params):
 @pytest.mark.parametrize("name, params", [
     ("dmn", {}),
     ("gits", {"teacher_steps": 12, "warmup": 16}),
-    ("gits", {"teacher_steps": 12, "warmup": 16, "metric": "l2", "jump": "solver", "grid": "uniform"}),
+    ("gits", {"teacher_steps": 12, "warmup": 16, "metric": "l2", "jump": "solver", "timestep_grid": "uniform"}),
     ("oss", {"teacher_steps": 12, "search_batch": 6}),
-    ("oss", {"teacher_steps": 12, "search_batch": 6, "grid": "logsnr"}),
+    ("oss", {"teacher_steps": 12, "search_batch": 6, "timestep_grid": "logsnr"}),
 ])
 def test_state_dict_round_trip(name, params, tmp_path):
     method, ctx = fitted(name, **params)
     x = torch.zeros(5, 2, dtype=torch.float32)
-    disc = method.schedule(x)
+    disc = method.discretize(x)
     assert disc.t.shape == (1, 4) and disc.t.dtype == torch.float32
     schedule = method.noise_schedule
     assert float(disc.t[0, 0]) == pytest.approx(schedule.t_max) and float(disc.t[0, -1]) == pytest.approx(schedule.t_min)
     torch.save(method.state_dict(), tmp_path / "state.pt")
     fresh = METHODS.create(name, **params).bind(schedule, 3, method.solver, method.model)
     fresh.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
-    assert torch.equal(fresh.schedule(x).t, disc.t)
+    assert torch.equal(fresh.discretize(x).t, disc.t)
     if name != "dmn":
         assert ctx.fit_nfe > 0
         # the schedule's nodes come from the fine grid
-        grid = params.get("grid", "edm" if name == "gits" else "uniform")
+        grid = params.get("timestep_grid", "edm" if name == "gits" else "uniform")
         nodes = timestep_grid(schedule, grid, 12)
         for t in method.t:
             assert torch.isclose(nodes, t.to(F64)).any()
@@ -373,7 +373,7 @@ def test_oss_per_instance_schedules():
     method = METHODS.create("oss", teacher_steps=12, instance=True).bind(schedule, 3, solver, model)
     method.fit(context(model, solver, 3, priors(4, schedule), teacher="raise"))  # a no-op
     x = priors(5, schedule).float()
-    disc = method.schedule(x)
+    disc = method.discretize(x)
     assert disc.t.shape == (5, 4) and disc.t.dtype == torch.float32
     assert bool((disc.t[:, 1:] < disc.t[:, :-1]).all())
     assert Counting.rows == 5 * Counting.calls  # every call has the batch's rows: calls = per-sample NFE
@@ -398,8 +398,8 @@ def test_teacher_steps_below_student_steps_is_a_user_error():
     ("gits", {"coeff": []}, "coeff"),
     ("gits", {"coeff": [1.0, -1]}, "coeff"),
     ("gits", {"coeff": "all"}, "coeff"),
-    ("gits", {"grid": "gits"}, "grid"),
-    ("gits", {"grid": "nope"}, "grid"),
+    ("gits", {"timestep_grid": "gits"}, "timestep_grid"),
+    ("gits", {"timestep_grid": "nope"}, "timestep_grid"),
     ("gits", {"jump": "heun"}, "jump"),
     ("gits", {"space": "vp"}, "space"),
     ("gits", {"warmup": 0}, "warmup"),
