@@ -107,7 +107,7 @@ class FitContext:
     samples (a call on a batch of B rows counts B); the row reports it as `fit_nfe`. A fit that does
     not count gets the rows its calls of `ctx.model` evaluated.
 
-    Resuming (issue #7): a long fit calls `save_checkpoint(state)` now and then (when
+    Resuming: a long fit calls `save_checkpoint(state)` now and then (when
     `checkpoint_due()`: every `checkpoint_seconds`, from the environment variable
     BENCH_CHECKPOINT_SECONDS, default 60; 0 = at every call) and starts with `load_checkpoint()`,
     which returns the last saved state of an interrupted fit of the same fit key, or None. The file

@@ -1,6 +1,6 @@
 """`indis` and `god`: INDIS, "Few-Step Diffusion Sampling Through Instance-Aware Discretizations"
 (Yuan, Wang, Zhao, Fu, Lei, Zhu, Zhang; CVPR 2026, arXiv:2603.17671). No reference code is public;
-this follows the paper's description and the issue.
+this follows the paper's description; the choices it leaves open are marked "ours" below.
 
 A prior-conditioning network phi(x_T, c) -> O in R^(3 x N) gives every prior its own discretization:
   * timesteps from o_tau through LD3's cumulative-softmax map (`methods._learned.TimeMap`: strictly
@@ -45,19 +45,13 @@ grid's solver), which the method follows as it is. Defaults and where they come 
     for GOD's O); `lr_net` = "auto" for the network's weights: `lr` for vector-shaped x_T, `lr` / 10
     for images (ours). `ema` = 0.99 (ours; the paper gives no decay). `iterations` = 3000 (ours; the
     paper trains for epochs). `clip` = null (no gradient clipping; the paper mentions none).
-    Measured with benchmarks/bench_indis_fit.py (validation loss = mean per-dimension l2 on the 1000
-    validation pairs; eval mse = the harness's summed mse on the evaluation priors):
-      - toy, Euler, NFE 3, 3000 steps: lr 0.05 / 0.01 / 0.003 with ema 0.999 -> eval mse 3.7e-3 /
-        2.2e-3 / 1.7e-3 (GOD: 3.6e-3; at lr 0.05 INDIS was no better than GOD); ema 0.99 at lr 0.003
-        -> 1.2e-3 (an EMA of 0.999 lags ~1000 steps behind and needed 8000 steps for 1.1e-3); batch 32
-        -> 1.0e-3 at 1.5x the time; lr_net 1e-3 / 3e-4 -> 1.4e-3 / 1.4e-3 (so no reduction for vectors).
-      - digits (8x8, class-conditional), iPNDM, NFE 6: with lr_net = lr = 0.003 the validation loss
-        jumped (0.061 -> 0.079 -> 0.031; eval mse 1.99 against GOD's 0.65); lr 0.001 everywhere,
-        batch 64 or gradient clipping at 1 did not fix it (eval 0.86 / 2.7 / 1.8); lr_net 3e-4 or 1e-4
-        did (validation 0.0096, eval mse 0.60 / 0.59, below GOD). The SVD features feed hundreds of
-        inputs into the first layers, so one Adam step moves the outputs far more than for the 2D toy.
-      - Fit time at the defaults, toy NFE 3, 20,000 pairs, one thread: about 30 s with the shared
-        machine at load ~3.5 and up to ~100 s at load ~5-8 (the issue's budget is 5 minutes).
+    Why these rates: at the paper's 0.05 INDIS was no better than GOD on the toy; on images the SVD
+    features feed hundreds of inputs into the first layers, so one Adam step at the head's rate moves
+    the outputs far more than for the 2D toy and the validation loss jumps, which a smaller rate for
+    the network's weights avoids (a smaller batch, a global rate or clipping did not). An EMA of 0.999
+    lags about 1000 steps behind, too long for 3000 steps. Compare the settings with
+    `python benchmarks/bench_indis_fit.py [--digits] --param lr=0.05 --param ema=0.999 ...`, which
+    prints the fit time and the validation and evaluation losses.
   * `val` = 1000 validation pairs, `val_every` = 500 steps (ours): the EMA weights are scored on the
     validation pairs every `val_every` steps and at the end, and the best (the initial heuristic
     included) is kept; `init` = "auto" starts from the closed-form heuristic with the lowest

@@ -46,7 +46,7 @@ Training recipe (paper appendix / reference defaults, configs/cifar10.yml and ut
     the best checkpoint, and the best validation checkpoint is the result.
   * `train` = 50 training and `val` = 50 validation pairs; initialised (`init` = "auto") from the
     closed-form heuristic with the lowest validation loss (the reference starts from uniform or a
-    given prior schedule; the issue asks for the best heuristic), xi_c from 0.
+    given prior schedule; starting from the best heuristic makes LD3 comparable with it), xi_c from 0.
   * `loss` = "auto": LPIPS for RGB/grey images when its weights load, else the per-sample mean
     squared error (the reference: LPIPS (VGG) for pixel models, L2 or L1 as options).
   * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of

@@ -26,14 +26,12 @@ Procedure.
      model the runner binds.
 `bench export` writes the fitted start (GOD's O, `export_module`) as its schedule network; the per-prior
 refinement needs the model and each prior's teacher endpoint, so it is not part of the export.
-Defaults `refine_iterations` = 50 and `refine_lr` = 0.05 are ours (the paper gives none). Measured on
-1000 toy evaluation priors at NFE 3 (Euler), from the fitted GOD start (mean per-dimension l2):
-  * with shifts, GOD 2.3e-3 -> after 10 / 20 / 50 steps 3.7e-4 / 2.4e-4 / 1.0e-4 at lr 0.05
-    (1.4e-4 and 1.2e-4 after 50 steps at lr 0.1 and 0.2);
-  * timesteps only, GOD 1.49e-2 -> 1.36e-2 after 20 steps at any lr in 0.05..0.2, then flat (the
-    per-prior optimum of two free timesteps is only ~9% below the shared one there).
-50 steps cost 51 forward and 50 backward passes per prior: about 10 s per 1000 priors at NFE 3 on
-this (shared) CPU.
+Defaults `refine_iterations` = 50 and `refine_lr` = 0.05 are ours (the paper gives none): from the
+fitted GOD start, the per-prior loss with shifts keeps falling over the first tens of steps at that rate
+(larger rates gain little), while with timesteps only it flattens after ~20 steps, the per-prior
+optimum of a few free timesteps lying little below the shared one. 50 steps cost 51 forward and 50
+backward passes per prior (`schedule_nfe` in the row); `python benchmarks/bench_learned_toy.py
+--methods god oracle` prints the losses and costs.
 """
 from __future__ import annotations
 
