@@ -282,4 +282,17 @@ class HeuristicMethod(DiscretizationMethod):
         return Discretization(t[None]).check()
 
 
-__all__ = ["Discretization", "DiscretizationMethod", "HeuristicMethod", "FitContext"]
+class FittedGlobalMethod(DiscretizationMethod):
+    """A method whose `fit` finds one global schedule, kept as the float64 times `self.t` [N+1] (DMN,
+    GITS, OSS-ave): `discretize` returns it for every batch; `state_dict` must include it."""
+
+    needs_fit = True
+    t: torch.Tensor | None = None
+
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
+        if self.t is None:
+            raise RuntimeError(f"method {self.name!r} is not fitted: call fit(ctx) or load_state_dict() first")
+        return Discretization(self.t.to(device=x_T.device, dtype=x_T.dtype)[None]).check()
+
+
+__all__ = ["Discretization", "DiscretizationMethod", "FittedGlobalMethod", "HeuristicMethod", "FitContext"]

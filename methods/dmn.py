@@ -58,7 +58,7 @@ import torch
 from pydantic import Field
 from scipy.optimize import BFGS, LinearConstraint, NonlinearConstraint, minimize
 
-from bench.discretization import Discretization, DiscretizationMethod, FitContext
+from bench.discretization import FitContext, FittedGlobalMethod
 from bench.params import Params
 from bench.registry import METHODS
 
@@ -231,8 +231,7 @@ def optimize_lambdas(lam_init, order: int = 3, maxiter: int = 1000):
 
 
 @METHODS.register("dmn")
-class DMN(DiscretizationMethod):
-    needs_fit = True
+class DMN(FittedGlobalMethod):
 
     class Params(Params):
         order: Literal[1, 2, 3] = Field(3, description="the solver order the error bound assumes (the paper: 3)")
@@ -261,11 +260,6 @@ class DMN(DiscretizationMethod):
         if not bool((t[1:] < t[:-1]).all()):
             raise RuntimeError(f"dmn: optimised times are not strictly decreasing: {t.tolist()}")
         self.lambdas, self.t = lam, t
-
-    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
-        if self.t is None:
-            raise RuntimeError("method 'dmn' is not fitted: call fit(ctx) or load_state_dict() first")
-        return Discretization(self.t.to(device=x_T.device, dtype=x_T.dtype)[None]).check()
 
     def state_dict(self) -> dict:
         return {"t": self.t, "lambdas": self.lambdas, "initial_lambdas": self.initial_lambdas}

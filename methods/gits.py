@@ -80,7 +80,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import AfterValidator, Field
 
-from bench.discretization import Discretization, DiscretizationMethod, FitContext
+from bench.discretization import Discretization, FitContext, FittedGlobalMethod
 from bench.errors import UserError
 from bench.params import Params
 from bench.registry import METHODS
@@ -103,8 +103,7 @@ SPACES = ("ve", "model")
 
 
 @METHODS.register("gits")
-class GITS(DiscretizationMethod):
-    needs_fit = True
+class GITS(FittedGlobalMethod):
 
     class Params(Params):
         teacher_steps: int = Field(60, ge=2, le=100_000, description="steps of the fine teacher grid (reference: 60)")
@@ -203,11 +202,6 @@ class GITS(DiscretizationMethod):
                 diff = (jumped - ref[js]).flatten(2)
                 cost[i, js] = torch.linalg.vector_norm(diff, ord=order, dim=-1).mean(-1).to(torch.float64)
         return cost, rows
-
-    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
-        if self.t is None:
-            raise RuntimeError("method 'gits' is not fitted: call fit(ctx) or load_state_dict() first")
-        return Discretization(self.t.to(device=x_T.device, dtype=x_T.dtype)[None]).check()
 
     def fit_info(self) -> dict:
         if self.selection is None:

@@ -96,7 +96,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import AfterValidator, Field
 
-from bench.discretization import Discretization, DiscretizationMethod, FitContext
+from bench.discretization import Discretization, FitContext, FittedGlobalMethod
 from bench.errors import UserError
 from bench.params import Params
 from bench.registry import METHODS
@@ -116,8 +116,7 @@ def _grid_value(value):
 
 
 @METHODS.register("oss")
-class OSS(DiscretizationMethod):
-    needs_fit = True
+class OSS(FittedGlobalMethod):
 
     class Params(Params):
         teacher_steps: int = Field(200, ge=2, le=100_000, description="teacher steps on the fine grid (paper: 200)")
@@ -209,9 +208,7 @@ class OSS(DiscretizationMethod):
             t_nodes, paths, _ = self.search(self.model, self.solver, x_T, cond)
             t = t_nodes[paths]  # (variant code: a path may start below t_max)
             return Discretization(t.to(device=x_T.device, dtype=x_T.dtype)).check()
-        if self.t is None:
-            raise RuntimeError("method 'oss' is not fitted: call fit(ctx) or load_state_dict() first")
-        return Discretization(self.t.to(device=x_T.device, dtype=x_T.dtype)[None]).check()
+        return super().discretize(x_T, cond)
 
     def state_dict(self) -> dict:
         return {"t": self.t, "paths": self.paths}

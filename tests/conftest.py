@@ -10,6 +10,17 @@ import yaml
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of tiny problems, whatever an earlier test set (intra-op threads
+    only add synchronisation, about 10 ms per kernel call on a loaded machine); restored afterwards.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def write_grid(tmp_path):
     """Write a grid dict to a YAML file and return its path."""

@@ -15,14 +15,7 @@ from bench.solvers.euler import Euler
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The matmuls here are small; on a shared 2-core machine two OpenMP threads can be many times
-    # slower than one. Restore the setting for the rest of the session.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ SHORT_NET = {"channels": 8, "emb": 32, "groups": 4, "dropout": 0.0}
 LOSS_FACTOR = 0.65
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,12 +38,7 @@ from methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Mixture(torch.nn.Module):

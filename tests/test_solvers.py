@@ -26,14 +26,7 @@ F64 = torch.float64
 SCHEDULES = {"ve": VE(), "flow": FlowOT(), "vp": make_schedule("vp-linear")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Every problem here is tiny, so intra-op threads only add synchronisation cost (on a loaded
-    machine about 10 ms per kernel call): run single-threaded, then restore the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Gaussian(torch.nn.Module):
