@@ -13,6 +13,8 @@ value must be and what it was, e.g. ``method 'edm': rho must be a number > 0, go
 """
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -93,10 +95,25 @@ def field_table(model: type[Params]) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, description) of every declared field, for `bench list` and docs."""
     rows = []
     for name, info in model.model_fields.items():
-        annotation = info.annotation
-        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-        rows.append((name, type_name, info.default, info.description or ""))
+        rows.append((name, type_label(info.annotation), info.default, info.description or ""))
     return rows
+
+
+def type_label(annotation) -> str:
+    """A reader's name for a field's type: `int`, `'dev' | 'l1'`, `int | None`, `any` (a value its
+    validator checks; the description says what it takes)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or isinstance(annotation, typing.ForwardRef):
+        return "any"
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is typing.Annotated:
+        return type_label(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else type_label(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_label(a) for a in args)}]"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 __all__ = ["Params", "describe_error", "field_table", "validate"]
