@@ -15,7 +15,8 @@ is checked here like the built-in ones. For each solver, with its default parame
   * gradients reach every interior timestep, every t_eval and every scale, and agree with a central
     finite difference along a random direction;
   * reruns are bitwise identical; the callback sees every step; a state taken from the callback
-    resumes through `step` to the same sample.
+    resumes through `step` to the same sample;
+  * the searches' candidate steps (OSS) resume the solver at any node and reproduce its own run.
 """
 from __future__ import annotations
 
@@ -175,3 +176,24 @@ def test_reruns_are_identical_and_steps_resume(toy, name):
     for n in range(3, 6):
         state = solver.step(state, n, disc, Denoise(toy))
     assert torch.equal(state.x, first[-1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_searches_resume_the_solver_at_any_node(toy, name):
+    """OSS's candidate steps (methods/search/student_step.py: the state resumed at node i, stepped to
+    several candidate nodes at once, candidate-major rows) reproduce the solver's own run along a path,
+    and never evaluate more rows than one run per candidate would."""
+    from methods.search.student_step import StudentSteps
+
+    solver = make_solver({"name": name})
+    nodes = edm_steps(toy.schedule, 9)
+    path = [0, 2, 5, 7, 9]
+    x_T = priors(toy.schedule, 3)
+    direct = solver.sample(toy, x_T, Discretization(nodes[path][None]), return_trajectory=True)
+    student = StudentSteps(solver, toy, nodes, len(path) - 1, x_T, teacher=torch.zeros(10, 3, 2, dtype=F64))
+    state = student.init_state()
+    for k, (i, j) in enumerate(zip(path[:-1], path[1:])):
+        candidates = student.advance(state, k, i, torch.arange(j, min(j + 2, 10)))
+        torch.testing.assert_close(candidates["x"][0], direct[k + 1], rtol=1e-12, atol=1e-12)
+        state = {key: v[0] for key, v in candidates.items()}
+    assert 3 * solver.nfe(len(path) - 1) <= student.rows <= 2 * 3 * solver.nfe(len(path) - 1)
