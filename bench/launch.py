@@ -539,9 +539,13 @@ def _sbatch(submit, *args):
 
 
 def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", quiet: bool = False,
-                 command: list[str] | None = None) -> Plan:
+                 command: list[str] | None = None, _retry: bool = True) -> Plan:
     """Submit the grid's missing fits and cells as submitit jobs and (unless `config.detach`) wait
-    for them. Raises `SweepFailed` when cells failed; returns the plan it submitted."""
+    for them. Raises `SweepFailed` when cells failed; returns the plan it submitted.
+
+    Cells that failed only because their fit was missing when they ran, and whose fit is done now,
+    are submitted once more: Slurm may count a preempted fit as ended for a moment while submitit
+    requeues it, and start the cells waiting on it (`afterany`) too early."""
     check_writable(root)
     grid.save_copy(root)
     root = ResultsRoot(Path(root).absolute())
@@ -625,6 +629,13 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
         raise
 
     final = st.sweep_status(grid, root)
+    fit_of = {cell.hash: cell.fit_hash for cell in grid.cells}
+    early = [item for item in final.cells if item.state == "failed" and (item.error or "").startswith("FitMissing")
+             and fit_of.get(item.key) and (root.fit_dir(fit_of[item.key]) / "fit.json").exists()]
+    if early and _retry:
+        say(f"{len(early)} cell(s) ran before their fit was done (a requeued fit): submitting them again")
+        run_submitit(grid, root, config, device, quiet, command, _retry=False)
+        return todo
     say(st.summary_line(final))
     failed = final.counts().get("failed", 0)
     if failed:

@@ -138,7 +138,10 @@ def test_slurm_rows_equal_local_rows_and_a_requeued_fit_resumes(cluster, tmp_pat
     # the same command again (waiting, this time): everything is in flight, nothing is resubmitted
     again = run_submitit(grid, root, make_launch_config({}, executor="slurm", cells_per_job=3), quiet=True)
     assert again.submission is None and len(again.in_flight) == 6
-    assert len(st.load_submissions(ResultsRoot(root), "slurmtest")) == 1
+    # one submission; a second, of cells only, only when Slurm started a cells task in the moment the
+    # preempted fit was being requeued (those cells fail with FitMissing and are submitted once more)
+    subs = st.load_submissions(ResultsRoot(root), "slurmtest")
+    assert subs[0].id == sub.id and all(t.kind == "cells" for s in subs[1:] for t in s.tasks) and len(subs) <= 2
     fitted = torch.load(fit_dir / "state.pt", weights_only=False)
     assert fitted["attempts"] == 2 and 2 <= fitted["resumed_from"] < 10 and fitted["rho"] == 1.0 + 10 * 0.25
 
