@@ -630,12 +630,16 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
 
     final = st.sweep_status(grid, root)
     fit_of = {cell.hash: cell.fit_hash for cell in grid.cells}
-    early = [item for item in final.cells if item.state == "failed" and (item.error or "").startswith("FitMissing")
-             and fit_of.get(item.key) and (root.fit_dir(fit_of[item.key]) / "fit.json").exists()]
+    early = {fit_of[item.key] for item in final.cells if item.state == "failed" and fit_of.get(item.key)
+             and (item.error or "").startswith("FitMissing")}
     if early and _retry:
-        say(f"{len(early)} cell(s) ran before their fit was done (a requeued fit): submitting them again")
-        run_submitit(grid, root, config, device, quiet, command, _retry=False)
-        return todo
+        fit_jobs = [(s, t) for s, t in final.active_tasks() if t.kind == "fit" and t.fit in early]
+        if fit_jobs:  # e.g. the preempted fit, requeued: let it finish
+            _wait(lambda: fit_jobs, early, fit_done, live, quiet, f"{grid.name} fits", unit="fit")
+        if any(fit_done(key).exists() for key in early):
+            say("cells ran before their fit was done (a requeued fit): submitting them again")
+            run_submitit(grid, root, config, device, quiet, command, _retry=False)
+            return todo
     say(st.summary_line(final))
     failed = final.counts().get("failed", 0)
     if failed:
