@@ -106,9 +106,12 @@ def _sigma_of(model_spec: dict, t: np.ndarray) -> np.ndarray:
     import torch
 
     from .models import make_model
+    from .registry import MODELS
 
-    params = {k: v for k, v in model_spec.items() if k not in ("version", "files")}
-    model = make_model(params)
+    # the row holds the resolved spec: the declared parameters plus what `resolve` adds (version, file
+    # hashes, digits-net's weights_sha256); the model is built from the declared ones
+    declared = MODELS.get(model_spec["name"]).Params.model_fields
+    model = make_model({"name": model_spec["name"], **{k: v for k, v in model_spec.items() if k in declared}})
     return model.schedule.sigma_ve(torch.as_tensor(t, dtype=torch.float64)).numpy()
 
 

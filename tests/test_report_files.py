@@ -38,3 +38,15 @@ def test_every_method_gets_its_own_style_and_heuristics_are_dashed():
     pairs = {(s["color"], s["marker"]) for m, s in styles.items() if m in methods}
     assert len(pairs) == 30
     assert styles["m0"]["linestyle"] == "--" and styles["m5"]["linestyle"] == "-"
+
+
+def test_schedule_plot_rebuilds_a_model_from_a_rows_resolved_spec():
+    """A row's model spec is the resolved one (version, file hashes, digits-net's weights_sha256 added
+    by `resolve`); the schedule plot builds the model from its declared parameters only."""
+    import numpy as np
+
+    from bench.figures import _sigma_of
+
+    spec = {"dtype": "fp32", "files": {}, "guidance": None, "name": "digits-net", "time": "ve", "version": 1,
+            "weights": None, "weights_sha256": "d51b50c7826d"}
+    assert np.array_equal(_sigma_of(spec, np.array([80.0, 1.5, 0.002])), np.array([80.0, 1.5, 0.002]))
