@@ -445,3 +445,22 @@ def test_search_cost_benchmark_runs(capsys):
     assert module.main(["--repeats", "1", "--gits-only"]) == 0
     line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("gits")][0]
     assert int(line.split()[4]) == 60 and int(line.split()[5]) == 60 * 256  # 60 iPNDM teacher calls of 256 rows
+
+
+def test_candidate_denoise_shares_the_start_evaluation_with_global_t_eval_and_scale():
+    """At the step's starting state the candidates share one evaluation; a one-row t_eval / scale
+    applies to it as to every row."""
+    from bench.solvers.base import predict
+    from methods.search.student_step import CandidateDenoise, candidate_rows
+
+    schedule = VE()
+    model = Mixture(schedule)
+    x = priors(3, schedule) / 80 * 2.0
+    start = candidate_rows(x, 4)
+    t, t_eval, scale = (torch.tensor([v], dtype=F64) for v in (2.0, 1.5, 1.1))
+    denoise = CandidateDenoise(model, None, start, 3, 4)
+    x0, eps = denoise(start, t, t_eval, scale)
+    expected = predict(model, start, t, t_eval, scale)
+    torch.testing.assert_close(x0, expected[0], rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(eps, expected[1], rtol=1e-14, atol=1e-14)
+    assert denoise.rows == 3

@@ -68,9 +68,8 @@ class CandidateDenoise(Denoise):
             else:
                 model = self.model
                 self.rows += B
-            head = lambda v: None if v is None or v.shape[0] == 1 else v[:B]  # noqa: E731
-            x0, eps = predict(model, x[:B], t if t.shape[0] == 1 else t[:B], head(t_eval), head(scale),
-                              self.cond_samples)
+            head = lambda v: v if v is None or v.shape[0] == 1 else v[:B]  # noqa: E731  (one row broadcasts)
+            x0, eps = predict(model, x[:B], head(t), head(t_eval), head(scale), self.cond_samples)
             x0, eps = candidate_rows(x0, J), candidate_rows(eps, J)
         else:
             x0, eps = predict(self.model, x, t, t_eval, scale, self.cond)
