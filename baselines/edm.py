@@ -31,3 +31,6 @@ class EDM(HeuristicMethod):
         t = s.t_of_sigma_ve(sigmas)
         t[0], t[-1] = s.t_max, s.t_min
         return t
+
+
+METHODS.alias("karras", "edm", "k-diffusion get_sigmas_karras, ComfyUI's karras: the same rho = 7 schedule")

@@ -28,3 +28,6 @@ class KLOptimal(HeuristicMethod):
         t = s.t_of_sigma_ve(sigmas)
         t[0], t[-1] = s.t_max, s.t_min
         return t
+
+
+METHODS.alias("kl_optimal", "kl-optimal", "ComfyUI's scheduler name")

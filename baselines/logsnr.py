@@ -19,3 +19,6 @@ class LogSNR(HeuristicMethod):
         # Pin the ends exactly: t_of_lambda(lambda(t)) carries rounding error.
         t[0], t[-1] = s.t_max, s.t_min
         return t
+
+
+METHODS.alias("exponential", "logsnr", "k-diffusion get_sigmas_exponential, ComfyUI's exponential: uniform in log sigma")

@@ -25,6 +25,15 @@ count is a one-line error unless `interpolate: true`, which resamples it as Alig
 interpolated linearly over the normalised knot index, from K + 1 to N + 1 knots (a `t` list is
 converted to sigma first). At N = K it returns the list unchanged.
 
+`interpolate_in` (sigma): where the log-linear rule applies -- `sigma`, the VE noise level (AYS's
+lists are VE sigmas), or `list`, the listed values themselves (ComfyUI's OptimalSteps node interpolates
+its flow lists, which are flow times t, in log t; only differs for `t` lists).
+
+Tables per step count (ComfyUI's GITSScheduler ships one list per step count and DP weight): a JSON
+entry {"t" or "sigmas": ..., } may instead be {"steps": {"2": [...], "3": [...], ...}, "kind": "sigmas"};
+the cell's N steps take the list for N. A step count the table lacks is a one-line error unless
+`interpolate: true`, which resamples the table's longest list (the node's rule beyond its table).
+
 Endpoints (`ends`): the first and last sigma must match the model's sigma(t_max) and sigma(t_min)
 to a relative `rtol` (1e-4: published lists are printed to 6-10 digits); within it, the two ends are
 set to the model's exact t_max and t_min. Otherwise a one-line error names both ranges, unless
@@ -93,6 +102,18 @@ def read_list(path, entry=None, kind=None) -> tuple[str, list[float]]:
             if key not in lists:
                 raise UserError(f"method 'manual': entry {key!r} is not in {p}; it has {', '.join(lists)}")
             data = lists[key]
+        if isinstance(data, dict) and isinstance(data.get("steps"), dict):
+            k = data.get("kind", kind or "sigmas")
+            if k not in ("sigmas", "t"):
+                raise UserError(f"method 'manual': {p}: a table's kind must be 'sigmas' or 't', got {k!r}")
+            try:
+                table = {int(n): _numbers(v, f"{p}: steps {n}") for n, v in data["steps"].items()}
+            except ValueError:
+                raise UserError(f"method 'manual': {p}: a table's keys must be step counts (integers)") from None
+            for n, v in table.items():
+                if len(v) != n + 1:
+                    raise UserError(f"method 'manual': {p}: the list for {n} steps has {len(v)} values, not {n + 1}")
+            return k, table
         if isinstance(data, dict):
             for name, k in (("sigmas", "sigmas"), ("sigma", "sigmas"), ("t", "t")):
                 if name in data:
@@ -127,6 +148,8 @@ class Manual(HeuristicMethod):
         entry: str | None = Field(None, description="which list of a JSON file with several")
         kind: Literal["sigmas", "t"] | None = Field(None, description="what a plain-text file holds")
         interpolate: bool = Field(False, description="log-linear interpolation to other NFEs (as AYS)")
+        interpolate_in: Literal["sigma", "list"] = Field("sigma", description="interpolate log sigma, or the "
+                                                         "log of the listed values (ComfyUI's OptimalSteps)")
         ends: Literal["error", "model"] = Field("error", description="endpoints off the model's range: "
                                                 "error, or model (replace them by the model's)")
         rtol: float = Field(1e-4, ge=0, lt=1, description="tolerance of the endpoint match")
@@ -143,35 +166,59 @@ class Manual(HeuristicMethod):
         else:
             kind = "sigmas" if p["sigmas"] is not None else "t"
             values = _numbers(p[kind], kind)
+        self.table = None
+        if isinstance(values, dict):  # a table of lists per step count
+            self.table = {n: self._check(kind, v) for n, v in sorted(values.items())}
+            values = self.table[max(self.table)]
+        values = self._check(kind, values)
+        self.kind, self.values = kind, values
+
+    @staticmethod
+    def _check(kind: str, values: list) -> list:
         if kind == "sigmas" and values[-1] == 0:  # k-diffusion's / ComfyUI's terminal zero
             values = values[:-1]
         if len(values) < 2 or not all(b < a for a, b in zip(values, values[1:])) or values[-1] <= 0:
             raise UserError(f"method 'manual': the {kind} list must be positive and strictly decreasing "
                             f"(at least 2 values), got {values}")
-        self.kind, self.values = kind, values
+        return values
 
     def resolve(self, context=None) -> dict:
         """A list read from a file enters the keys by content: the values themselves."""
+        if self.table is not None:
+            return {**self.params, "values_table": {str(n): list(v) for n, v in self.table.items()},
+                    "values_kind": self.kind}
         return {**self.params, "values": list(self.values), "values_kind": self.kind}
 
     @property
     def native_steps(self) -> int:
         return len(self.values) - 1
 
-    def sigmas(self) -> np.ndarray:
+    def sigmas(self, values=None) -> np.ndarray:
         """The list as VE sigmas (float64), before interpolation and the endpoint rule."""
+        values = self.values if values is None else values
         if self.kind == "sigmas":
-            return np.asarray(self.values, dtype=np.float64)
+            return np.asarray(values, dtype=np.float64)
         s = self.noise_schedule
-        return s.sigma_ve(torch.tensor(self.values, dtype=torch.float64)).numpy()
+        return s.sigma_ve(torch.tensor(values, dtype=torch.float64)).numpy()
 
     def timesteps(self):
         s = self.noise_schedule
-        n, k = self.steps, self.native_steps
+        n = self.steps
+        values = self.values
+        if self.table is not None and n in self.table:
+            values = self.table[n]
+        elif self.table is not None and not self.params["interpolate"]:
+            raise UserError(f"method 'manual': the table has lists for {', '.join(map(str, self.table))} steps but this "
+                            f"cell runs {n}; set interpolate: true (log-linear from its {max(self.table)}-step list) "
+                            f"or use one of those NFEs")
+        k = len(values) - 1
         if n != k and not self.params["interpolate"]:
             raise UserError(f"method 'manual': the list has {k + 1} values ({k} steps) but this cell runs {n} steps; "
                             f"set interpolate: true (AYS's log-linear rule) or use the NFE of {k} steps")
-        sig = self.sigmas()
+        if n != k and self.params["interpolate_in"] == "list":
+            values = loglinear_interp(values, n + 1).tolist()
+            k = n
+        sig = self.sigmas(values)
         lo = float(s.sigma_ve(torch.tensor(s.t_min, dtype=torch.float64)))
         hi = float(s.sigma_ve(torch.tensor(s.t_max, dtype=torch.float64)))
         rtol = float(self.params["rtol"])

@@ -146,6 +146,8 @@ def cmd_list(args):
 
                 for field, kind, default, doc in field_table(params):
                     print(f"      {field} = {default!r}  ({kind}) {doc}")
+        for alias, target, note in registry.aliases():
+            print(f"  {alias:<18} = {target}" + (f" ({note})" if note else ""))
 
 
 def cmd_show_schedule(args):

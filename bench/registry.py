@@ -4,6 +4,10 @@ Plugins register themselves with a decorator (`@METHODS.register("uniform")`). A
 its built-in plugin packages the first time it is asked for a name, so importing `bench` stays
 cheap; third-party discretization methods are found through the `bench.methods` entry-point group
 (`[project.entry-points."bench.methods"] name = "package.module"`), whose module registers itself.
+
+Aliases (`METHODS.alias("karras", "edm", note)`): another tool's name for a plugin that already
+exists (k-diffusion's `karras` is `edm`); `get` returns the same class, `bench list` shows the alias
+beside its target, and nothing is implemented twice.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ class Registry:
         self.packages = packages
         self.entry_point_group = entry_point_group
         self._items: dict[str, type] = {}
+        self._aliases: dict[str, tuple[str, str]] = {}
         self._loaded = False
 
     def register(self, name: str):
@@ -33,6 +38,17 @@ class Registry:
             return cls
 
         return decorator
+
+    def alias(self, name: str, target: str, note: str = "") -> None:
+        """Register `name` as another name of the plugin `target` (`note`: whose name it is)."""
+        if name in self._items or self._aliases.get(name, (target,))[0] != target:
+            raise ValueError(f"{self.kind} alias {name!r} clashes with a registered name")
+        self._aliases[name] = (target, note)
+
+    def aliases(self) -> list[tuple[str, str, str]]:
+        """(alias, target, note) for every alias, sorted by alias."""
+        self._load()
+        return sorted((name, target, note) for name, (target, note) in self._aliases.items())
 
     def _load(self):
         if self._loaded:
@@ -53,6 +69,8 @@ class Registry:
 
     def get(self, name: str) -> type:
         self._load()
+        if name in self._aliases and name not in self._items:
+            name = self._aliases[name][0]
         try:
             return self._items[name]
         except KeyError:
@@ -60,7 +78,7 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         self._load()
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def create(self, name: str, **params):
         return self.get(name)(**params)
