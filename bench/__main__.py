@@ -151,9 +151,6 @@ def cmd_list(args):
 
 
 def cmd_show_schedule(args):
-    import torch
-
-    from .discretization import FitContext
     from .seeding import labels_for, noise_from_seeds, sample_seeds
     from .models import make_model
     from .registry import METHODS
@@ -163,21 +160,46 @@ def cmd_show_schedule(args):
     solver = make_solver(_spec(args.solver, args.solver_param))
     method_spec = _spec(args.method, args.param)
     cls = METHODS.get(method_spec.pop("name"))
-
-    def no_teacher(split, n):
-        raise UserError(f"--method {args.method} learns from a teacher; run it in a grid and read the row's schedule")
+    if cls.needs_fit:  # fitted methods fit (or load their fit) through the runner's cache, as `run` does
+        _show_fitted_schedules(args, model)
+        return
 
     for nfe in args.nfe:
         steps = solver.steps_for_nfe(nfe)
         method = cls(**method_spec).bind(model.schedule, steps, solver, model=model)
-        if cls.needs_fit:  # searches that need no network (DMN) run here; the others stop in no_teacher
-            method.fit(FitContext(model=model, schedule=model.schedule, solver=solver, nfe=nfe, steps=steps,
-                                  teacher=no_teacher, generator=torch.Generator().manual_seed(0)))
         # a per-instance method shows the schedule of the first evaluation prior
         x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
         cond = labels_for(range(1), model.num_classes)
         t = method.discretize(x_T, cond).t[0]
         print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
+
+
+def _show_fitted_schedules(args, model):
+    """Fit a method (or load its fit) through `runner.fit_cell` under --results, for cells built as a
+    grid would build them: teacher, samples, dtype and seed from --grid when given, else the grid
+    defaults; the same fit key as `run` of such a grid, so either reuses the other's fit."""
+    from .grid import parse_grid, read_grid_file
+    from .runner import fit_cell
+    from .seeding import labels_for, noise_from_seeds, sample_seeds
+    from .store import ResultsRoot
+
+    base = read_grid_file(args.grid) if args.grid else {}
+    raw = {"name": "show-schedule", "models": [_spec(args.model, args.model_param)],
+           "solvers": [_spec(args.solver, args.solver_param)], "methods": [_spec(args.method, args.param)],
+           "nfe": list(args.nfe), "metrics": base.get("metrics", ["mse"])}
+    for key in ("teacher", "samples", "dtype", "seeds"):
+        if key in base:
+            raw[key] = base[key]
+    if "seeds" in raw:
+        raw["seeds"] = raw["seeds"][:1]
+    root = ResultsRoot(args.results)
+    for cell in parse_grid(raw).cells:
+        method, info = fit_cell(cell, root)
+        x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
+        t = method.discretize(x_T, labels_for(range(1), model.num_classes)).t[0]
+        how = "cached fit" if info.get("cached") else "fitted"
+        print(f"nfe={cell.nfe} steps={cell.steps}: " + " ".join(f"{v:.6g}" for v in t.tolist())
+              + f"  ({how}: {info.get('fit_seconds', 0.0):.1f} s, {info.get('fit_nfe', 0)} network evaluations)")
 
 
 def cmd_export(args):
@@ -272,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list the registered models, schedules, solvers, methods, metrics")
     lst.set_defaults(func=cmd_list)
 
-    show = sub.add_parser("show-schedule", help="print the timesteps of a method that needs no teacher")
+    show = sub.add_parser("show-schedule", help="print the timesteps of a method (fitted ones fit through the results cache)")
     show.add_argument("--model", default="toy2d")
     show.add_argument("--model-param", action="append", metavar="KEY=VALUE")
     show.add_argument("--solver", default="euler")
@@ -280,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--method", required=True)
     show.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter")
     show.add_argument("--nfe", type=int, nargs="+", required=True)
+    show.add_argument("--results", default="results",
+                      help="results root whose fit cache fitted methods use (default: results)")
+    show.add_argument("--grid", help="take the teacher, samples, dtype and seed of fitted methods from this grid")
     show.set_defaults(func=cmd_show_schedule)
 
     exp = sub.add_parser("export", help="write schedules as JSON + CSV with diffusers / k-diffusion / ComfyUI forms")

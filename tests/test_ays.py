@@ -148,8 +148,7 @@ def test_toy2d_fitted_klub_is_below_every_initialisation():
     assert ctx.fit_nfe > 0
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("steps", [3, 5])
+@pytest.mark.parametrize("steps", [pytest.param(3, marks=pytest.mark.slow), 5])
 def test_digits_fitted_klub_is_below_every_initialisation(steps):
     method, _ = _fit_on({"name": "digits"}, steps)
     info = method.fit_info()
