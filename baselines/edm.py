@@ -34,3 +34,4 @@ class EDM(HeuristicMethod):
 
 
 METHODS.alias("karras", "edm", "k-diffusion get_sigmas_karras, ComfyUI's karras: the same rho = 7 schedule")
+METHODS.alias("use_karras_sigmas", "edm", "diffusers' scheduler option: the same sigmas on the table's range")

@@ -22,3 +22,5 @@ class LogSNR(HeuristicMethod):
 
 
 METHODS.alias("exponential", "logsnr", "k-diffusion get_sigmas_exponential, ComfyUI's exponential: uniform in log sigma")
+METHODS.alias("use_exponential_sigmas", "logsnr", "diffusers' scheduler option: uniform in log sigma")
+METHODS.alias("use_lu_lambdas", "logsnr", "diffusers' DPM-Solver option: uniform in log sigma (Lu et al.'s lambda)")

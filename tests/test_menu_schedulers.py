@@ -16,6 +16,8 @@ references' own float32 rounding does not enter):
 Keys are NAME_N for N steps (ComfyUI's `steps`, or n = N + 1 values for the functions taking n).
 The harness's N steps end at the model's t_min where the references append 0 (docs/schedulers.md).
 """
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,65 @@ def test_a_table_without_the_cells_steps_is_one_line_error(tmp_path):
     assert len(t) == 6 and t[0] == 80 and t[-1] == 0.002
     with pytest.raises(UserError, match="OptimalSteps|the list has 11 values"):
         METHODS.create("manual", path="schedules/optimal_steps.json", entry="FLUX").bind(FlowOT(0.001, 0.9968), 5).timesteps()
+
+
+# diffusers 0.42.1 (the harness's pinned version), run outside this repo in float64: the private
+# `_convert_to_karras / _exponential / _beta / _lu` of DPMSolverMultistepScheduler (what `use_karras_sigmas`,
+# `use_exponential_sigmas`, `use_beta_sigmas`, `use_lu_lambdas` call) on Stable Diffusion's scaled-linear
+# table computed in float64 (diffusers' own table is float32), with num_inference_steps = N + 1; and
+# FluxPipeline's `calculate_shift(seq_len, 256, 4096, 0.5, 1.15)` with FlowMatchEulerDiscreteScheduler's
+# `time_shift(mu, 1.0, t)` (use_dynamic_shifting) at t = linspace(0.999, 0.001, 6).
+DIFFUSERS = {
+    'diffusers_version': '0.42.1',
+    'karras_3': [14.614641229333643, 3.168603072959619, 0.44691820937343973, 0.02916715815172038],
+    'exponential_3': [14.614641229333637, 1.8400239581355944, 0.2316641314271491, 0.029167158151720367],
+    'beta_3': [14.614641229333639, 10.597607817837726, 4.046200569647634, 0.029167158151720367],
+    'lu_3': [14.614641229333637, 1.8400239581355944, 0.2316641314271491, 0.02916715815172038],
+    'karras_5': [14.614641229333643, 6.082149208471242, 2.232154544358539, 0.6925703768065329, 0.1697565757572342, 0.02916715815172038],
+    'exponential_5': [14.614641229333637, 4.215114244752603, 1.2157115469009985, 0.3506321488458646, 0.10112835081452129, 0.029167158151720367],
+    'beta_5': [14.614641229333639, 12.821769225239331, 9.324475333110637, 5.319333054374717, 1.8220391622460281, 0.029167158151720367],
+    'lu_5': [14.614641229333637, 4.215114244752603, 1.2157115469009985, 0.3506321488458644, 0.10112835081452129, 0.02916715815172038],
+    'karras_10': [14.614641229333643, 9.558262894383015, 6.082149208471242, 3.751253402037993, 2.232154544358539, 1.274100208978096, 0.6925703768065329, 0.3551823657501251, 0.1697565757572342, 0.07436283815469347, 0.02916715815172038],
+    'exponential_10': [14.614641229333637, 7.848718521371048, 4.215114244752603, 2.2637056033973635, 1.2157115469009985, 0.6528916847890065, 0.3506321488458646, 0.18830520692570885, 0.10112835081452129, 0.054310464938442604, 0.029167158151720367],
+    'beta_10': [14.614641229333639, 14.037283907995327, 12.821769225239331, 11.20139228709571, 9.324475333110637, 7.321904193742681, 5.319333054374717, 3.4424161003896483, 1.8220391622460281, 0.6065244794900319, 0.029167158151720367],
+    'lu_10': [14.614641229333637, 7.848718521371048, 4.215114244752603, 2.263705603397363, 1.2157115469009985, 0.6528916847890065, 0.3506321488458644, 0.18830520692570885, 0.10112835081452129, 0.054310464938442604, 0.02916715815172038],
+    'mu_1024': 0.63,
+    'dynamic_shift_1024': [0.9994671591448085, 0.8821083145161279, 0.7378128895108395, 0.556104772518597, 0.3202662337886427, 0.001875964213224496],
+    'mu_4096': 1.15,
+    'dynamic_shift_4096': [0.9996831467047295, 0.926392328335326, 0.8255817075661495, 0.6781686070221977, 0.44212344725545744, 0.0031513915986858274],
+}
+
+
+@pytest.mark.parametrize("steps", [3, 5, 10])
+@pytest.mark.parametrize("name, key", [("use_karras_sigmas", "karras"), ("use_exponential_sigmas", "exponential"),
+                                       ("use_beta_sigmas", "beta"), ("use_lu_lambdas", "lu")])
+def test_diffusers_sigma_options_on_stable_diffusions_table(name, key, steps):
+    _close(_sigmas(name, VPScaledLinear(), steps), DIFFUSERS[f"{key}_{steps}"])
+
+
+@pytest.mark.parametrize("seq", [1024, 4096])
+def test_diffusers_dynamic_shift_is_the_flow_time_shift_with_mu_from_the_image_size(seq):
+    from bench.models._diffusers_time import flow_shift
+
+    config = {"use_dynamic_shifting": True, "base_image_seq_len": 256, "max_image_seq_len": 4096,
+              "base_shift": 0.5, "max_shift": 1.15}
+    shift = flow_shift(config, seq)
+    assert math.log(shift) == pytest.approx(DIFFUSERS[f"mu_{seq}"], rel=1e-12)
+    t = torch.linspace(0.999, 0.001, 6, dtype=torch.float64)
+    np.testing.assert_allclose(FlowOT(0.001, 0.999, shift).sigma(t).numpy(), DIFFUSERS[f"dynamic_shift_{seq}"],
+                               rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("name", ["simple", "normal", "karras", "laplace", "linear_quadratic", "beta_sigmas"])
+def test_export_gives_the_new_schedules_the_same_forms(name, tmp_path):
+    import json
+
+    from bench.export import export_method
+
+    path = export_method({"name": "digits", "time": "vp-scaled-linear"}, {"name": "euler"}, {"name": name}, [4],
+                         tmp_path)[0]
+    forms = json.loads(path.read_text())["forms"]
+    assert set(forms) == {"diffusers", "k_diffusion", "comfyui"}
+    assert forms["comfyui"]["sigmas"][-1] == 0 and len(forms["k_diffusion"]["sigmas"]) == 6
+    if name == "simple":  # knots at training steps: diffusers' timesteps= form is exact
+        assert forms["diffusers"]["DPMSolverMultistepScheduler"]["max_log_sigma_rounding"] == 0
