@@ -268,3 +268,28 @@ def test_export_gives_the_new_schedules_the_same_forms(name, tmp_path):
     assert forms["comfyui"]["sigmas"][-1] == 0 and len(forms["k_diffusion"]["sigmas"]) == 6
     if name == "simple":  # knots at training steps: diffusers' timesteps= form is exact
         assert forms["diffusers"]["DPMSolverMultistepScheduler"]["max_log_sigma_rounding"] == 0
+
+
+# ComfyUI's GITSScheduler node (comfy_extras/nodes_gits.py, commit 3ce872336ae51035e0f40be91e815605e6860005),
+# its execute() run outside this repo (denoise = 1): the table's list for N <= 20 steps, log-linear from the
+# 20-step list beyond, last value set to 0.
+GITS = {"0.85_3": [14.61464119, 7.49001646, 1.84880662, 0.0], "0.85_5": [14.61464119, 11.54541874, 7.11996698, 3.07277966, 1.24153244, 0.0], "0.85_20": [14.61464119, 13.76078796, 12.96784878, 12.2308979, 11.54541874, 10.90732002, 10.31284904, 9.75859547, 9.24142551, 8.75849152, 8.30717278, 7.88507891, 7.49001646, 6.77309084, 5.85520077, 4.65472794, 3.46139455, 2.45070267, 1.56271636, 0.72133851, 0.0], "0.85_25": [14.61464119, 13.927471349757571, 13.279388710757857, 12.667884611101742, 12.09062107581526, 11.545418739999999, 11.032054081570394, 10.546647200974983, 10.08746689450765, 9.652896411557185, 9.241425509999997, 8.853015906041552, 8.484840281360208, 8.135689468013995, 7.804433591696973, 7.490016459999999, 6.910764198571463, 6.20640103815489, 5.3417406155222675, 4.386980086075961, 3.4613945499999996, 2.6259274328941427, 1.8708731613149232, 1.147053680218664, 0.3797442664310359, 0.0], "1.20_3": [14.61464119, 1.56271636, 0.52423614, 0.0], "1.20_5": [14.61464119, 2.84484982, 1.24153244, 0.59516323, 0.25053367, 0.0], "1.20_20": [14.61464119, 7.49001646, 4.65472794, 3.07277966, 2.19988537, 1.61558151, 1.24153244, 0.95350921, 0.74807048, 0.59516323, 0.50118381, 0.41087446, 0.34370604, 0.29807833, 0.25053367, 0.22545385, 0.19894916, 0.17026083, 0.13792117, 0.09824532, 0.0], "1.20_25": [14.61464119, 8.561381485204283, 5.630276071006637, 3.942295272121796, 2.8741216479628275, 2.19988537, 1.718474569079686, 1.3794513631355656, 1.117132791448308, 0.908339953756889, 0.7480704799999996, 0.623013384728673, 0.5368496283701436, 0.4628943485182656, 0.39646490516961197, 0.34370604, 0.30669151181616594, 0.26856648920135867, 0.24018325302978963, 0.2198844647724624, 0.19894916, 0.17564679064046618, 0.15004601236694481, 0.12042129914726284, 0.07706007509308942, 0.0]}
+
+
+@pytest.mark.parametrize("key", sorted(GITS))
+def test_gits_node_table(key):
+    coeff, steps = key.split("_")
+    steps = int(steps)
+    s = VPScaledLinear()
+    ours = _sigmas("manual", s, steps, path="schedules/gits.json", entry=coeff, interpolate=steps > 20)
+    ref = GITS[key]
+    # The endpoint rule puts the model's exact sigma_max (14.614641229333...) in place of the table's
+    # 14.61464119 (2.7e-9 relative) and sigma_min in place of the node's 0; the interior knots of a
+    # listed step count are the table's values (1e-12); resampled ones move with that end (<= 2.7e-9).
+    _close(ours[1:-1], ref[1:-1], rtol=RTOL if steps <= 20 else 3e-9)
+    assert ref[-1] == 0 and ours[-1] == pytest.approx(0.02916753, rel=1e-6)
+
+
+def test_gits_table_beyond_its_steps_needs_interpolation():
+    with pytest.raises(UserError, match="lists for 2, 3, 4.*20 steps but this cell runs 25"):
+        METHODS.create("manual", path="schedules/gits.json", entry="1.20").bind(VPScaledLinear(), 25).timesteps()
