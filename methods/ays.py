@@ -1,7 +1,9 @@
 """`ays`: Align Your Steps (Sabour, Fidler, Kreis, "Align Your Steps: Optimizing Sampling Schedules in
 Diffusion Models", ICML 2024, arXiv:2404.14507), the schedule optimisation the paper describes; no
 code of it was published, so this follows the paper's text (sec. 3). NVIDIA's published lists for
-SD1.5 / SDXL / SVD are the `manual` lists of schedules/ays.json, not this fit.
+SD1.5 / SDXL / SVD are the `manual` lists of schedules/ays.json, not this fit. References below are
+to sections and to the paper's KLUB theorem; equation numbers are not cited because the full text
+was not at hand when this module was written (check them against the paper before relying on them).
 
 What is minimised (paper, sec. 3, its KLUB theorem). In EDM's variance-exploding coordinates
 (y = x / alpha, noise level sigma = sigma/alpha = exp(-lambda), the same for every model here), the
@@ -22,9 +24,9 @@ Monte-Carlo estimate (paper, sec. 3): over training samples x0, noises eps, eps'
 training samples are the cell's teacher endpoints (`ctx.teacher("train", data)`: the model's own
 distribution, the one its denoiser describes; the paper uses the model's training data, which the
 exact toy and digits models are built from); their class labels condition the denoiser. s is drawn
-log-uniformly in each interval (importance weight s log(sigma_n / sigma_{n+1}) / s^3; the paper uses
-importance sampling of the time but the proposal here is this module's choice: it cancels one power
-of the 1/s^3 weight and keeps every interval's draws in log sigma, where the schedule lives). The
+log-uniformly in each interval (importance weight s log(sigma_n / sigma_{n+1}) / s^3; this proposal is
+this module's choice: it cancels one power of the 1/s^3 weight and keeps every interval's draws in
+log sigma, where the schedule lives). The
 draws are fixed for the whole fit (common random numbers: draw k of interval n keeps its x0, eps,
 eps' and its fraction u of the interval in log sigma), so the estimate is a smooth deterministic
 function of the knots and a coordinate search on it converges.
@@ -41,8 +43,7 @@ schedule after subdividing it). For a cell of N steps:
      the paper's rule for moving a schedule to another step count), then the same sweeps on all N - 1
      interior knots (the refinement);
   4. stopping rule: sweeps stop when one lowers the KLUB estimate by less than `tol` (relative) or after
-     `max_sweeps`. The paper stops its iterations when the schedule no longer improves; the threshold
-     and the sweep cap are this module's choices.
+     `max_sweeps` (the threshold and the cap are this module's choices).
 The fitted schedule never has a larger KLUB estimate than the subdivided one it refines (each scalar
 step keeps the old knot when it finds nothing better).
 
@@ -50,7 +51,8 @@ Per model, not per solver (the paper optimises per model and dataset, and reuses
 ODE solvers): the KLUB involves the model and its data only, so every solver of a grid gets the same
 schedule (the cells still fit once per solver, as every fitted method is keyed by its cell).
 
-Defaults and their sources: `init` edm (above); `data` = 1024 teacher samples and `samples` = 256 draws
+Defaults and their sources: `init` edm (above); `data` = 1024 teacher samples (or the grid's
+`samples.train` when it has fewer) and `samples` = 256 draws
 per interval, `tol` = 1e-3, `max_sweeps` = 20, `xatol` = 1e-3 (in log sigma): the paper gives no
 numbers for these (it reports hours of GPU time for its image models); they are this module's
 choices, sized so a digits fit takes tens of seconds on a CPU core. fit_nfe counts every denoiser
@@ -80,6 +82,7 @@ from ._params import HeuristicSpec
 from .search.timestep_grid import timestep_grid
 
 COMPARED = ("uniform", "logsnr", "polynomial", "edm")
+DEFAULT_DATA = 1024
 
 
 def coordinate_descent(log_sigmas: np.ndarray, interval: Callable[[int, float, float], float], tol: float,
@@ -149,7 +152,8 @@ class AlignYourSteps(FittedGlobalMethod):
 
     class Params(Params):
         init: HeuristicSpec = Field("edm", description="the initial schedule (EDM's rho = 7)")
-        data: int = Field(1024, ge=1, le=MAX_SPLIT_SIZE, description="training samples x0 (teacher endpoints)")
+        data: int | None = Field(None, ge=1, le=MAX_SPLIT_SIZE,
+                                 description="training samples x0 (teacher endpoints); None: min(1024, samples.train)")
         samples: int = Field(256, ge=1, le=1_000_000, description="Monte-Carlo draws per interval")
         tol: float = Field(1e-3, gt=0, lt=1, description="stop when a sweep lowers the KLUB by less (relative)")
         max_sweeps: int = Field(20, ge=1, le=1000, description="most coordinate sweeps per stage")
@@ -179,7 +183,7 @@ class AlignYourSteps(FittedGlobalMethod):
         p = self.params
         s = self.noise_schedule
         n = self.steps
-        data = ctx.teacher("train", p["data"])
+        data = ctx.teacher("train", p["data"] or min(DEFAULT_DATA, ctx.train_size))
         estimate = KLUBEstimate(self.denoiser(ctx), data.x0, data.cond, n, p["samples"], ctx.generator)
 
         def log_sigmas_of(t):

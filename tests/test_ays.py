@@ -153,3 +153,17 @@ def test_digits_fitted_klub_is_below_every_initialisation(steps):
     method, _ = _fit_on({"name": "digits"}, steps)
     info = method.fit_info()
     assert all(info["klub"] < v for v in info["klub_closed_forms"].values()), info
+
+
+def test_show_schedule_fits_through_the_results_cache(tmp_path, capsys):
+    from bench.__main__ import main
+
+    argv = ["show-schedule", "--model", "toy2d", "--model-param", "time=flow", "--method", "ays", "--param", "data=64",
+            "--param", "samples=32", "--nfe", "3", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "nfe=3 steps=3: 0.987654" in first and "(fitted:" in first and "network evaluations" in first
+    assert list(tmp_path.glob("**/fit.json"))
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert "(cached fit:" in second and second.split("  (")[0] == first.split("  (")[0]
