@@ -281,7 +281,7 @@ def test_gits_node_table(key):
     coeff, steps = key.split("_")
     steps = int(steps)
     s = VPScaledLinear()
-    ours = _sigmas("manual", s, steps, path="schedules/gits.json", entry=coeff, interpolate=steps > 20)
+    ours = _sigmas("manual", s, steps, path="schedules/gits.json", entry=f"coeff_{coeff}", interpolate=steps > 20)
     ref = GITS[key]
     # The endpoint rule puts the model's exact ends in place of the table's printed ones before resampling:
     # sigma_max 14.614641229333... for 14.61464119 (2.7e-9 relative), sigma_min 0.0291671581517... for
@@ -293,4 +293,17 @@ def test_gits_node_table(key):
 
 def test_gits_table_beyond_its_steps_needs_interpolation():
     with pytest.raises(UserError, match="lists for 2, 3, 4.*20 steps but this cell runs 25"):
-        METHODS.create("manual", path="schedules/gits.json", entry="1.20").bind(VPScaledLinear(), 25).timesteps()
+        METHODS.create("manual", path="schedules/gits.json", entry="coeff_1.20").bind(VPScaledLinear(), 25).timesteps()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "digits", "--method", "sgm_uniform", "--nfe", "4"],  # discrete-only on the VE digits model
+    ["--model", "digits", "--model-param", "time=vp-scaled-linear", "--method", "manual", "--param",
+     "path=schedules/gits.json", "--param", "entry=coeff_1.20", "--nfe", "25"],  # beyond the table
+])
+def test_bad_menu_inputs_are_one_line_errors_in_the_cli(argv, capsys):
+    from bench.__main__ import main
+
+    assert main(["show-schedule", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench: error: method") and "\n" not in err and "Traceback" not in err
