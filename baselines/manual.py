@@ -183,11 +183,15 @@ class Manual(HeuristicMethod):
         return values
 
     def resolve(self, context=None) -> dict:
-        """A list read from a file enters the keys by content: the values themselves."""
+        """A list read from a file enters the keys by content: the values themselves. `interpolate_in`
+        enters only when it is not the default, so the keys of the cells written before it existed stay."""
+        params = dict(self.params)
+        if params.get("interpolate_in") == "sigma":
+            del params["interpolate_in"]
         if self.table is not None:
-            return {**self.params, "values_table": {str(n): list(v) for n, v in self.table.items()},
+            return {**params, "values_table": {str(n): list(v) for n, v in self.table.items()},
                     "values_kind": self.kind}
-        return {**self.params, "values": list(self.values), "values_kind": self.kind}
+        return {**params, "values": list(self.values), "values_kind": self.kind}
 
     @property
     def native_steps(self) -> int:
