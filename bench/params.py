@@ -82,7 +82,7 @@ def _union_message(errors: list[dict], model: type[Params]) -> str | None:
         forms = []
         for e in errors:
             if e["type"] == "literal_error":
-                forms.append("one of " + str((e.get("ctx") or {}).get("expected")).replace("'", ""))
+                forms.append("one of " + str((e.get("ctx") or {}).get("expected")).replace("'", "").replace(" or ", ", "))
             else:
                 forms.append(_MUST.get(e["type"], e["msg"].lower()))
         accepts = " or ".join(dict.fromkeys(forms))
