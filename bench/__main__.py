@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     except OSError as err:  # a fault of the results root (full disk, permissions): one line, not a traceback
         from .store import is_root_fault, root_error
 
-        if results is None or not is_root_fault(err, results):
+        if results is None or not is_root_fault(err, results, any_cause=True):
             raise
         print(f"bench: error: {root_error(err, results)}", file=sys.stderr)
         return 2

@@ -686,7 +686,7 @@ def launch(grid: Grid, root="results", config: LaunchConfig | None = None, devic
             return run_local(grid, root=root, device=device, jobs=config.jobs, quiet=quiet)
         return run_submitit(grid, root, config, device=device, quiet=quiet, command=command)
     except OSError as err:  # the results root itself failed (full disk, permissions): one line, exit 2
-        if is_root_fault(err, root):
+        if is_root_fault(err, root, any_cause=True):
             raise root_error(err, root) from None
         raise
 

@@ -259,7 +259,8 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
         # samples beside their teacher endpoints for the report's labelled panels
         save_sample_grid(samples[:64], root.samples_path(cell.grid, cell.hash))
         atomic_write_torch(root.preview_path(cell.grid, cell.hash),
-                           {"samples": samples[:PREVIEW].detach().cpu(), "teacher": teacher_x0[:PREVIEW].detach().cpu()})
+                           {"samples": samples[:PREVIEW].detach().cpu(), "teacher": teacher_x0[:PREVIEW].detach().cpu(),
+                            "cell": cell.hash})
     metrics, higher = {}, {}
     for spec in cell.metrics:
         metric = make_metric(_unlabelled(spec))

@@ -138,13 +138,14 @@ def root_error(err: OSError, root=None) -> ResultsRootError:
     return ResultsRootError(f"results root {where}: {path}: {err.strerror or err}; {kept}")
 
 
-def is_root_fault(err: BaseException, root) -> bool:
+def is_root_fault(err: BaseException, root, any_cause: bool = False) -> bool:
     """True for an `OSError` on a path under `root` that every cell would meet (full disk, no
-    permission, read-only file system, a file where a folder belongs)."""
+    permission, read-only file system, a file where a folder belongs); with `any_cause`, for every
+    `OSError` on a path under `root` (what the CLI says in one line)."""
     if isinstance(err, ResultsRootError):
         return True
-    if not isinstance(err, OSError) or err.errno not in (_FULL | {errno.EACCES, errno.EPERM, errno.EROFS,
-                                                                  errno.EEXIST, errno.ENOTDIR}):
+    causes = _FULL | {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR}
+    if not isinstance(err, OSError) or not (any_cause or err.errno in causes):
         return False
     if not err.filename:
         return err.errno in _FULL
