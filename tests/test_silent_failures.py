@@ -412,3 +412,22 @@ def test_a_garbage_teacher_file_is_quarantined_with_a_plain_reason(setup, capsys
     assert "is corrupt (not a torch file written by bench" in err
     assert "Weights only" not in err and "weights_only" not in err
     assert row_done(ResultsRoot(root), grid.cells[0])
+
+
+def test_a_sample_preview_of_another_cell_is_left_out_of_the_panels(tmp_path, monkeypatch):
+    from bench import figures
+    from bench.report_files import print_and_write_report
+
+    grid = parse_grid({
+        "name": "pv", "models": ["digits"], "solvers": ["euler"], "nfe": [3], "methods": ["uniform", "edm"],
+        "metrics": ["mse"], "teacher": {"solver": "euler", "steps": 8, "method": "edm"},
+        "samples": {"train": 8, "eval": 16, "batch": 16},
+    })
+    run_local(grid, tmp_path, quiet=True)
+    a, b = grid.cells
+    results = ResultsRoot(tmp_path)
+    shutil.copy(results.preview_path("pv", a.hash), results.preview_path("pv", b.hash))
+    seen = {}
+    monkeypatch.setattr(figures, "sample_panel", lambda rows, previews, out: seen.update(previews) or [])
+    print_and_write_report(tmp_path, grid, "text")
+    assert set(seen) == {a.hash}  # b's file holds a's samples: no panel entry rather than a wrong one
