@@ -10,7 +10,11 @@ after a crash or a kill computes exactly the missing cells.
   torch thread each, so that N workers share N cores instead of fighting over them. With several
   visible CUDA devices and `--device cuda`, tasks take `cuda:0`, `cuda:1`, ... in turn. A failing
   fit or cell is recorded (a `local` submission record with its exception and traceback, which
-  `bench status` lists) and the sweep goes on; the run ends with a summary and `SweepFailed`. A cell
+  `bench status` lists) and the sweep goes on; the run ends with a summary and `SweepFailed`. A fault
+  of the results root itself (full disk, no permission, a file where a folder belongs;
+  `bench.store.is_root_fault`) is no cell's failure: it stops the sweep with one `ResultsRootError`
+  line, and every row written before it stays. Start-up removes what dead writers left anywhere
+  under the root (temporaries, checkpoints of finished fits). A cell
   another process holds (its lock) is put off to the end of the phase and then waited for, so that
   two runs on one root never compute a cell twice. Workers watch the launching process and exit
   when it is gone (a killed `bench run` leaves no worker computing).
@@ -56,8 +60,8 @@ from .grid import Cell, Grid
 from .launch_config import LaunchConfig, make_launch_config
 from .progress import Progress
 from .rows import row_ok
-from .store import (ResultsRoot, check_writable, is_root_fault, orphaned_checkpoints, remove_stale_temporaries,
-                    ResultsRootError, root_error)
+from .store import (ResultsRoot, ResultsRootError, check_writable, is_root_fault, orphaned_checkpoints,
+                    remove_stale_temporaries, root_error)
 
 POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "2"))
 LOST_GRACE_SECONDS = 3.0  # a job that left the queue is re-checked once for a late result pickle

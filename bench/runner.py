@@ -38,8 +38,8 @@ from .registry import METHODS
 from .rows import read_row, write_row
 from .seeding import generator_for, stable_hash
 from .solvers import make_solver
-from .store import (CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, is_root_fault, read_json,
-                    read_torch, verify_key)
+from .store import (CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, is_root_fault,
+                    read_json, read_torch, verify_key)
 from .teacher import DTYPES, teacher_set
 
 
