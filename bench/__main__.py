@@ -97,6 +97,8 @@ def cmd_report(args):
     from .grid import load_grid
     from .report_files import print_and_write_report
 
+    if args.digits < 1:
+        raise UserError(f"--digits must be an integer >= 1 (significant digits), got {args.digits}")
     grid = load_grid(args.grid, force=True) if args.grid else None
     if args.plots:
         _check_report_writable(args.results)
@@ -326,10 +328,20 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    results = getattr(args, "results", None)
     try:
+        if results is not None and not str(results).strip():
+            raise UserError("--results is empty; pass a folder for the results root, e.g. --results results")
         args.func(args)
     except UserError as err:
         print(f"bench: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a fault of the results root (full disk, permissions): one line, not a traceback
+        from .store import is_root_fault, root_error
+
+        if results is None or not is_root_fault(err, results, any_cause=True):
+            raise
+        print(f"bench: error: {root_error(err, results)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; finished rows are kept, rerun the same command to resume", file=sys.stderr)

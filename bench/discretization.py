@@ -163,7 +163,7 @@ class FitContext:
             from .store import atomic_write_torch
 
             payload = {"state": state, "fit_seconds": self.total_seconds(), "fit_nfe": self.total_nfe(),
-                       "resumes": self.resumes}
+                       "resumes": self.resumes, "fit_key": Path(self.artifact_dir).name}
             atomic_write_torch(Path(self.artifact_dir) / "checkpoint.pt", payload)
         self._last_save = time.perf_counter()
 
@@ -175,12 +175,16 @@ class FitContext:
         path = Path(self.artifact_dir) / "checkpoint.pt"
         if not path.exists():
             return None
+        from .store import CorruptArtifact, read_torch, verify_key
+
         try:
-            payload = torch.load(path, map_location=self.device, weights_only=False)
+            payload = read_torch(path, map_location=self.device, weights_only=False)
             if not isinstance(payload, dict) or not {"state", "fit_seconds", "fit_nfe", "resumes"} <= set(payload):
-                raise ValueError("not a checkpoint of this harness")
+                raise CorruptArtifact(path, "not a checkpoint of this harness")
+            verify_key(path, Path(self.artifact_dir).name, payload.get("fit_key"))  # another fit's checkpoint
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is set aside and the fit starts over
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = err.reason if isinstance(err, CorruptArtifact) else (
+                str(err).splitlines()[0] if str(err) else type(err).__name__)
             if self.quarantine is not None:
                 self.quarantine(path, reason)
             else:

@@ -1,11 +1,15 @@
-"""`bench gc`: the rows and fits of a results root that no current cell uses.
+"""`bench gc`: what a results root holds that no current cell uses, and what dead writers left.
 
 A change of parameters, defaults, plugin versions or model files gives cells new keys; their old
 rows and fits stay on disk (never tabled: `report` reads the current cells only). `collect` lists,
-for one grid, its rows whose hash is not a current cell's, and the fits under `cache/fits/` that no
-current cell of any grid run under the root uses (the grid copies in `<root>/<grid>/grid.yaml`, and
-the given grid as it is now). `remove` deletes them. Teacher sets are left alone: they are cheap to
-keep and shared across grids.
+for one grid, its rows whose hash is not a current cell's (with their sample files), the fits under
+`cache/fits/` that no current cell of any grid run under the root uses (the grid copies in
+`<root>/<grid>/grid.yaml`, and the given grid as it is now), and the leftovers of killed writers
+anywhere under the root: temporaries of dead processes (`.<name>.<host>.<pid>.<random>.tmp`, written
+by `bench.store`'s atomic writers under rows, teacher sets, fits, references, reports and job
+records) and the `checkpoint.pt` of fits that finished (`bench.store.orphaned_checkpoints`). A run
+removes the leftovers at start-up too. `remove` deletes everything listed. Teacher sets are left
+alone: they are cheap to keep and shared across grids.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 
 from .grid import Grid
 from .report import current_grids
-from .store import ResultsRoot
+from .store import ResultsRoot, orphaned_checkpoints, stale_temporaries
 
 
 @dataclass
@@ -23,26 +27,39 @@ class Garbage:
     grid: str
     rows: list[Path] = field(default_factory=list)
     fits: list[Path] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)  # sample grids and previews of rows listed above
+    temporaries: list[Path] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
 
 
 def collect(grid: Grid, root="results") -> Garbage:
     results = ResultsRoot(root)
     current = {c.hash for c in grid.cells}
     rows = sorted(p for p in results.rows_dir(grid.name).glob("*.json") if p.stem not in current)
+    samples_dir = results.grid_dir(grid.name) / "samples"
+    samples = sorted(p for p in samples_dir.glob("*") if p.is_file() and p.suffix in (".png", ".pt")
+                     and not p.name.startswith(".") and p.stem not in current) if samples_dir.is_dir() else []
     used = {c.fit_hash for c in grid.cells if c.fit_hash}
     for other in current_grids(root):
         if other.name != grid.name:
             used |= {c.fit_hash for c in other.cells if c.fit_hash}
     fits_dir = results.root / "cache" / "fits"
     fits = sorted(p for p in fits_dir.iterdir() if p.is_dir() and p.name not in used) if fits_dir.is_dir() else []
-    return Garbage(grid.name, rows, fits)
+    unused = set(fits)
+    checkpoints = [p for p in orphaned_checkpoints(results.root) if p.parent not in unused]
+    return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints)
 
 
 def format_garbage(garbage: Garbage, deleted: bool = False) -> str:
     verb = "removed" if deleted else "unused"
-    lines = [f"{garbage.grid}: {len(garbage.rows)} {verb} rows, {len(garbage.fits)} {verb} fits"]
+    left = "removed" if deleted else "left by killed runs:"
+    lines = [f"{garbage.grid}: {len(garbage.rows)} {verb} rows, {len(garbage.fits)} {verb} fits, "
+             f"{len(garbage.samples)} {verb} sample files; {left} {len(garbage.temporaries)} temporaries, "
+             f"{len(garbage.checkpoints)} checkpoints of finished fits"]
     lines += [f"  row {p}" for p in garbage.rows] + [f"  fit {p}" for p in garbage.fits]
-    if not deleted and (garbage.rows or garbage.fits):
+    lines += [f"  sample {p}" for p in garbage.samples] + [f"  temporary {p}" for p in garbage.temporaries]
+    lines += [f"  checkpoint {p}" for p in garbage.checkpoints]
+    if not deleted and any((garbage.rows, garbage.fits, garbage.samples, garbage.temporaries, garbage.checkpoints)):
         lines.append("rerun with --delete to remove them")
     return "\n".join(lines)
 
@@ -51,8 +68,11 @@ def remove(garbage: Garbage, root="results") -> None:
     for path in garbage.rows:
         path.unlink(missing_ok=True)
         ResultsRoot(root).samples_path(garbage.grid, path.stem).unlink(missing_ok=True)
+        ResultsRoot(root).preview_path(garbage.grid, path.stem).unlink(missing_ok=True)
     for path in garbage.fits:
         shutil.rmtree(path, ignore_errors=True)
+    for path in [*garbage.samples, *garbage.temporaries, *garbage.checkpoints]:
+        path.unlink(missing_ok=True)
 
 
 __all__ = ["Garbage", "collect", "format_garbage", "remove"]

@@ -18,6 +18,10 @@ A grid file (see `grids/*.yaml`):
 
 Every problem is reported as one `GridError` naming the field and the fix, before anything runs:
 unknown or duplicate keys (a YAML mapping that repeats a key is an error, not "the last one wins"),
+an axis that lists one entry twice (the same model, solver, method, metric, NFE or seed, labels
+aside: both would be one cell, so the grid would show fewer columns than it lists; refused rather
+than merged, like a repeated key), an exclude rule with a value that no entry of its axis has (a
+misspelt name would otherwise drop nothing), an unreadable grid file,
 bad parameter values (each plugin's typed `Params`), a metric the model cannot be scored with, a
 grid name that is not a plain folder name, and sizes beyond `SANE_LIMITS` unless `force` is given.
 
@@ -198,6 +202,35 @@ def _plugin_specs(raw: dict, key: str, registry) -> list[dict]:
     return specs
 
 
+def _check_unique(key: str, entries: list) -> None:
+    """Refuse an axis that lists the same entry twice (labels aside): both would be one cell."""
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        plain = _unlabelled(entry) if isinstance(entry, dict) else entry
+        text = stable_hash(plain)
+        if text in seen:
+            shown = plain if not isinstance(plain, dict) or len(plain) > 1 else plain["name"]
+            raise GridError(f"grid.{key} lists {shown!r} twice (entries {seen[text]} and {i}"
+                            f"{', labels aside' if isinstance(entry, dict) and 'label' in entry else ''}); "
+                            "both would be the same cells: keep one")
+        seen[text] = i
+
+
+def _check_exclude_values(i: int, rule: dict, axes: dict) -> None:
+    """Every value of an exclude rule must be a value of its axis (else the rule drops nothing)."""
+    for field_name, values in rule.items():
+        entries = axes[field_name]
+        for value in values if isinstance(values, list) else [values]:
+            if any(_field_matches(field_name, value, entry) for entry in entries):
+                continue
+            if field_name in ("model", "solver", "method"):
+                listed = ", ".join(sorted({plugin_label(e) if isinstance(value, dict) else e["name"] for e in entries}))
+            else:
+                listed = ", ".join(str(e) for e in entries)
+            raise GridError(f"grid.exclude[{i}].{field_name}: {value!r} is not a value of the grid's "
+                            f"{field_name} axis ({listed}); fix the rule or remove it")
+
+
 def _int_list(raw: dict, key: str, minimum: int) -> list[int]:
     values = _as_list(raw, key)
     for i, v in enumerate(values):
@@ -283,6 +316,9 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
     for v in nfes:
         _check_sane("nfe", v, force)
     seeds = _int_list(raw, "seeds", 0) if "seeds" in raw else [0]
+    for key, entries in (("models", models), ("solvers", solvers), ("methods", methods), ("metrics", metrics),
+                         ("nfe", nfes), ("seeds", seeds)):
+        _check_unique(key, entries)
 
     teacher = _section(raw, "teacher", TeacherSection)
     _check_sane("teacher.steps", teacher["steps"], force)
@@ -310,6 +346,8 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
         bad = sorted(set(rule) - EXCLUDE_FIELDS)
         if bad:
             raise GridError(f"grid.exclude[{i}].{bad[0]} is not a grid axis; use one of {', '.join(sorted(EXCLUDE_FIELDS))}")
+        _check_exclude_values(i, rule, {"model": models, "solver": solvers, "nfe": nfes, "method": methods,
+                                        "seed": seeds})
 
     launch = parse_launch_section(raw.get("launch"))
 
@@ -379,6 +417,9 @@ def read_grid_file(path) -> dict:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise GridError(f"{path}: not UTF-8 text (byte {err.start}); save the grid file as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"--grid: cannot read {path} ({err.strerror or err}); check its permissions "
+                        f"(e.g. `chmod u+r {path}`)") from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:

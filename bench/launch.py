@@ -10,7 +10,11 @@ after a crash or a kill computes exactly the missing cells.
   torch thread each, so that N workers share N cores instead of fighting over them. With several
   visible CUDA devices and `--device cuda`, tasks take `cuda:0`, `cuda:1`, ... in turn. A failing
   fit or cell is recorded (a `local` submission record with its exception and traceback, which
-  `bench status` lists) and the sweep goes on; the run ends with a summary and `SweepFailed`. A cell
+  `bench status` lists) and the sweep goes on; the run ends with a summary and `SweepFailed`. A fault
+  of the results root itself (full disk, no permission, a file where a folder belongs;
+  `bench.store.is_root_fault`) is no cell's failure: it stops the sweep with one `ResultsRootError`
+  line, and every row written before it stays. Start-up removes what dead writers left anywhere
+  under the root (temporaries, checkpoints of finished fits). A cell
   another process holds (its lock) is put off to the end of the phase and then waited for, so that
   two runs on one root never compute a cell twice. Workers watch the launching process and exit
   when it is gone (a killed `bench run` leaves no worker computing).
@@ -56,7 +60,8 @@ from .grid import Cell, Grid
 from .launch_config import LaunchConfig, make_launch_config
 from .progress import Progress
 from .rows import row_ok
-from .store import ResultsRoot, check_writable, remove_stale_temporaries
+from .store import (ResultsRoot, ResultsRootError, check_writable, is_root_fault, orphaned_checkpoints,
+                    remove_stale_temporaries, root_error)
 
 POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "2"))
 LOST_GRACE_SECONDS = 3.0  # a job that left the queue is re-checked once for a late result pickle
@@ -167,6 +172,8 @@ def _local_task(kind: str, cell: Cell, root: str, device: str, threads: int | No
         written = run_cell(cell, ResultsRoot(root), device, wait=wait)
         return kind, cell, "done" if written is not None else "busy", None, None
     except Exception as err:  # noqa: BLE001 - recorded by the launcher; the sweep goes on
+        if is_root_fault(err, root):  # a full disk or a blocked folder fails every cell: stop the sweep
+            return kind, cell, "root-fault", str(err if not isinstance(err, OSError) else root_error(err, root)), None
         return kind, cell, "failed", f"{type(err).__name__}: {err}".splitlines()[0], traceback.format_exc()
 
 
@@ -204,7 +211,7 @@ def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bo
     grid.save_copy(root)
     root = ResultsRoot(root)
     busy_cells, busy_fits, active, _ = _in_flight(grid, root)
-    remove_stale_temporaries(root.rows_dir(grid.name))
+    clean_root(root)
     todo = plan(grid, root, busy_cells, busy_fits)
     if not quiet:
         busy = f", {len(todo.in_flight)} left to running jobs" if todo.in_flight else ""
@@ -225,6 +232,14 @@ def run_local(grid: Grid, root="results", device="cpu", jobs: int = 1, quiet: bo
                           f"`python -m bench status --grid {grid_ref}{where}` lists them with their errors; "
                           "the others finished")
     return todo
+
+
+def clean_root(root: ResultsRoot) -> None:
+    """Remove what dead writers left anywhere under the root: their temporaries, and the checkpoints
+    of fits that finished (`bench gc` lists the same files)."""
+    remove_stale_temporaries(root.root)
+    for path in orphaned_checkpoints(root.root):
+        path.unlink(missing_ok=True)
 
 
 def _note_other_rows(grid: Grid, root: ResultsRoot) -> None:
@@ -256,6 +271,9 @@ def _run_phase(phase: str, cells: list[Cell], root: ResultsRoot, device: str, jo
     busy = []
     progress = Progress(len(cells), desc, quiet=quiet, unit=phase)
     for kind, cell, outcome, error, text in results:
+        if outcome == "root-fault":
+            progress.close()
+            raise ResultsRootError(error)
         if outcome == "busy":
             busy.append(cell)
         elif outcome == "failed":
@@ -276,6 +294,12 @@ class _LocalFailures:
     def record(self, kind: str, cell: Cell, error: str, text: str) -> None:
         self.count += 1
         print(f"bench: {kind} failed: {cell.label()}: {error}", file=sys.stderr)
+        try:
+            self._write(kind, cell, error, text)
+        except OSError as err:
+            raise root_error(err, self.root.root) from None
+
+    def _write(self, kind: str, cell: Cell, error: str, text: str) -> None:
         if self.sub is None:
             self.sub = st.new_submission(self.root, self.grid_name, "local", [sys.executable, *sys.argv])
         log = self.sub.log_folder / f"{cell.hash}.log"
@@ -551,7 +575,7 @@ def run_submitit(grid: Grid, root, config: LaunchConfig, device: str = "cpu", qu
     root = ResultsRoot(Path(root).absolute())
     busy_cells, busy_fits, active, _ = _in_flight(grid, root)
     if not active:
-        remove_stale_temporaries(root.rows_dir(grid.name))
+        clean_root(root)
     todo = plan(grid, root, busy_cells, busy_fits)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     cell_chunks = chunks(todo.pending, config.cells_per_job)
@@ -661,9 +685,14 @@ def launch(grid: Grid, root="results", config: LaunchConfig | None = None, devic
            quiet: bool = False, command: list[str] | None = None) -> Plan:
     """Run the grid with the executor `config` names (default: the grid's `launch:` section)."""
     config = config or make_launch_config(grid.launch)
-    if config.executor == "local":
-        return run_local(grid, root=root, device=device, jobs=config.jobs, quiet=quiet)
-    return run_submitit(grid, root, config, device=device, quiet=quiet, command=command)
+    try:
+        if config.executor == "local":
+            return run_local(grid, root=root, device=device, jobs=config.jobs, quiet=quiet)
+        return run_submitit(grid, root, config, device=device, quiet=quiet, command=command)
+    except OSError as err:  # the results root itself failed (full disk, permissions): one line, exit 2
+        if is_root_fault(err, root, any_cause=True):
+            raise root_error(err, root) from None
+        raise
 
 
 __all__ = ["CellsTask", "FitTask", "Plan", "SweepFailed", "launch", "make_executor", "plan", "run_local",

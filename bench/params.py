@@ -76,7 +76,16 @@ def _union_message(errors: list[dict], model: type[Params]) -> str | None:
     info = model.model_fields.get(field)
     accepts = (info.json_schema_extra or {}).get("accepts") if info and isinstance(info.json_schema_extra, dict) else None
     if accepts is None:
-        return None
+        if any(len(e["loc"]) != 2 for e in errors):
+            return None  # a member failed inside (a mapping's field): its own message says more
+        # one failure per member, each with its tag in `loc`: say what each member takes instead
+        forms = []
+        for e in errors:
+            if e["type"] == "literal_error":
+                forms.append("one of " + str((e.get("ctx") or {}).get("expected")).replace("'", "").replace(" or ", ", "))
+            else:
+                forms.append(_MUST.get(e["type"], e["msg"].lower()))
+        accepts = " or ".join(dict.fromkeys(forms))
     return f"{field} must be {accepts}, got {errors[0].get('input')!r}"
 
 

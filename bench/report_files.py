@@ -15,7 +15,7 @@ import torch
 
 from . import figures
 from .report import current_rows, latex_table, render, rows_frame, tables, write_tidy
-from .store import ResultsRoot, atomic_write_bytes
+from .store import ResultsRoot, atomic_write_bytes, verify_key
 
 
 def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True) -> dict:
@@ -46,7 +46,10 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
             path = results.preview_path(name, row["cell"])
             if path.exists():
                 try:
-                    previews[row["cell"]] = torch.load(path, map_location="cpu", weights_only=True)
+                    preview = torch.load(path, map_location="cpu", weights_only=True)
+                    if "cell" in preview:  # previews written before they carried their key have none
+                        verify_key(path, row["cell"], preview["cell"])  # another cell's samples
+                    previews[row["cell"]] = preview
                 except Exception:  # noqa: BLE001 - a missing panel entry, never a failed report
                     continue
         paths += figures.sample_panel(grid_rows, previews, out / "samples")

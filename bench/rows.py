@@ -5,7 +5,8 @@ default and `auto` filled in, plugin versions and the content hashes of model fi
 report prints, the metrics and their directions, the measured NFE, fit and sampling cost, peak
 memory, package versions and git revision. `write_row` stamps it with `schema` (ROW_SCHEMA) and a
 `checksum` (SHA-256 of the rest); `read_row` refuses, with `CorruptArtifact` naming the file, a row
-that does not parse, fails its checksum, misses a field, or comes from another schema.
+that does not parse, fails its checksum, misses a field, comes from another schema, or holds another
+cell's row than the one its file name (`<cell hash>.json`) names (`bench.store.verify_key`).
 
 Rows of an older schema (before typed keys) are not migrated: their keys hash unresolved grid
 entries, so no current cell can claim them. They stay on disk until `bench gc --delete` removes them;
@@ -20,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .store import CorruptArtifact, atomic_write_json
+from .store import CorruptArtifact, atomic_write_json, verify_key
 
 ROW_SCHEMA = 2
 
@@ -92,6 +93,7 @@ def read_row(path) -> dict:
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         raise CorruptArtifact(path, f"field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    verify_key(path, path.stem, row["cell"])  # a row file holds the row of the cell it is named after
     return row
 
 

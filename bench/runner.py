@@ -5,7 +5,8 @@ worker process or a Slurm job alike (submitit's model: results on disk, nothing 
 matters). A finished cell is a row file that reads cleanly (`bench.rows`); a cell whose row exists
 is skipped, one whose row is corrupt is quarantined and recomputed. Fits are cached under the cell's
 fit key, so every cell that shares it (same resolved model, solver, steps, method, seed, teacher and
-training size) reuses one artifact; `fit.json` records the SHA-256 of `state.pt`, checked on load.
+training size) reuses one artifact; `fit.json` records the fit key and the SHA-256 of `state.pt`, both
+checked on load (a fit folder holding another key's fit is quarantined and refitted).
 
 One writer per cell and per fit: `run_cell` holds the cell's lock while it computes, `fit_cell` the
 fit's (`bench.store.lock`). A second process that wants the same cell waits for the first and then
@@ -37,7 +38,8 @@ from .registry import METHODS
 from .rows import read_row, write_row
 from .seeding import generator_for, stable_hash
 from .solvers import make_solver
-from .store import CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, read_json
+from .store import (CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, is_root_fault,
+                    read_json, read_torch, verify_key)
 from .teacher import DTYPES, teacher_set
 
 
@@ -103,9 +105,10 @@ def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, devic
                        key_parts={"model": cell.resolved["model"], "teacher": cell.resolved["teacher"]})
 
 
-def load_fit(method, fit_dir: Path, root: ResultsRoot, device) -> dict | None:
+def load_fit(method, fit_dir: Path, root: ResultsRoot, device, fit_key=None) -> dict | None:
     """The fit info of a finished fit, with `method` loaded from it; None when there is none. A
-    fit whose files do not parse or whose state fails its checksum is quarantined (None)."""
+    fit whose files do not parse, whose state fails its checksum, or which holds another fit key than
+    `fit_key` (default: the folder's name) is quarantined (None)."""
     info_path, state_path = fit_dir / "fit.json", fit_dir / "state.pt"
     if not info_path.exists():
         return None
@@ -113,12 +116,19 @@ def load_fit(method, fit_dir: Path, root: ResultsRoot, device) -> dict | None:
         record = read_json(info_path)
         if not isinstance(record, dict) or not isinstance(record.get("info"), dict):
             raise CorruptArtifact(info_path, "not a fit record")
+        verify_key(info_path, fit_key if fit_key is not None else fit_dir.name, record.get("fit_key"))
         want = record.get("state_sha256")
         if want is not None and sha256_of_file(state_path) != want:
             raise CorruptArtifact(state_path, "checksum mismatch")
-        method.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
+        method.load_state_dict(read_torch(state_path, map_location=device, weights_only=False))
+    except OSError as err:
+        if is_root_fault(err, root.root):
+            raise
+        root.quarantine(fit_dir, f"cannot read it ({err.strerror or err})")
+        return None
     except Exception as err:  # noqa: BLE001 - any unreadable fit is set aside and refitted
-        root.quarantine(fit_dir, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        reason = err.reason if isinstance(err, CorruptArtifact) else (str(err).splitlines()[0] if str(err) else type(err).__name__)
+        root.quarantine(fit_dir, reason)
         return None
     return record["info"]
 
@@ -132,11 +142,11 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
     if not method.needs_fit:
         return method, {"fit_seconds": 0.0, "fit_nfe": 0, "cached": False}
     fit_dir = root.fit_dir(cell.fit_hash)
-    info = load_fit(method, fit_dir, root, device)
+    info = load_fit(method, fit_dir, root, device, cell.fit_key())
     if info is not None:
         return method, {**info, "cached": True}
     with root.fit_lock(cell.fit_hash):
-        info = load_fit(method, fit_dir, root, device)  # another process may have finished it meanwhile
+        info = load_fit(method, fit_dir, root, device, cell.fit_key())  # another process may have finished it meanwhile
         if info is not None:
             return method, {**info, "cached": True}
         counting = method.model
@@ -249,7 +259,8 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
         # samples beside their teacher endpoints for the report's labelled panels
         save_sample_grid(samples[:64], root.samples_path(cell.grid, cell.hash))
         atomic_write_torch(root.preview_path(cell.grid, cell.hash),
-                           {"samples": samples[:PREVIEW].detach().cpu(), "teacher": teacher_x0[:PREVIEW].detach().cpu()})
+                           {"samples": samples[:PREVIEW].detach().cpu(), "teacher": teacher_x0[:PREVIEW].detach().cpu(),
+                            "cell": cell.hash})
     metrics, higher = {}, {}
     for spec in cell.metrics:
         metric = make_metric(_unlabelled(spec))

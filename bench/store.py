@@ -11,7 +11,17 @@ One writer per cell, fit and teacher set: `lock(path)` is a `filelock.FileLock` 
 released by the kernel when its holder dies, so a killed run never leaves a stale lock).
 
 An artifact that does not parse, or fails its checksum, is moved to `<root>/quarantine/` (keeping its
-path below the root) and reported by path; the run then recomputes it.
+path below the root) and reported by path; the run then recomputes it. Every artifact also carries
+the key it was computed for (a row its cell hash, a fit its fit key, a teacher set its key, an FID
+reference its data set, resolution and weights); a reader compares it with the key its location
+names (`verify_key`), so a file copied or moved under another key is quarantined and recomputed, never
+taken for the other's result. `read_torch` reads a torch file and turns any failure into one
+`CorruptArtifact` reason a user can act on (not torch's internals).
+
+Faults of the results root itself (a full disk, a read-only folder, a file where a folder belongs)
+are not a cell's failure: every cell would fail the same way. They raise `ResultsRootError`, a
+`UserError` whose one line names the path and the cause (`root_error` maps an `OSError` to it);
+the sweep stops and every row already written stays.
 
 Layout of a results root (default `results/`):
     <root>/<grid name>/rows/<cell hash>.json   one result row per cell (`bench.rows`)
@@ -29,6 +39,7 @@ Layout of a results root (default `results/`):
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import secrets
@@ -63,6 +74,88 @@ class CorruptArtifact(Exception):
         self.reason = reason
 
 
+def key_hash(key) -> str:
+    """The SHA-256 of a key's canonical JSON (as `bench.seeding.stable_hash` hashes it)."""
+    from .seeding import stable_hash
+
+    return key if isinstance(key, str) else stable_hash(key)
+
+
+def verify_key(path, expected_key, found_key) -> None:
+    """Raise `CorruptArtifact` unless the key an artifact carries (`found_key`) is the one its location
+    names (`expected_key`); either may be a plain-value key or its hash. Every reader of a keyed
+    artifact calls this, so a file copied or moved under another key is quarantined, not used."""
+    expected, found = key_hash(expected_key), None if found_key is None else key_hash(found_key)
+    if found != expected:
+        what = "carries no key" if found is None else f"belongs to key {found[:12]}"
+        raise CorruptArtifact(path, f"{what}, not to {expected[:12]} where it sits (copied or moved here)")
+
+
+def read_torch(path, map_location="cpu", weights_only: bool = True):
+    """`torch.load(path)`, or `CorruptArtifact` with a reason in plain words."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except OSError:
+        raise
+    except Exception:  # noqa: BLE001 - torch raises many kinds for a file it cannot read
+        raise CorruptArtifact(path, "not a torch file written by bench (truncated, edited or another format)") from None
+
+
+class ResultsRootError(UserError):
+    """A fault of the results root (full disk, no permission, a file where a folder belongs): one line
+    with the path and the cause. The sweep stops; rows already written are kept."""
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def root_error(err: OSError, root=None) -> ResultsRootError:
+    """One line for an `OSError` met under a results root: the path, the cause and what to do."""
+    path = Path(err.filename) if err.filename else (Path(root) if root is not None else Path("."))
+    where = Path(root) if root is not None else path
+    kept = "rows written so far are kept"
+    if err.errno in _FULL:
+        try:
+            free = shutil.disk_usage(_existing(where.absolute())).free
+            free_text = f"{free} bytes free"
+        except OSError:
+            free_text = "free space unknown"
+        return ResultsRootError(f"results root {where} is full: {free_text}; {kept}; free space (or pass "
+                                "another --results) and rerun the same command")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ResultsRootError(f"results root {where}: cannot write {path} ({err.strerror}); {kept}; fix the "
+                                "permissions or pass another --results")
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+        return ResultsRootError(f"results root {where}: {blocker} is a file where bench keeps a folder; remove "
+                                f"it (`rm {blocker}`) and rerun")
+    return ResultsRootError(f"results root {where}: {path}: {err.strerror or err}; {kept}")
+
+
+def is_root_fault(err: BaseException, root, any_cause: bool = False) -> bool:
+    """True for an `OSError` on a path under `root` that every cell would meet (full disk, no
+    permission, read-only file system, a file where a folder belongs); with `any_cause`, for every
+    `OSError` on a path under `root` (what the CLI says in one line)."""
+    if isinstance(err, ResultsRootError):
+        return True
+    causes = _FULL | {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR}
+    if not isinstance(err, OSError) or not (any_cause or err.errno in causes):
+        return False
+    if not err.filename:
+        return err.errno in _FULL
+    try:
+        Path(err.filename).absolute().relative_to(Path(root).absolute())
+    except ValueError:
+        return False
+    return True
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +167,11 @@ def _atomic(path: Path, write) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if not err.filename:  # a failed write names no file: name the target
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -108,25 +206,58 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _dead_writer(tmp: Path) -> bool:
+    """True when a temporary's writer is gone: a dead process of this host, or a name without one."""
+    parts = tmp.name.rsplit(".", 4)  # [.name, host, pid, random, tmp]
+    if len(parts) == 5 and parts[2].isdigit():
+        if parts[1] != HOST:
+            return False  # another host's writer: it may be alive
+        return not _pid_alive(int(parts[2]))
+    return True
+
+
+def stale_temporaries(directory) -> list[Path]:
+    """Temporaries left by dead writers of this host anywhere below `directory` (rows, teacher sets,
+    fits, reports, job records), outside the quarantine."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for tmp in directory.rglob(".*.tmp"):
+        if "quarantine" in tmp.relative_to(directory).parts[:1] or not tmp.is_file():
+            continue
+        if _dead_writer(tmp):
+            found.append(tmp)
+    return sorted(found)
+
+
 def remove_stale_temporaries(directory: Path) -> int:
-    """Delete temporaries left by dead writers of this host; returns how many were removed."""
+    """Delete temporaries left by dead writers of this host below `directory`; returns how many."""
     removed = 0
-    if Path(directory).is_dir():
-        for tmp in Path(directory).glob(".*.tmp"):
-            parts = tmp.name.rsplit(".", 4)  # [.name, host, pid, random, tmp]
-            if len(parts) == 5 and parts[1] == HOST and parts[2].isdigit() and _pid_alive(int(parts[2])):
-                continue
-            if len(parts) == 5 and parts[1] != HOST and parts[2].isdigit():
-                continue  # another host's writer: it may be alive
-            tmp.unlink(missing_ok=True)
-            removed += 1
+    for tmp in stale_temporaries(directory):
+        tmp.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
+def orphaned_checkpoints(root) -> list[Path]:
+    """`checkpoint.pt` files of finished fits (a `fit.json` beside them): a fit killed between writing
+    its result and removing its checkpoint leaves one; the finished fit supersedes it."""
+    fits = Path(root) / "cache" / "fits"
+    if not fits.is_dir():
+        return []
+    return sorted(p for p in fits.glob("*/checkpoint.pt") if (p.parent / "fit.json").is_file())
+
+
 def lock(path, timeout: float = -1) -> FileLock:
-    """A lock file at `path` (created with its folder); `timeout=0` tries once, -1 waits."""
+    """A lock file at `path` (created with its folder); `timeout=0` tries once, -1 waits. A file
+    where the lock's folder belongs is a `ResultsRootError` saying what to remove."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        root = next((p.parent for p in path.parents if p.name == "locks"), None)
+        raise root_error(err, root) from None
     return FileLock(str(path), timeout=timeout, mode=0o666 & ~UMASK)
 
 
@@ -194,6 +325,8 @@ class ResultsRoot:
 
 def check_writable(root) -> None:
     """Raise one UserError unless `root` is (or can be made) a writable folder."""
+    if not str(root).strip():
+        raise UserError("--results is empty; pass a folder for the results root, e.g. --results results")
     root = Path(root)
     for parent in [root, *root.parents]:
         if parent.exists():
@@ -202,12 +335,16 @@ def check_writable(root) -> None:
             break
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-probe.{HOST}.{os.getpid()}.tmp"
+        probe = root / f".write-probe.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
+        if err.errno in _FULL:
+            raise root_error(err, root) from None
         raise UserError(f"--results: cannot write to {root} ({err.strerror}); pass a writable folder") from None
 
 
-__all__ = ["CorruptArtifact", "ResultsRoot", "Timeout", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_torch", "check_writable", "lock", "read_json", "remove_stale_temporaries"]
+__all__ = ["CorruptArtifact", "ResultsRoot", "ResultsRootError", "Timeout", "atomic_write_bytes",
+           "atomic_write_json", "atomic_write_torch", "check_writable", "is_root_fault", "key_hash", "lock",
+           "orphaned_checkpoints", "read_json", "read_torch", "remove_stale_temporaries", "root_error",
+           "stale_temporaries", "verify_key"]

@@ -3,7 +3,8 @@
 A teacher set is keyed by plain values only: the model id and schedule, the teacher (solver,
 steps, discretization, dtype), the split, the replication seed and the size. x_T and cond are
 regenerated from the per-sample seeds (`bench.seeding`); only x0* is stored, under
-`<root>/cache/teachers/<hash of the key>.pt` beside its key. The teacher integrates in a fixed
+`<root>/cache/teachers/<hash of the key>.pt` beside its key, which a reader compares with the file's
+name and the key it asks for (`bench.store.verify_key`). The teacher integrates in a fixed
 batch size on the CPU generator's noise, so regenerating a set gives bit-identical endpoints.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from .registry import METHODS
 from .seeding import labels_for, noise_from_seeds, sample_seeds, stable_hash
 from .solvers import make_solver
-from .store import ResultsRoot, atomic_write_torch
+from .store import CorruptArtifact, ResultsRoot, atomic_write_torch, read_torch, verify_key
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -103,12 +104,14 @@ def _load(path, key: dict, root: ResultsRoot) -> torch.Tensor | None:
     if not path.exists():
         return None
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(stored, dict) or stored.get("key") != key or not isinstance(stored.get("x0"), torch.Tensor):
-            raise ValueError("not the teacher set of this key")
+        stored = read_torch(path, map_location="cpu", weights_only=True)
+        if not isinstance(stored, dict) or not isinstance(stored.get("x0"), torch.Tensor):
+            raise CorruptArtifact(path, "not a teacher set written by bench")
+        verify_key(path, path.stem, stored.get("key"))  # a teacher set copied or moved under another key
+        verify_key(path, key, stored.get("key"))
         if stored.get("sha256") != tensor_sha256(stored["x0"]):
-            raise ValueError("checksum mismatch")
-    except Exception as err:  # noqa: BLE001 - any unreadable teacher file is set aside and recomputed
-        root.quarantine(path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            raise CorruptArtifact(path, "checksum mismatch")
+    except CorruptArtifact as err:  # an unreadable teacher file is set aside and recomputed
+        root.quarantine(path, err.reason)
         return None
     return stored["x0"]

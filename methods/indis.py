@@ -40,7 +40,8 @@ cosine learning-rate schedule (to 0 over `iterations`), batch `batch`, and an EM
 weights load, else the per-sample mean squared error). AFS is a solver option (`afs: true` on the
 grid's solver), which the method follows as it is. Defaults and where they come from:
   * `train` = null: the grid's `samples.train` (the paper uses 10,000 pairs; its toy study 20,000).
-  * `batch` = 16 (paper).
+  * `batch` = 16 (paper); a batch larger than the training set is cut to it, and the row's fit info
+    `batch` records the batch that ran.
   * `lr` = 0.003 (the paper: 0.05) for the head's bias, i.e. the part of O shared by all priors (and
     for GOD's O); `lr_net` = "auto" for the network's weights: `lr` for vector-shaped x_T, `lr` / 10
     for images (ours). `ema` = 0.99 (ours; the paper gives no decay). `iterations` = 3000 (ours; the
@@ -346,6 +347,8 @@ class INDIS(DiscretizationMethod):
             "best_iteration": best["iteration"], "val_history": history, "resumed_at_iteration": resumed_at,
             "loss": loss_used,
             "space": self.map.space, "train_size": len(train),
+            # pairs per optimiser step as run: `batch`, cut to the training set when larger
+            "batch": batches.batch,
             **self._cost_info(model, train.x_T, train.cond),
         }
         self.phi.to(ctx.device)

@@ -91,7 +91,9 @@ class LD3HardParams(LearnedParams):
                               "(each step's neighbouring gaps)")
     train: int = Field(50, ge=1, le=MAX_SPLIT_SIZE, description="training pairs (paper: 50)")
     val: int = Field(50, ge=1, le=MAX_SPLIT_SIZE, description="validation pairs (paper: 50)")
-    batch: int = Field(2, ge=1, le=MAX_SPLIT_SIZE, description="pairs per optimiser step (reference: 2)")
+    batch: int = Field(2, ge=1, le=MAX_SPLIT_SIZE,
+                       description="pairs per optimiser step (reference: 2); cut to `train` when larger "
+                                   "(the row's fit info `batch` records the batch that ran)")
     rounds1: int = Field(2, ge=0, le=100_000, description="epochs of the first phase")
     rounds2: int = Field(5, ge=0, le=100_000, description="epochs of the second phase")
     lr_xi: float = Field(0.005, gt=0, allow_inf_nan=False, description="SGD learning rate of the timestep logits")
@@ -279,6 +281,8 @@ class LD3(DiscretizationMethod):
             "iterations": state["iterations"], "resumed_at_iteration": resumed_at, "loss": loss_used,
             "radius": radius,
             "moved_priors": int(moved.sum()), "space": self.map.space,
+            # pairs per optimiser step as run: `batch`, cut to the training set when larger
+            "batch": batches.batch, "train_size": len(train),
             "max_prior_shift": float((latent - origin).reshape(len(train), -1).norm(dim=1).max()),
         }
 

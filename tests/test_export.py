@@ -161,7 +161,7 @@ def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
 
     grid_path.write_text(yaml.safe_dump(raw))
     root = tmp_path / "res"
-    partial = dict(raw, methods=["uniform", "edm"], nfe=[3])  # run only part of it
+    partial = dict(raw, methods=["uniform", "edm"], nfe=[3], exclude=[])  # run only part of it
     run_local(parse_grid(partial, name="ex"), root=root, quiet=True)
     assert main(["export", "--grid", str(grid_path), "--results", str(root)]) == 0
     out = capsys.readouterr().out

@@ -104,7 +104,7 @@ from ..filehash import file_sha256
 from ..params import Params
 from ..images import to_uint8
 from ..registry import METRICS
-from ..store import ResultsRoot, atomic_write_bytes
+from ..store import CorruptArtifact, ResultsRoot, atomic_write_bytes, verify_key
 from .base import Metric, MetricContext
 
 CLEANFID_WEIGHTS_NAME = "inception-2015-12-05.pt"
@@ -460,8 +460,35 @@ def load_reference(path) -> Reference:
     except (KeyError, ValueError, OSError) as err:
         raise UserError(f"FID reference {path} is not a reference written by `python -m bench fid-ref` "
                         f"({err}); rebuild it") from None
+    try:
+        verify_reference_key(path, ref.meta)
+    except CorruptArtifact as err:
+        _quarantine_reference(path, err.reason)
+        raise UserError(f"FID reference {path} {err.reason}; rebuild it with `python -m bench fid-ref` "
+                        f"(a model's own reference is rebuilt by the next run)") from None
     _REFERENCES[str(path)] = (mtime, ref)
     return ref
+
+
+def verify_reference_key(path, meta: dict) -> None:
+    """A reference's key is its file name (data set, mode, resolution, Inception weights): a file named
+    by that scheme must hold the statistics its name says (`CorruptArtifact` if it holds another's)."""
+    path = Path(path)
+    if not re.fullmatch(rf".+_{MODE}_\d+x\d+_inception-[0-9a-f]{{{HASH_LEN}}}\.npz", path.name):
+        return  # a reference file the user named: nothing to compare
+    try:
+        found = reference_path(path.parent, meta["dataset"], tuple(meta["resolution"]),
+                               f"inception-{str(meta['weights_sha256'])[:HASH_LEN]}").name
+    except (KeyError, TypeError, ValueError, UserError):
+        found = None
+    verify_key(path, path.name, found)
+
+
+def _quarantine_reference(path: Path, reason: str) -> None:
+    """Set a reference that holds another key aside when it lives in a results root's cache."""
+    if path.parent.name == REFS_SUBDIR.name and path.parent.parent.name == REFS_SUBDIR.parent.name:
+        ResultsRoot(path.parent.parent.parent).quarantine(path, reason)
+        _REFERENCES.pop(str(path), None)
 
 
 @contextlib.contextmanager
@@ -536,7 +563,12 @@ def ensure_model_reference(model, extractor: InceptionFeatures, refs_dir, progre
     resolution = shape[1:]
     path = reference_path(refs_dir, dataset, resolution, extractor.tag)
     if path.exists():
-        return path
+        try:
+            load_reference(path)
+            return path
+        except UserError:  # another key's statistics (now quarantined) or an unreadable file: rebuild
+            if path.exists():
+                raise
     return build_reference(extractor, lambda: model_reference_pixels(model), dataset, resolution, refs_dir,
                            source=f"model {dataset} training_images()", progress=progress)
 

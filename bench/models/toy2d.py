@@ -40,11 +40,11 @@ the same VE noise range, only the time axis moves, so `uniform` is the shifted d
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from ..errors import UserError
 from ..params import Params
@@ -92,12 +92,29 @@ def build_tree(seed: int = SEED):
     return comps
 
 
+def _time_form(value):
+    """Which form of `time` a value takes (a name or a mapping); None makes pydantic report the
+    field's own message instead of one error per union member."""
+    if isinstance(value, dict):
+        return "mapping"
+    return "name" if value in ("ve", "flow") else None
+
+
+# `time`: a name or {name: flow, shift: s}; a value of neither form gets one message (pydantic's
+# custom discriminator error), not one per union member.
+TimeSpec = Annotated[
+    Union[Annotated[Literal["ve", "flow"], Tag("name")], Annotated[dict, Tag("mapping")]],
+    Discriminator(_time_form, custom_error_type="time_form",
+                  custom_error_message="ve, flow or {name: flow, shift: s}"),
+]
+
+
 @MODELS.register("toy2d")
 class Toy2D(Denoiser):
     """The exact posterior mean of the 2D tree mixture (Karras et al. 2024), in VE or flow-OT time."""
 
     class Params(Params):
-        time: Literal["ve", "flow"] | dict = Field(
+        time: TimeSpec = Field(
             "ve", description="ve (EDM sigma 0.002..80), flow (OT, same log-SNR range) or {name: flow, shift: s}")
         classes: Literal["A", "B", "AB"] = Field("A", description="which of the tree's two classes the data holds")
 
