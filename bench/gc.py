@@ -4,7 +4,8 @@ A change of parameters, defaults, plugin versions or model files gives cells new
 rows and fits stay on disk (never tabled: `report` reads the current cells only). `collect` lists,
 for one grid, its rows whose hash is not a current cell's, and the fits under `cache/fits/` that no
 current cell of any grid run under the root uses (the grid copies in `<root>/<grid>/grid.yaml`, and
-the given grid as it is now). `remove` deletes them. Teacher sets are left alone: they are cheap to
+the given grid as it is now), and the per-sample score files (`<root>/<grid>/scores/`) of no current
+row: those of the unused rows and any left without a row. `remove` deletes them. Teacher sets are left alone: they are cheap to
 keep and shared across grids.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Garbage:
     grid: str
     rows: list[Path] = field(default_factory=list)
     fits: list[Path] = field(default_factory=list)
+    scores: list[Path] = field(default_factory=list)
 
 
 def collect(grid: Grid, root="results") -> Garbage:
@@ -35,14 +37,19 @@ def collect(grid: Grid, root="results") -> Garbage:
             used |= {c.fit_hash for c in other.cells if c.fit_hash}
     fits_dir = results.root / "cache" / "fits"
     fits = sorted(p for p in fits_dir.iterdir() if p.is_dir() and p.name not in used) if fits_dir.is_dir() else []
-    return Garbage(grid.name, rows, fits)
+    scores_dir = results.grid_dir(grid.name) / "scores"
+    scores = sorted(p for p in scores_dir.glob("*.npz")
+                    if p.stem not in current or not results.row_path(grid.name, p.stem).exists())
+    return Garbage(grid.name, rows, fits, scores)
 
 
 def format_garbage(garbage: Garbage, deleted: bool = False) -> str:
     verb = "removed" if deleted else "unused"
-    lines = [f"{garbage.grid}: {len(garbage.rows)} {verb} rows, {len(garbage.fits)} {verb} fits"]
+    lines = [f"{garbage.grid}: {len(garbage.rows)} {verb} rows, {len(garbage.fits)} {verb} fits, "
+             f"{len(garbage.scores)} {verb} per-sample score files"]
     lines += [f"  row {p}" for p in garbage.rows] + [f"  fit {p}" for p in garbage.fits]
-    if not deleted and (garbage.rows or garbage.fits):
+    lines += [f"  scores {p}" for p in garbage.scores]
+    if not deleted and (garbage.rows or garbage.fits or garbage.scores):
         lines.append("rerun with --delete to remove them")
     return "\n".join(lines)
 
@@ -51,6 +58,9 @@ def remove(garbage: Garbage, root="results") -> None:
     for path in garbage.rows:
         path.unlink(missing_ok=True)
         ResultsRoot(root).samples_path(garbage.grid, path.stem).unlink(missing_ok=True)
+        ResultsRoot(root).scores_path(garbage.grid, path.stem).unlink(missing_ok=True)
+    for path in garbage.scores:
+        path.unlink(missing_ok=True)
     for path in garbage.fits:
         shutil.rmtree(path, ignore_errors=True)
 
