@@ -289,7 +289,7 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
 def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.DataFrame | None = None,
                 brackets: bool = False) -> str:
     """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold; with `summary`
-    cells read mean $\pm$ half-width, the best set is bold and ties carry a dagger."""
+    cells read mean $\\pm$ half-width, the best set is bold and ties carry a dagger."""
     higher = table.attrs.get("higher_is_better", False)
     methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR)]
     lookup = None if summary is None else summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"])
@@ -411,9 +411,8 @@ def long_table(grid=None, root="results", level: float = 0.95, n_resamples: int 
 
 def with_stats(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     long = tidy(df)
-    merged = long.merge(summary.drop(columns=["mean"]), on=KEYS, how="left")
-    merged.loc[merged["floor"], STAT_COLUMNS] = None
-    return merged
+    # noise-floor lines share their metric's label but not its statistics
+    return long.merge(summary.drop(columns=["mean"]).assign(floor=False), on=[*KEYS, "floor"], how="left")
 
 
 def _table_stats(lookup, key, table) -> dict | None:
