@@ -113,7 +113,7 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summar
     heuristics = set(df[df["heuristic"]]["method"])
     styles = method_styles(df["method"].unique(), heuristics)
     lookup = None if summary is None or summary.empty else \
-        summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"])
+        summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"]).sort_index()
     specs = []
     for key, table in tabs.items():
         grid, model, solver, metric = key
@@ -125,8 +125,7 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summar
             if np.isnan(y).all():
                 continue
             err = None
-            if lookup is not None and (grid, model, solver, metric, method, nfes[0]) in lookup.index or \
-                    lookup is not None and any((grid, model, solver, metric, method, n) in lookup.index for n in nfes):
+            if lookup is not None:
                 low = np.full(len(nfes), np.nan)
                 high = np.full(len(nfes), np.nan)
                 for i, n in enumerate(nfes):

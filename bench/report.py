@@ -258,7 +258,7 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
     if fmt not in FORMATS and fmt != "csv":
         raise UserError(f"--format must be one of text, markdown, csv, latex; got {fmt!r}")
     parts = []
-    lookup = None if summary is None else summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"])
+    lookup = None if summary is None else _lookup(summary)
     for key, table in tabs.items():
         grid, model, solver, metric = key
         title = f"{grid} | {model} | {solver} | {metric} {arrow(table.attrs.get('higher_is_better', False))}"
@@ -277,7 +277,10 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
                          brackets, False if stats is None else bool(stats["tied"].get((name, table.columns[j]))))
               for j in range(table.shape[1])] for i, name in enumerate(table.index)],
             index=table.index, columns=table.columns, dtype=object)
-        body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
+        if fmt == "latex" and stats is not None:  # through the Styler: tabulate would escape the markup
+            body = latex_table(table, " | ".join(map(str, key)), digits, summary, brackets, lookup)
+        else:
+            body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
         heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
         notes = "" if stats is None else _notes(stats["notes"], fmt)
         parts.append(f"{heading}\n\n{body}\n{notes}")
@@ -287,12 +290,13 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
 
 
 def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.DataFrame | None = None,
-                brackets: bool = False) -> str:
+                brackets: bool = False, lookup: pd.DataFrame | None = None) -> str:
     """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold; with `summary`
     cells read mean $\\pm$ half-width, the best set is bold and ties carry a dagger."""
     higher = table.attrs.get("higher_is_better", False)
     methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR)]
-    lookup = None if summary is None else summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"])
+    if lookup is None and summary is not None:
+        lookup = _lookup(summary)
     key = tuple(caption.split(" | ")) if summary is not None else None
     stats = _table_stats(lookup, key, table) if key is not None and len(key) == 4 else None
     if stats is None:
@@ -305,7 +309,7 @@ def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.
                                      bool(stats["tied"].get((name, col)))) or MISSING
                           for j, col in enumerate(table.columns)] for i, name in enumerate(table.index)],
                         index=table.index, columns=table.columns)
-    styler = text.style
+    styler = text.style.format_index(escape="latex", axis=0)
     best = stats["best_set"].reindex(index=table.index, columns=table.columns, fill_value=False)
     styler.apply(lambda _: np.where(best.to_numpy(), "textbf:--rwrap;", ""), axis=None)
     return styler.to_latex(hrules=True, caption=f"{caption} ({arrow(higher)})")
@@ -413,6 +417,11 @@ def with_stats(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     long = tidy(df)
     # noise-floor lines share their metric's label but not its statistics
     return long.merge(summary.drop(columns=["mean"]).assign(floor=False), on=[*KEYS, "floor"], how="left")
+
+
+def _lookup(summary: pd.DataFrame) -> pd.DataFrame:
+    """`summary` indexed (and sorted, for fast partial lookups) by its keys."""
+    return summary.set_index(KEYS).sort_index()
 
 
 def _table_stats(lookup, key, table) -> dict | None:
