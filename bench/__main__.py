@@ -96,10 +96,9 @@ def cmd_status(args):
 def cmd_report(args):
     from .grid import load_grid
     from .report_files import print_and_write_report
-
-    grid = load_grid(args.grid, force=True) if args.grid else None
     from .stats import check_settings
 
+    grid = load_grid(args.grid, force=True) if args.grid else None
     check_settings(args.ci_level, args.bootstrap)
     if args.plots:
         _check_report_writable(args.results)
