@@ -419,63 +419,71 @@ def with_stats(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return long.merge(summary.drop(columns=["mean"]).assign(floor=False), on=[*KEYS, "floor"], how="left")
 
 
-def _lookup(summary: pd.DataFrame) -> pd.DataFrame:
-    """`summary` indexed (and sorted, for fast partial lookups) by its keys."""
-    return summary.set_index(KEYS).sort_index()
+def _lookup(summary: pd.DataFrame) -> dict:
+    """`summarize`'s lines as plain records grouped by table key (grid, model, solver, metric)."""
+    groups: dict[tuple, list[dict]] = {}
+    for rec in summary.to_dict("records"):
+        groups.setdefault((rec["grid"], rec["model"], rec["solver"], rec["metric"]), []).append(rec)
+    return groups
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating)) and bool(np.isfinite(x))
 
 
 def _table_stats(lookup, key, table) -> dict | None:
     """The best set, ties, intervals and notes of one table, from `summarize`'s lines."""
-    if lookup is None:
+    if lookup is None or tuple(key) not in lookup:
         return None
-    grid, model, solver, metric = key
-    try:
-        part = lookup.loc[(grid, model, solver, metric)]
-    except KeyError:
-        return None
-    best = pd.DataFrame(False, index=table.index, columns=table.columns)
-    interval, tied, notes = {}, {}, []
-    for (method, nfe), line in part.iterrows():
-        col = f"NFE={nfe}"
-        if method not in best.index or col not in best.columns:
+    rows = {name: i for i, name in enumerate(table.index)}
+    cols = {c: j for j, c in enumerate(table.columns)}
+    best = np.zeros(table.shape, dtype=bool)
+    interval, tied, by_nfe = {}, {}, {}
+    for rec in lookup[tuple(key)]:
+        col = f"NFE={rec['nfe']}"
+        by_nfe.setdefault(rec["nfe"], []).append(rec)
+        if rec["method"] not in rows or col not in cols:
             continue
-        best.loc[method, col] = bool(line["in_best_set"])
-        interval[(method, col)] = (line["ci_low"], line["ci_high"])
-        tied[(method, col)] = line["tied_with_best"] is True or line["tied_with_best"] == 1.0
-    for nfe, lines in part.reset_index().groupby("nfe", sort=True):
-        notes.append(_column_note(nfe, lines, bool(table.attrs.get("higher_is_better", False))))
-    return {"best_set": best, "interval": interval, "tied": tied, "notes": notes}
+        best[rows[rec["method"]], cols[col]] = bool(rec["in_best_set"])
+        interval[(rec["method"], col)] = (rec["ci_low"], rec["ci_high"])
+        tied[(rec["method"], col)] = rec["tied_with_best"] is True
+    higher = bool(table.attrs.get("higher_is_better", False))
+    notes = [_column_note(nfe, by_nfe[nfe], higher) for nfe in sorted(by_nfe)]
+    return {"best_set": pd.DataFrame(best, index=table.index, columns=table.columns), "interval": interval,
+            "tied": tied, "notes": notes}
 
 
 def _fmt_p(p) -> str:
-    if p is None or not np.isfinite(p):
+    if not _finite(p):
         return "-"
     return "1" if p == 1 else "<1e-300" if p == 0 else f"{p:.2g}"
 
 
-def _column_note(nfe, lines: pd.DataFrame, higher: bool) -> str:
+def _column_note(nfe, lines: list[dict], higher: bool) -> str:
     """One line: the column's best set, ties with their p, the best's difference from the best
     heuristic, how many methods differ significantly from it, and the power estimate."""
-    best = lines[lines["is_best"] == True]  # noqa: E712 - object column of bools and None
-    if best.empty:
+    best = [r for r in lines if r["is_best"] is True]
+    if not best:
         return f"NFE={nfe}: no finite value"
-    b = best.iloc[0]
-    tied = lines[lines["tied_with_best"] == True]  # noqa: E712
-    text = f"NFE={nfe}: best set {{{', '.join([b['method'], *tied['method']])}}}"
-    if len(tied):
-        text += " (tied: " + ", ".join(f"{r.method} p={_fmt_p(r.p_vs_best)}" for r in tied.itertuples()) + ")"
-    elif lines["tied_with_best"].isna().sum() == len(lines) - 1 and len(lines) > 1:
+    b = best[0]
+    tied = [r for r in lines if r["tied_with_best"] is True]
+    text = f"NFE={nfe}: best set {{{', '.join([b['method'], *(r['method'] for r in tied)])}}}"
+    if tied:
+        text += " (tied: " + ", ".join(f"{r['method']} p={_fmt_p(r['p_vs_best'])}" for r in tied) + ")"
+    elif len(lines) > 1 and all(r["tied_with_best"] is None for r in lines if r is not b):
         text += f" ({b['interval']}: no test)"
-    sig = lines[lines["p_vs_best_heuristic"] < 0.05]
-    if np.isfinite(b["delta_vs_best_heuristic"]) and b["delta_vs_best_heuristic"] != 0:
-        text += (f"; {b['method']} vs best heuristic {b['delta_vs_best_heuristic']:+.3g} "
+    d = b["delta_vs_best_heuristic"]
+    if _finite(d) and d != 0:
+        text += (f"; {b['method']} vs best heuristic {d:+.3g} "
                  f"[{b['delta_vs_best_heuristic_low']:.3g}, {b['delta_vs_best_heuristic_high']:.3g}] "
                  f"p={_fmt_p(b['p_vs_best_heuristic'])}")
-    tested = lines["p_vs_best_heuristic"].notna().sum()
+    tested = [r for r in lines if _finite(r["p_vs_best_heuristic"])]
     if tested:
-        better = (sig["delta_vs_best_heuristic"] > 0) if higher else (sig["delta_vs_best_heuristic"] < 0)
-        text += f"; {int(better.sum())} of {tested} significantly better than the best heuristic, {int((~better).sum())} worse"
-    if b["priors_to_separate"] is not None and np.isfinite(b["priors_to_separate"] or np.nan):
+        sig = [r for r in tested if r["p_vs_best_heuristic"] < 0.05]
+        better = sum(1 for r in sig if (r["delta_vs_best_heuristic"] > 0) == higher)
+        text += (f"; {better} of {len(tested)} significantly better than the best heuristic, "
+                 f"{len(sig) - better} worse")
+    if _finite(b["priors_to_separate"]):
         text += (f"; ~{int(b['priors_to_separate'])} priors would separate {b['method']} from "
                  f"{b['runner_up']} (80% power)")
     return text

@@ -209,3 +209,11 @@ def test_power_estimate_follows_the_normal_formula():
     z = 1.959963984540054 + 0.8416212335729143
     assert stats.priors_needed(d, 0.95) == np.ceil((z * d.std(ddof=1) / d.mean()) ** 2)
     assert stats.priors_needed(np.zeros(5), 0.95) is None
+
+
+def test_paired_p_is_scipys_one_sample_t_test():
+    from scipy.stats import ttest_1samp
+
+    d = np.random.default_rng(0).normal(0.1, 1.0, 500)
+    assert stats.paired_p(d) == pytest.approx(ttest_1samp(d, 0.0).pvalue, rel=1e-10)
+    assert stats.paired_p(np.zeros(10)) == 1.0
