@@ -353,21 +353,24 @@ def summarize(df: pd.DataFrame, scores: dict, level: float = 0.95, n_resamples: 
 
     stats.check_settings(level, n_resamples)
     values = df[~df["floor"] & df["column"].notna()] if "column" in df else df.iloc[0:0]
+    fields = ["grid", "model", "solver", "nfe", "metric", "method", "seed", "cell", "column", "value",
+              "higher_is_better", "paper_baseline", "per_instance", "scores_kept"]
+    grouped: dict[tuple, dict[str, dict[str, list]]] = {}  # (grid, model, solver, nfe) -> metric -> method -> lines
+    for rec in values[fields].to_dict("records"):
+        key = (rec["grid"], rec["model"], rec["solver"], rec["nfe"])
+        grouped.setdefault(key, {}).setdefault(rec["metric"], {}).setdefault(rec["method"], []).append(rec)
     out = []
-    for gkey, group in values.groupby(["grid", "model", "solver", "nfe"], sort=False):
+    for gkey, metrics in grouped.items():
         columns = {}
-        for metric, part in group.groupby("metric", sort=False):
-            higher = bool(part["higher_is_better"].iloc[0])
+        for metric, methods in metrics.items():
+            higher = bool(next(iter(methods.values()))[0]["higher_is_better"])
             entries = []
-            for method, lines in part.groupby("method", sort=False):
-                cells = dict(zip(lines["seed"], lines["cell"]))
-                col = lines["column"].iloc[0]
+            for method, lines in methods.items():
                 entries.append(stats.Entry(
-                    method=method, values=dict(zip(lines["seed"], lines["value"].astype(float))),
-                    scores={s: scores.get(c, {}).get(col) for s, c in cells.items()},
-                    paper_baseline=bool(lines["paper_baseline"].iloc[0]),
-                    per_instance=bool(lines["per_instance"].iloc[0]),
-                    old_rows=not bool(lines["scores_kept"].all())))
+                    method=method, values={r["seed"]: float(r["value"]) for r in lines},
+                    scores={r["seed"]: scores.get(r["cell"], {}).get(r["column"]) for r in lines},
+                    paper_baseline=bool(lines[0]["paper_baseline"]), per_instance=bool(lines[0]["per_instance"]),
+                    old_rows=not all(r["scores_kept"] for r in lines)))
             columns[metric] = (entries, higher)
         # one paired bootstrap for every metric and method of this (grid, model, solver, NFE)
         labels, blocks = [], []

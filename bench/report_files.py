@@ -15,7 +15,7 @@ import sys
 import torch
 
 from . import figures
-from .report import (current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
+from .report import (_lookup, current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
                      write_tidy)
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
 from .store import ResultsRoot, atomic_write_bytes
@@ -49,7 +49,8 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         paths = write_tidy(with_stats(df[df["grid"] == name], grid_summary), out, sort=False)
         paths.append(atomic_write_bytes(out / "tables.md", render(grid_tabs, "markdown", digits, grid_std,
                                                                   grid_summary, brackets, level).encode()))
-        tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits, grid_summary, brackets)
+        lookup = _lookup(grid_summary)
+        tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits, grid_summary, brackets, lookup)
                            for k, t in grid_tabs.items())
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
         if not plots:
