@@ -218,7 +218,8 @@ def column_stats(entries: list[Entry], higher: bool, level: float, n_resamples: 
             vec = e.scores[next(iter(e.values))]
             if vectors_ci is not None and (e.method, "value") in vectors_ci:
                 low, high = vectors_ci[(e.method, "value")]
-            kind = f"percentile bootstrap over {len(vec)} priors"
+            kind = (f"percentile bootstrap over {len(vec)} priors" if np.isfinite(low) and np.isfinite(high)
+                    else "no interval (non-finite per-sample values)")
         else:
             kind = NO_SCORES if e.old_rows else SINGLE
         stats["ci_low"], stats["ci_high"], stats["interval"] = low, high, kind
