@@ -27,12 +27,18 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its children, user + system)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr}")
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - start, cpu
 
 
 def main(argv=None) -> int:
@@ -48,8 +54,8 @@ def main(argv=None) -> int:
     grid = load_grid(REPO / args.grid if not Path(args.grid).is_absolute() else args.grid, force=True)
     py = sys.executable
     if not args.skip_run:
-        seconds = _timed([py, "-m", "bench", "run", "--grid", args.grid, "--results", args.results, "--quiet"])
-        print(f"run: {seconds:.0f} s ({len(grid.cells)} cells; 0 s when they were done)")
+        seconds, cpu = _timed([py, "-m", "bench", "run", "--grid", args.grid, "--results", args.results, "--quiet"])
+        print(f"run: {seconds:.0f} s wall, {cpu:.0f} s CPU ({len(grid.cells)} cells; ~0 when they were done)")
     report_dir = Path(args.results) / grid.name / "report"
     shutil.rmtree(report_dir, ignore_errors=True)
     base = [py, "-m", "bench", "report", "--grid", args.grid, "--results", args.results, "--jobs", str(args.jobs)]
@@ -60,9 +66,11 @@ def main(argv=None) -> int:
     scores = _size(Path(args.results) / grid.name / "scores")
     print(f"command: {' '.join(base[1:])}")
     print(f"cells: {len(grid.cells)}; report files: {files}; per-sample score files: {scores / 2**20:.1f} MiB")
-    print(f"report, cold (every figure drawn, {args.jobs} processes): {cold:.1f} s")
-    print(f"report, warm (unchanged figures skipped): {warm:.1f} s")
-    print(f"report --no-plots: {no_plots:.1f} s")
+    print(f"load average when done: {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())} "
+          f"(wall time counts other processes' load; CPU time does not)")
+    print(f"report, cold (every figure drawn, {args.jobs} processes): {cold[0]:.1f} s wall, {cold[1]:.1f} s CPU")
+    print(f"report, warm (unchanged figures skipped): {warm[0]:.1f} s wall, {warm[1]:.1f} s CPU")
+    print(f"report --no-plots: {no_plots[0]:.1f} s wall, {no_plots[1]:.1f} s CPU")
     return 0
 
 
