@@ -457,9 +457,10 @@ def _table_stats(lookup, key, table) -> dict | None:
 
 
 def _fmt_p(p) -> str:
+    """'p=0.058', 'p=1', 'p<1e-300' (a p below the smallest float), 'p=-' (no test)."""
     if not _finite(p):
-        return "-"
-    return "1" if p == 1 else "<1e-300" if p == 0 else f"{p:.2g}"
+        return "p=-"
+    return "p=1" if p == 1 else "p<1e-300" if p == 0 else f"p={p:.2g}"
 
 
 def _column_note(nfe, lines: list[dict], higher: bool) -> str:
@@ -472,14 +473,14 @@ def _column_note(nfe, lines: list[dict], higher: bool) -> str:
     tied = [r for r in lines if r["tied_with_best"] is True]
     text = f"NFE={nfe}: best set {{{', '.join([b['method'], *(r['method'] for r in tied)])}}}"
     if tied:
-        text += " (tied: " + ", ".join(f"{r['method']} p={_fmt_p(r['p_vs_best'])}" for r in tied) + ")"
+        text += " (tied: " + ", ".join(f"{r['method']} {_fmt_p(r['p_vs_best'])}" for r in tied) + ")"
     elif len(lines) > 1 and all(r["tied_with_best"] is None for r in lines if r is not b):
         text += f" ({b['interval']}: no test)"
     d = b["delta_vs_best_heuristic"]
     if _finite(d) and d != 0:
         text += (f"; {b['method']} vs best heuristic {d:+.3g} "
                  f"[{b['delta_vs_best_heuristic_low']:.3g}, {b['delta_vs_best_heuristic_high']:.3g}] "
-                 f"p={_fmt_p(b['p_vs_best_heuristic'])}")
+                 f"{_fmt_p(b['p_vs_best_heuristic'])}")
     tested = [r for r in lines if _finite(r["p_vs_best_heuristic"])]
     if tested:
         sig = [r for r in tested if r["p_vs_best_heuristic"] < 0.05]
