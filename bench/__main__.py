@@ -96,13 +96,26 @@ def cmd_status(args):
 def cmd_report(args):
     from .grid import load_grid
     from .report_files import print_and_write_report
+    from .stats import check_settings
 
     if args.digits < 1:
         raise UserError(f"--digits must be an integer >= 1 (significant digits), got {args.digits}")
     grid = load_grid(args.grid, force=True) if args.grid else None
+    check_settings(args.ci_level, args.bootstrap)
     if args.plots:
         _check_report_writable(args.results)
-    print_and_write_report(args.results, grid, args.format, args.digits, write_files=args.plots)
+    # --no-plots still writes the long CSV/parquet and the tables, where the root can be written
+    print_and_write_report(args.results, grid, args.format, args.digits, write_files=args.plots or _writable(args.results),
+                           plots=args.plots, level=args.ci_level, n_resamples=args.bootstrap,
+                           brackets=args.brackets, jobs=args.jobs)
+
+
+def _writable(root) -> bool:
+    try:
+        _check_report_writable(root)
+    except UserError:
+        return False
+    return True
 
 
 def _check_report_writable(root) -> None:
@@ -280,7 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", default="results", help="results root (default: results)")
     rep.add_argument("--format", default="text", choices=["text", "markdown", "csv", "latex"])
     rep.add_argument("--digits", type=int, default=4, help="significant digits (default: 4)")
-    rep.add_argument("--no-plots", dest="plots", action="store_false", help="do not write PNG plots")
+    rep.add_argument("--no-plots", dest="plots", action="store_false",
+                     help="do not draw figures (the long CSV/parquet and tables are still written)")
+    rep.add_argument("--ci-level", type=float, default=0.95, help="interval level, in (0, 1) (default: 0.95)")
+    rep.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    rep.add_argument("--brackets", action="store_true", help="print intervals as [low, high] instead of ± half-width")
+    rep.add_argument("--jobs", type=int, default=2, help="processes drawing figures (joblib; default: 2)")
     rep.set_defaults(func=cmd_report)
 
     gc = sub.add_parser("gc", help="list (and with --delete remove) rows and fits no current cell uses")

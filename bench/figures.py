@@ -4,10 +4,12 @@
   line per method. Every method keeps one colour and one marker across all figures of a report
   (assigned in sorted order from 18 non-grey colours and 10 markers); closed-form heuristics are
   dashed, searched and learned methods solid, the "best heuristic" and "noise floor" rows dotted
-  grey. Error bars show the standard deviation over seeds when there are several; NFE ticks are the
-  integers run; the legend sits outside the axes; the title carries the direction (↓ / ↑).
+  grey. Error bars show each point's interval (`bench.stats`: bootstrap over priors, t over seeds),
+  else the standard deviation over seeds when there are several; NFE ticks are the integers run; the legend sits outside the axes; the title carries the direction (↓ / ↑).
 * `plot_schedules`: per (grid, model, solver) and NFE, the timesteps of every global schedule as
   log(sigma) (the VE-equivalent noise level, comparable across time variables) against the step.
+* Figures are drawn in parallel processes (joblib) and a figure whose data did not change since the
+  last report (a SHA-256 per figure in `.figures.json` beside it) is not drawn again.
 * `sample_panel`: per (grid, model, solver), the same evaluation priors as a labelled grid of
   images: the teacher's endpoints first, then one row per method and one column per NFE.
 """
@@ -68,38 +70,102 @@ def _safe(*parts) -> str:
     return "_".join(str(p).replace("/", "-").replace(" ", "").replace("|", "-") for p in parts)
 
 
-def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir) -> list[Path]:
-    plt = _pyplot()
+def _draw_all(specs: list[tuple], draw, out_dir, jobs: int) -> list[Path]:
+    """Draw each (stem, data) with `draw(data, path)` in `jobs` processes (joblib), skipping a figure
+    whose data are unchanged since the last report (a SHA-256 of the data per stem in
+    `<out_dir>/.figures.json`, and both files present)."""
+    import hashlib
+
+    from joblib import Parallel, delayed
+
+    from .store import atomic_write_json, read_json
+
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / ".figures.json"
+    try:
+        manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    except (OSError, ValueError):
+        manifest = {}
+    paths, todo, new = [], [], {}
+    for stem, data in specs:
+        digest = hashlib.sha256(json_key(data).encode()).hexdigest()
+        new[stem] = digest
+        files = [(out_dir / stem).with_suffix(s) for s in (".png", ".pdf")]
+        if manifest.get(stem) == digest and all(f.is_file() for f in files):
+            paths += files
+        else:
+            todo.append((stem, data))
+    if len(todo) > 1 and jobs > 1:
+        drawn = Parallel(n_jobs=min(jobs, len(todo)))(delayed(draw)(data, out_dir / stem) for stem, data in todo)
+    else:
+        drawn = [draw(data, out_dir / stem) for stem, data in todo]
+    for files in drawn:
+        paths += files
+    if specs:
+        atomic_write_json(manifest_path, {**manifest, **new})
+    return paths
+
+
+def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summary: pd.DataFrame | None = None,
+                 jobs: int = 1) -> list[Path]:
+    """One figure per table; error bars: the interval of `summary` (`bench.report.summarize`) where it
+    has one, else the standard deviation over seeds."""
     heuristics = set(df[df["heuristic"]]["method"])
     styles = method_styles(df["method"].unique(), heuristics)
-    paths = []
+    lookup = None if summary is None or summary.empty else \
+        summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"]).sort_index()
+    specs = []
     for key, table in tabs.items():
         grid, model, solver, metric = key
         nfes = [int(c.split("=")[1]) for c in table.columns]
         spread = None if std is None else std.get(key)
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        lines = []
         for method, values in table.iterrows():
             y = values.to_numpy(dtype=float)
             if np.isnan(y).all():
                 continue
             err = None
-            if spread is not None and method in spread.index:
-                err = spread.loc[method].to_numpy(dtype=float)
-            ax.errorbar(nfes, y, yerr=err, label=method, capsize=2 if err is not None else 0, **styles[method])
-        ax.set_xticks(nfes)
-        ax.set_xlabel("NFE")
-        ax.set_ylabel(f"{metric} {arrow(table.attrs.get('higher_is_better', False))}")
-        finite = table.to_numpy(dtype=float)
-        finite = finite[np.isfinite(finite)]
-        if metric.split(" ")[0] in ("mse", "kl", "wasserstein", "fid", "kid", "fd-digits") and len(finite) \
-                and (finite > 0).all() and finite.max() / finite.min() > 20:
-            ax.set_yscale("log")
-        ax.set_title(f"{model} | {solver}", fontsize=9)
-        ax.grid(alpha=0.25)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-        paths += _save(fig, Path(out_dir) / _safe(model, solver, metric))
-        plt.close(fig)
+            if lookup is not None:
+                low = np.full(len(nfes), np.nan)
+                high = np.full(len(nfes), np.nan)
+                for i, n in enumerate(nfes):
+                    k = (grid, model, solver, metric, method, n)
+                    if k in lookup.index:
+                        low[i], high[i] = lookup.loc[k, "ci_low"], lookup.loc[k, "ci_high"]
+                if np.isfinite(low).any():
+                    err = [np.nan_to_num(y - low).tolist(), np.nan_to_num(high - y).tolist()]
+            if err is None and spread is not None and method in spread.index:
+                err = spread.loc[method].to_numpy(dtype=float).tolist()
+            lines.append((method, y.tolist(), err, styles[method]))
+        specs.append((_safe(model, solver, metric),
+                      {"nfes": nfes, "lines": lines, "metric": metric, "model": model, "solver": solver,
+                       "higher": bool(table.attrs.get("higher_is_better", False))}))
+    return _draw_all(specs, _draw_metric, out_dir, jobs)
+
+
+def _draw_metric(data: dict, path: Path) -> list[Path]:
+    plt = _pyplot()
+    nfes = data["nfes"]
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for method, y, err, style in data["lines"]:
+        ax.errorbar(nfes, y, yerr=err, label=method, capsize=2 if err is not None else 0, **style)
+    ax.set_xticks(nfes)
+    ax.set_xlabel("NFE")
+    ax.set_ylabel(f"{data['metric']} {arrow(data['higher'])}")
+    finite = np.array([v for _, y, _, _ in data["lines"] for v in y], dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if data["metric"].split(" ")[0] in ("mse", "kl", "wasserstein", "fid", "kid", "fd-digits") and len(finite) \
+            and (finite > 0).all() and finite.max() / finite.min() > 20:
+        ax.set_yscale("log")
+    ax.set_title(f"{data['model']} | {data['solver']}", fontsize=9)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    paths = _save(fig, path)
+    plt.close(fig)
     return paths
+
+
+_MODEL_CACHE: dict[str, object] = {}
 
 
 def _sigma_of(model_spec: dict, t: np.ndarray) -> np.ndarray:
@@ -109,16 +175,18 @@ def _sigma_of(model_spec: dict, t: np.ndarray) -> np.ndarray:
     from .registry import MODELS
 
     # the row holds the resolved spec: the declared parameters plus what `resolve` adds (version, file
-    # hashes, digits-net's weights_sha256); the model is built from the declared ones
-    declared = MODELS.get(model_spec["name"]).Params.model_fields
-    model = make_model({"name": model_spec["name"], **{k: v for k, v in model_spec.items() if k in declared}})
-    return model.schedule.sigma_ve(torch.as_tensor(t, dtype=torch.float64)).numpy()
+    # hashes, digits-net's weights_sha256); the model is built from the declared ones, once per spec
+    key = json_key(model_spec)
+    if key not in _MODEL_CACHE:
+        declared = MODELS.get(model_spec["name"]).Params.model_fields
+        _MODEL_CACHE[key] = make_model({"name": model_spec["name"],
+                                        **{k: v for k, v in model_spec.items() if k in declared}})
+    return _MODEL_CACHE[key].schedule.sigma_ve(torch.as_tensor(t, dtype=torch.float64)).numpy()
 
 
-def plot_schedules(rows: list[dict], out_dir) -> list[Path]:
+def plot_schedules(rows: list[dict], out_dir, jobs: int = 1) -> list[Path]:
     """log(sigma) against the step for every global schedule, one figure per (grid, model, solver)
     and NFE. Per-instance schedules (no single `schedule` in the row) are left out."""
-    plt = _pyplot()
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row.get("schedule") and row["seed"] == min(r["seed"] for r in rows):
@@ -126,23 +194,35 @@ def plot_schedules(rows: list[dict], out_dir) -> list[Path]:
     methods = sorted({r["method_label"] for rs in groups.values() for r in rs})
     heuristics = {r["method_label"] for rs in groups.values() for r in rs if r["heuristic"]}
     styles = method_styles(methods, heuristics)
-    paths, sigma_cache = [], {}
+    specs, sigma_cache = [], {}
     for (grid, model, solver, nfe), group in sorted(groups.items()):
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        lines = []
         for row in sorted(group, key=lambda r: r["method_label"]):
             t = np.asarray(row["schedule"]["t"][0], dtype=np.float64)
             key = (json_key(row["model"]), tuple(t))
             if key not in sigma_cache:
                 sigma_cache[key] = _sigma_of(row["model"], t)
-            ax.plot(range(len(t)), np.log(sigma_cache[key]), label=row["method_label"], **styles[row["method_label"]])
-        ax.set_xlabel("step")
-        ax.set_ylabel("log sigma (VE)")
-        ax.set_xticks(range(len(t)))
-        ax.set_title(f"{model} | {solver} | NFE={nfe}", fontsize=9)
-        ax.grid(alpha=0.25)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-        paths += _save(fig, Path(out_dir) / f"schedule_{_safe(model, solver)}_nfe{nfe}")
-        plt.close(fig)
+            lines.append((row["method_label"], np.log(sigma_cache[key]).tolist(), styles[row["method_label"]]))
+        specs.append((f"schedule_{_safe(model, solver)}_nfe{nfe}",
+                      {"lines": lines, "title": f"{model} | {solver} | NFE={nfe}"}))
+    return _draw_all(specs, _draw_schedule, out_dir, jobs)
+
+
+def _draw_schedule(data: dict, path: Path) -> list[Path]:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    steps = 0
+    for label, log_sigma, style in data["lines"]:
+        ax.plot(range(len(log_sigma)), log_sigma, label=label, **style)
+        steps = len(log_sigma)
+    ax.set_xlabel("step")
+    ax.set_ylabel("log sigma (VE)")
+    ax.set_xticks(range(steps))
+    ax.set_title(data["title"], fontsize=9)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    paths = _save(fig, path)
+    plt.close(fig)
     return paths
 
 

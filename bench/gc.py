@@ -2,14 +2,15 @@
 
 A change of parameters, defaults, plugin versions or model files gives cells new keys; their old
 rows and fits stay on disk (never tabled: `report` reads the current cells only). `collect` lists,
-for one grid, its rows whose hash is not a current cell's (with their sample files), the fits under
-`cache/fits/` that no current cell of any grid run under the root uses (the grid copies in
-`<root>/<grid>/grid.yaml`, and the given grid as it is now), and the leftovers of killed writers
-anywhere under the root: temporaries of dead processes (`.<name>.<host>.<pid>.<random>.tmp`, written
-by `bench.store`'s atomic writers under rows, teacher sets, fits, references, reports and job
-records) and the `checkpoint.pt` of fits that finished (`bench.store.orphaned_checkpoints`). A run
-removes the leftovers at start-up too. `remove` deletes everything listed. Teacher sets are left
-alone: they are cheap to keep and shared across grids.
+for one grid, its rows whose hash is not a current cell's (with their sample files), the per-sample
+score files (`<root>/<grid>/scores/`) of no current row (those of the unused rows and any left
+without a row), the fits under `cache/fits/` that no current cell of any grid run under the root
+uses (the grid copies in `<root>/<grid>/grid.yaml`, and the given grid as it is now), and the
+leftovers of killed writers anywhere under the root: temporaries of dead processes
+(`.<name>.<host>.<pid>.<random>.tmp`, written by `bench.store`'s atomic writers under rows, teacher
+sets, fits, references, reports and job records) and the `checkpoint.pt` of fits that finished
+(`bench.store.orphaned_checkpoints`). A run removes the leftovers at start-up too. `remove` deletes
+everything listed. Teacher sets are left alone: they are cheap to keep and shared across grids.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Garbage:
     samples: list[Path] = field(default_factory=list)  # sample grids and previews of rows listed above
     temporaries: list[Path] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
+    scores: list[Path] = field(default_factory=list)
 
 
 def collect(grid: Grid, root="results") -> Garbage:
@@ -47,19 +49,23 @@ def collect(grid: Grid, root="results") -> Garbage:
     fits = sorted(p for p in fits_dir.iterdir() if p.is_dir() and p.name not in used) if fits_dir.is_dir() else []
     unused = set(fits)
     checkpoints = [p for p in orphaned_checkpoints(results.root) if p.parent not in unused]
-    return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints)
+    scores_dir = results.grid_dir(grid.name) / "scores"
+    scores = sorted(p for p in scores_dir.glob("*.npz")
+                    if p.stem not in current or not results.row_path(grid.name, p.stem).exists())
+    return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints, scores)
 
 
 def format_garbage(garbage: Garbage, deleted: bool = False) -> str:
     verb = "removed" if deleted else "unused"
     left = "removed" if deleted else "left by killed runs:"
     lines = [f"{garbage.grid}: {len(garbage.rows)} {verb} rows, {len(garbage.fits)} {verb} fits, "
-             f"{len(garbage.samples)} {verb} sample files; {left} {len(garbage.temporaries)} temporaries, "
-             f"{len(garbage.checkpoints)} checkpoints of finished fits"]
+             f"{len(garbage.samples)} {verb} sample files, {len(garbage.scores)} {verb} per-sample score files; "
+             f"{left} {len(garbage.temporaries)} temporaries, {len(garbage.checkpoints)} checkpoints of finished fits"]
     lines += [f"  row {p}" for p in garbage.rows] + [f"  fit {p}" for p in garbage.fits]
-    lines += [f"  sample {p}" for p in garbage.samples] + [f"  temporary {p}" for p in garbage.temporaries]
-    lines += [f"  checkpoint {p}" for p in garbage.checkpoints]
-    if not deleted and any((garbage.rows, garbage.fits, garbage.samples, garbage.temporaries, garbage.checkpoints)):
+    lines += [f"  sample {p}" for p in garbage.samples] + [f"  scores {p}" for p in garbage.scores]
+    lines += [f"  temporary {p}" for p in garbage.temporaries] + [f"  checkpoint {p}" for p in garbage.checkpoints]
+    if not deleted and any((garbage.rows, garbage.fits, garbage.samples, garbage.scores, garbage.temporaries,
+                            garbage.checkpoints)):
         lines.append("rerun with --delete to remove them")
     return "\n".join(lines)
 
@@ -69,9 +75,10 @@ def remove(garbage: Garbage, root="results") -> None:
         path.unlink(missing_ok=True)
         ResultsRoot(root).samples_path(garbage.grid, path.stem).unlink(missing_ok=True)
         ResultsRoot(root).preview_path(garbage.grid, path.stem).unlink(missing_ok=True)
+        ResultsRoot(root).scores_path(garbage.grid, path.stem).unlink(missing_ok=True)
     for path in garbage.fits:
         shutil.rmtree(path, ignore_errors=True)
-    for path in [*garbage.samples, *garbage.temporaries, *garbage.checkpoints]:
+    for path in [*garbage.samples, *garbage.scores, *garbage.temporaries, *garbage.checkpoints]:
         path.unlink(missing_ok=True)
 
 

@@ -28,6 +28,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -103,10 +104,15 @@ def _records(row: dict) -> list[dict]:
         # every resolved parameter, for the long-form export
         **{f"{part}_spec": json.dumps(row[part], sort_keys=True) for part in ("model", "solver", "method", "teacher")},
         "samples_eval": row["samples"]["eval"], "dtype": row["dtype"], "git_rev": row.get("git_rev"),
+        # for bench.stats: a per-instance method (no one global schedule) gets a win rate; a row
+        # without `scores_sha256` predates per-sample scores
+        "per_instance": row.get("schedule") is None and not row["heuristic"],
+        "scores_kept": "scores_sha256" in row,
     }
     higher = row.get("higher_is_better", {})
     for label, value in _costs(row).items():
-        records.append({**base, "metric": label, "floor": False, "value": value, "higher_is_better": False})
+        records.append({**base, "metric": label, "floor": False, "value": value, "higher_is_better": False,
+                        "column": None})
     metrics = row["metrics"]
     for metric, value in metrics.items():
         if isinstance(value, str) or value is None:
@@ -118,7 +124,7 @@ def _records(row: dict) -> list[dict]:
         weights = metrics.get(f"{name}_weights")
         label = f"{name} [{weights}]" if isinstance(weights, str) else name
         records.append({**base, "metric": label, "floor": floor, "value": value,
-                        "higher_is_better": higher.get(name, False)})
+                        "higher_is_better": higher.get(name, False), "column": None if floor else metric})
     return records
 
 
@@ -181,12 +187,12 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
                                         kind="stable").reset_index(drop=True)
 
 
-def write_tidy(df: pd.DataFrame, out_dir) -> list[Path]:
+def write_tidy(df: pd.DataFrame, out_dir, sort: bool = True) -> list[Path]:
     """`results_long.csv` and `results_long.parquet` under `out_dir` (plain `pandas.read_csv` reads
-    the CSV back: one header, one line per cell x metric)."""
+    the CSV back: one header, one line per cell x metric). `sort=False`: `df` is already `tidy`'s."""
     from .store import atomic_write_bytes
 
-    long = tidy(df)
+    long = tidy(df) if sort else df
     csv_path = atomic_write_bytes(Path(out_dir) / "results_long.csv", long.to_csv(index=False).encode())
     paths = [csv_path]
     try:
@@ -219,25 +225,40 @@ def best_rows(table: pd.DataFrame) -> pd.DataFrame:
 MISSING = "-"
 
 
-def _cell_text(mean, std, digits: int, fmt: str, best: bool) -> str | None:
+def _cell_text(mean, std, digits: int, fmt: str, best: bool, interval=None, brackets: bool = False,
+               tied: bool = False) -> str | None:
     if pd.isna(mean):
         return None
     text = f"{mean:.{digits}g}"
-    if std is not None and pd.notna(std):
+    if interval is not None and np.isfinite(interval[0]) and np.isfinite(interval[1]):
+        low, high = interval
+        if brackets:
+            text += f" [{low:.{digits}g}, {high:.{digits}g}]"
+        else:
+            text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{(high - low) / 2:.2g}"
+    elif std is not None and pd.notna(std):
         text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{std:.{max(1, digits - 2)}g}"
+    if tied:
+        text += r"$^\dagger$" if fmt == "latex" else "†"
     if best:
         text = {"markdown": f"**{text}**", "latex": rf"\textbf{{{text}}}"}.get(fmt, f"{text}*")
     return text
 
 
 def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
-           std: dict[tuple, pd.DataFrame] | None = None) -> str:
+           std: dict[tuple, pd.DataFrame] | None = None, summary: pd.DataFrame | None = None,
+           brackets: bool = False, level: float = 0.95) -> str:
     """Tables as text, markdown, LaTeX (booktabs) or CSV. Titles carry the direction (↓ lower is
     better, ↑ higher); the best method per NFE is bold (`*` in text); with `std` (several seeds) a
-    cell reads mean ± std. A cell the grid does not run is `-` (empty in CSV)."""
+    cell reads mean ± std. With `summary` (`summarize`: intervals and tests of `bench.stats`) a cell
+    reads mean ± half-width of its interval (`[low, high]` with `brackets`), the best set is bold,
+    a method tied with the best carries †, each table is followed by one line per NFE naming its best
+    set and its paired comparisons, and a legend line ends the output. A cell the grid does not run
+    is `-` (empty in CSV)."""
     if fmt not in FORMATS and fmt != "csv":
         raise UserError(f"--format must be one of text, markdown, csv, latex; got {fmt!r}")
     parts = []
+    lookup = None if summary is None else _lookup(summary)
     for key, table in tabs.items():
         grid, model, solver, metric = key
         title = f"{grid} | {model} | {solver} | {metric} {arrow(table.attrs.get('higher_is_better', False))}"
@@ -246,22 +267,252 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
             continue
         spread = None if std is None else std.get(key)
         mask = best_rows(table)
+        stats = _table_stats(lookup, key, table)
+        if stats is not None:
+            mask = stats["best_set"].reindex(index=table.index, columns=table.columns, fill_value=False)
         cells = pd.DataFrame(
             [[_cell_text(table.iat[i, j], None if spread is None or name not in spread.index
-                         else spread.loc[name].iloc[j], digits, fmt, bool(mask.iat[i, j]))
+                         else spread.loc[name].iloc[j], digits, fmt, bool(mask.iat[i, j]),
+                         None if stats is None else stats["interval"].get((name, table.columns[j])),
+                         brackets, False if stats is None else bool(stats["tied"].get((name, table.columns[j]))))
               for j in range(table.shape[1])] for i, name in enumerate(table.index)],
             index=table.index, columns=table.columns, dtype=object)
-        body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
+        if fmt == "latex" and stats is not None:  # through the Styler: tabulate would escape the markup
+            body = latex_table(table, " | ".join(map(str, key)), digits, summary, brackets, lookup)
+        else:
+            body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
         heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
-        parts.append(f"{heading}\n\n{body}\n")
+        notes = "" if stats is None else _notes(stats["notes"], fmt)
+        parts.append(f"{heading}\n\n{body}\n{notes}")
+    if summary is not None and fmt != "csv":
+        parts.append(legend(summary, level, fmt))
     return "\n".join(parts)
 
 
-def latex_table(table: pd.DataFrame, caption: str, digits: int = 4) -> str:
-    """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold."""
+def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.DataFrame | None = None,
+                brackets: bool = False, lookup: pd.DataFrame | None = None) -> str:
+    """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold; with `summary`
+    cells read mean $\\pm$ half-width, the best set is bold and ties carry a dagger."""
     higher = table.attrs.get("higher_is_better", False)
     methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR)]
-    styler = table.style.format(precision=digits, na_rep=MISSING)
-    highlight = styler.highlight_max if higher else styler.highlight_min
-    highlight(subset=pd.IndexSlice[methods, :], axis=0, props="textbf:--rwrap;")
+    if lookup is None and summary is not None:
+        lookup = _lookup(summary)
+    key = tuple(caption.split(" | ")) if summary is not None else None
+    stats = _table_stats(lookup, key, table) if key is not None and len(key) == 4 else None
+    if stats is None:
+        styler = table.style.format(precision=digits, na_rep=MISSING)
+        highlight = styler.highlight_max if higher else styler.highlight_min
+        highlight(subset=pd.IndexSlice[methods, :], axis=0, props="textbf:--rwrap;")
+        return styler.to_latex(hrules=True, caption=f"{caption} ({arrow(higher)})")
+    text = pd.DataFrame([[_cell_text(table.iat[i, j], None, digits, "latex", False,
+                                     stats["interval"].get((name, col)), brackets,
+                                     bool(stats["tied"].get((name, col)))) or MISSING
+                          for j, col in enumerate(table.columns)] for i, name in enumerate(table.index)],
+                        index=table.index, columns=table.columns)
+    styler = text.style.format_index(escape="latex", axis=0)
+    best = stats["best_set"].reindex(index=table.index, columns=table.columns, fill_value=False)
+    styler.apply(lambda _: np.where(best.to_numpy(), "textbf:--rwrap;", ""), axis=None)
     return styler.to_latex(hrules=True, caption=f"{caption} ({arrow(higher)})")
+
+
+# ---- Uncertainty: intervals, paired tests, the best set (computed by bench.stats) ------------------
+
+STAT_COLUMNS = ["n", "std", "ci_low", "ci_high", "interval", "delta_vs_best_heuristic",
+                "delta_vs_best_heuristic_low", "delta_vs_best_heuristic_high", "p_vs_best_heuristic",
+                "delta_vs_best", "delta_vs_best_low", "delta_vs_best_high", "p_vs_best", "is_best",
+                "tied_with_best", "in_best_set", "win_rate_vs_best_heuristic", "priors_to_separate", "runner_up"]
+KEYS = ["grid", "model", "solver", "metric", "method", "nfe"]
+
+
+def read_scores_of(rows: list[dict], root) -> tuple[list[dict], dict]:
+    """(the rows whose per-sample scores read cleanly or who have none, {cell: {column: vector}}). A row
+    whose scores file is missing or corrupt is named on stderr and left out (the next `run`
+    quarantines and recomputes it), so no interval is ever computed from a wrong file."""
+    from .scores import row_scores
+    from .store import CorruptArtifact
+
+    kept, scores = [], {}
+    for row in rows:
+        try:
+            vectors = row_scores(root, row)
+        except CorruptArtifact as err:
+            print(f"bench: skipping the row of cell {row['cell']}: {err} (the next run recomputes it)",
+                  file=sys.stderr)
+            continue
+        kept.append(row)
+        if vectors is not None:
+            scores[row["cell"]] = vectors
+    return kept, scores
+
+
+def summarize(df: pd.DataFrame, scores: dict, level: float = 0.95, n_resamples: int = 2000) -> pd.DataFrame:
+    """One line per (grid, model, solver, metric, method, NFE) with its mean over seeds and the
+    statistics of `bench.stats` (interval, paired differences and Holm-adjusted p-values against the
+    best heuristic and the best, best set and ties, win rate, priors needed to separate the top two)."""
+    from . import stats
+
+    stats.check_settings(level, n_resamples)
+    values = df[~df["floor"] & df["column"].notna()] if "column" in df else df.iloc[0:0]
+    fields = ["grid", "model", "solver", "nfe", "metric", "method", "seed", "cell", "column", "value",
+              "higher_is_better", "paper_baseline", "per_instance", "scores_kept"]
+    grouped: dict[tuple, dict[str, dict[str, list]]] = {}  # (grid, model, solver, nfe) -> metric -> method -> lines
+    for rec in values[fields].to_dict("records"):
+        key = (rec["grid"], rec["model"], rec["solver"], rec["nfe"])
+        grouped.setdefault(key, {}).setdefault(rec["metric"], {}).setdefault(rec["method"], []).append(rec)
+    out = []
+    for gkey, metrics in grouped.items():
+        columns = {}
+        for metric, methods in metrics.items():
+            higher = bool(next(iter(methods.values()))[0]["higher_is_better"])
+            entries = []
+            for method, lines in methods.items():
+                entries.append(stats.Entry(
+                    method=method, values={r["seed"]: float(r["value"]) for r in lines},
+                    scores={r["seed"]: scores.get(r["cell"], {}).get(r["column"]) for r in lines},
+                    paper_baseline=bool(lines[0]["paper_baseline"]), per_instance=bool(lines[0]["per_instance"]),
+                    old_rows=not all(r["scores_kept"] for r in lines)))
+            columns[metric] = (entries, higher)
+        # one paired bootstrap for every metric and method of this (grid, model, solver, NFE)
+        labels, blocks = [], []
+        for metric, (entries, higher) in columns.items():
+            got = stats.column_vectors(entries, higher)
+            if got is not None:
+                labels += [(metric, *label) for label in got[0]]
+                blocks.append(got[1])
+        cis = {}
+        if blocks and len({b.shape[1] for b in blocks}) == 1:
+            low, high = stats.paired_bootstrap(np.vstack(blocks), level, n_resamples, stats.column_seed(*gkey))
+            cis = {label: (float(lo), float(hi)) for label, lo, hi in zip(labels, low, high)}
+        elif blocks:  # metrics over different priors: one bootstrap each
+            for metric, (entries, higher) in columns.items():
+                got = stats.column_vectors(entries, higher)
+                if got is not None:
+                    low, high = stats.paired_bootstrap(got[1], level, n_resamples, stats.column_seed(*gkey, metric))
+                    cis.update({(metric, *label): (float(lo), float(hi)) for label, lo, hi in zip(got[0], low, high)})
+        grid, model, solver, nfe = gkey
+        for metric, (entries, higher) in columns.items():
+            ci = {k[1:]: v for k, v in cis.items() if k[0] == metric}
+            result = stats.column_stats(entries, higher, level, n_resamples, (*gkey, metric), ci)
+            for e in entries:
+                vecs = [v for v in e.scores.values() if v is not None]
+                pooled = np.concatenate(vecs) if vecs else None
+                out.append({"grid": grid, "model": model, "solver": solver, "metric": metric, "method": e.method,
+                            "nfe": nfe, "mean": result[e.method]["mean"],
+                            **{k: result[e.method].get(k) for k in STAT_COLUMNS if k not in ("n", "std")},
+                            "n": None if pooled is None else len(pooled),
+                            "std": None if pooled is None or len(pooled) < 2 else float(pooled.std(ddof=1))})
+    frame = pd.DataFrame.from_records(out, columns=KEYS + ["mean"] + STAT_COLUMNS)
+    frame.attrs["level"] = level
+    return frame
+
+
+def long_table(grid=None, root="results", level: float = 0.95, n_resamples: int = 2000) -> pd.DataFrame:
+    """The long form (`tidy`: one line per cell x metric, every resolved parameter) with the columns of
+    `summarize` merged in (`n`, `std`, `ci_low`, `ci_high`, `delta_vs_best_heuristic` and its interval,
+    `p_vs_best_heuristic`, `tied_with_best`, `win_rate_vs_best_heuristic`, ...: the statistics of the
+    cell's (method, column) over the grid's seeds)."""
+    rows, scores = read_scores_of(list(current_rows(root, grid)), root)
+    df = rows_frame(rows, root, grid)
+    return with_stats(df, summarize(df, scores, level, n_resamples))
+
+
+def with_stats(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    long = tidy(df)
+    # noise-floor lines share their metric's label but not its statistics
+    return long.merge(summary.drop(columns=["mean"]).assign(floor=False), on=[*KEYS, "floor"], how="left")
+
+
+def _lookup(summary: pd.DataFrame) -> dict:
+    """`summarize`'s lines as plain records grouped by table key (grid, model, solver, metric)."""
+    groups: dict[tuple, list[dict]] = {}
+    for rec in summary.to_dict("records"):
+        groups.setdefault((rec["grid"], rec["model"], rec["solver"], rec["metric"]), []).append(rec)
+    return groups
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating)) and bool(np.isfinite(x))
+
+
+def _table_stats(lookup, key, table) -> dict | None:
+    """The best set, ties, intervals and notes of one table, from `summarize`'s lines."""
+    if lookup is None or tuple(key) not in lookup:
+        return None
+    rows = {name: i for i, name in enumerate(table.index)}
+    cols = {c: j for j, c in enumerate(table.columns)}
+    best = np.zeros(table.shape, dtype=bool)
+    interval, tied, by_nfe = {}, {}, {}
+    for rec in lookup[tuple(key)]:
+        col = f"NFE={rec['nfe']}"
+        by_nfe.setdefault(rec["nfe"], []).append(rec)
+        if rec["method"] not in rows or col not in cols:
+            continue
+        best[rows[rec["method"]], cols[col]] = bool(rec["in_best_set"])
+        interval[(rec["method"], col)] = (rec["ci_low"], rec["ci_high"])
+        tied[(rec["method"], col)] = rec["tied_with_best"] is True
+    higher = bool(table.attrs.get("higher_is_better", False))
+    notes = [_column_note(nfe, by_nfe[nfe], higher) for nfe in sorted(by_nfe)]
+    return {"best_set": pd.DataFrame(best, index=table.index, columns=table.columns), "interval": interval,
+            "tied": tied, "notes": notes}
+
+
+def _fmt_p(p) -> str:
+    """'p=0.058', 'p=1', 'p<1e-300' (a p below the smallest float), 'p=-' (no test)."""
+    if not _finite(p):
+        return "p=-"
+    return "p=1" if p == 1 else "p<1e-300" if p == 0 else f"p={p:.2g}"
+
+
+def _column_note(nfe, lines: list[dict], higher: bool) -> str:
+    """One line: the column's best set, ties with their p, the best's difference from the best
+    heuristic, how many methods differ significantly from it, and the power estimate."""
+    best = [r for r in lines if r["is_best"] is True]
+    if not best:
+        return f"NFE={nfe}: no finite value"
+    b = best[0]
+    tied = [r for r in lines if r["tied_with_best"] is True]
+    text = f"NFE={nfe}: best set {{{', '.join([b['method'], *(r['method'] for r in tied)])}}}"
+    if tied:
+        text += " (tied: " + ", ".join(f"{r['method']} {_fmt_p(r['p_vs_best'])}" for r in tied) + ")"
+    elif len(lines) > 1 and all(r["tied_with_best"] is None for r in lines if r is not b):
+        text += f" ({b['interval']}: no test)"
+    d = b["delta_vs_best_heuristic"]
+    if _finite(d) and d != 0:
+        text += (f"; {b['method']} vs best heuristic {d:+.3g} "
+                 f"[{b['delta_vs_best_heuristic_low']:.3g}, {b['delta_vs_best_heuristic_high']:.3g}] "
+                 f"{_fmt_p(b['p_vs_best_heuristic'])}")
+    tested = [r for r in lines if _finite(r["p_vs_best_heuristic"])]
+    if tested:
+        sig = [r for r in tested if r["p_vs_best_heuristic"] < 0.05]
+        better = sum(1 for r in sig if (r["delta_vs_best_heuristic"] > 0) == higher)
+        text += (f"; {better} of {len(tested)} significantly better than the best heuristic, "
+                 f"{len(sig) - better} worse")
+    if _finite(b["priors_to_separate"]):
+        text += (f"; ~{int(b['priors_to_separate'])} priors would separate {b['method']} from "
+                 f"{b['runner_up']} (80% power)")
+    return text
+
+
+def _notes(notes: list[str], fmt: str) -> str:
+    if not notes:
+        return ""
+    if fmt == "latex":
+        return "".join(f"% {n}\n" for n in notes)
+    if fmt == "markdown":
+        return "\n" + "".join(f"- {n}\n" for n in notes)
+    return "".join(f"  {n}\n" for n in notes)
+
+
+def legend(summary: pd.DataFrame, level: float, fmt: str = "text") -> str:
+    """The line that says what ±, bold and † mean, and which cells have no interval."""
+    pct = f"{100 * level:g}%"
+    bold = {"markdown": "bold", "latex": "bold"}.get(fmt, "*")
+    text = (f"Legend: ± half-width of the {pct} interval (percentile bootstrap over the evaluation priors, "
+            f"paired across methods; Student t over seeds when there are several); {bold}: best set (the best "
+            f"mean and every method not significantly different from it: paired t test, Holm-corrected, "
+            f"{100 * (1 - level):g}%); †: tied with the best; a value without ± is a single estimate")
+    old = summary[summary["interval"] == "no per-sample scores (row written before they were kept)"]
+    if len(old):
+        text += (f"; {len(old)} entries come from rows written before per-sample scores were kept: "
+                 "no interval (rerun those cells to get one)")
+    return ("% " if fmt == "latex" else "") + text + ".\n"

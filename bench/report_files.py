@@ -1,8 +1,9 @@
 """`bench report`: print the tables and write everything a paper needs under `<root>/<grid>/report/`.
 
-    results_long.csv / .parquet   one line per cell x metric with every resolved parameter
-    tables.md                     the tables in markdown: mean (± std over seeds), best per NFE bold
-    tables.tex                    the same through pandas' Styler (booktabs, best in \\textbf)
+    results_long.csv / .parquet   one line per cell x metric with every resolved parameter and the
+                                  statistics of `bench.stats` (n, std, ci_low, ci_high, deltas, p, ties)
+    tables.md                     the tables in markdown: mean ± half-width of the interval, best set bold
+    tables.tex                    the same through pandas' Styler (booktabs, best set in \\textbf)
     plots/*.png|pdf               metric against NFE, one style per method (`bench.figures`)
     schedules/*.png|pdf           log(sigma) against the step, one line per method, per NFE
     samples/*.png|pdf             labelled sample panels: the teacher, then each method at each NFE
@@ -14,18 +15,27 @@ import sys
 import torch
 
 from . import figures
-from .report import current_rows, latex_table, render, rows_frame, tables, write_tidy
+from .report import (_lookup, current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
+                     write_tidy)
+from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
 from .store import ResultsRoot, atomic_write_bytes, verify_key
 
 
-def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True) -> dict:
-    """Print the tables of the current cells; with `write_files`, write the report files of each
-    grid. Returns {grid name: [paths written]}."""
-    rows = list(current_rows(root, grid))
+def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True,
+                           plots: bool | None = None, level: float = DEFAULT_LEVEL,
+                           n_resamples: int = DEFAULT_RESAMPLES, brackets: bool = False,
+                           jobs: int = 2) -> dict:
+    """Print the tables of the current cells (with intervals and tests, `bench.stats`); with
+    `write_files`, write the report files of each grid (figures only with `plots`, default
+    `write_files`). Returns {grid name: [paths written]}."""
+    check_settings(level, n_resamples)
+    plots = write_files if plots is None else plots
+    rows, scores = read_scores_of(list(current_rows(root, grid)), root)
     df = rows_frame(rows, root, grid)
     tabs = tables(df)
     std = tables(df, stat="std") if df["seed"].nunique() > 1 else None
-    print(render(tabs, fmt, digits, std))
+    summary = summarize(df, scores, level, n_resamples)
+    print(render(tabs, fmt, digits, std, summary, brackets, level))
     written = {}
     if not write_files:
         return written
@@ -35,12 +45,22 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         grid_tabs = {k: v for k, v in tabs.items() if k[0] == name}
         grid_std = None if std is None else {k: v for k, v in std.items() if k[0] == name}
         grid_rows = [r for r in rows if r["grid"] == name]
-        paths = write_tidy(df[df["grid"] == name], out)
-        paths.append(atomic_write_bytes(out / "tables.md", render(grid_tabs, "markdown", digits, grid_std).encode()))
-        tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits) for k, t in grid_tabs.items())
+        grid_summary = summary[summary["grid"] == name]
+        paths = write_tidy(with_stats(df[df["grid"] == name], grid_summary), out, sort=False)
+        paths.append(atomic_write_bytes(out / "tables.md", render(grid_tabs, "markdown", digits, grid_std,
+                                                                  grid_summary, brackets, level).encode()))
+        lookup = _lookup(grid_summary)
+        tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits, grid_summary, brackets, lookup)
+                           for k, t in grid_tabs.items())
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
-        paths += figures.plot_metrics(grid_tabs, grid_std, df[df["grid"] == name], out / "plots")
-        paths += figures.plot_schedules(grid_rows, out / "schedules")
+        if not plots:
+            written[name] = paths
+            print(f"report of {name}: {len(paths)} files in {out} (results_long.csv/.parquet, tables.md/.tex; "
+                  "no figures: --no-plots)", file=sys.stderr)
+            continue
+        paths += figures.plot_metrics(grid_tabs, grid_std, df[df["grid"] == name], out / "plots",
+                                      summary=grid_summary, jobs=jobs)
+        paths += figures.plot_schedules(grid_rows, out / "schedules", jobs=jobs)
         previews = {}
         for row in grid_rows:
             path = results.preview_path(name, row["cell"])

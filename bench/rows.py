@@ -50,6 +50,7 @@ class ResultRow(BaseModel):
     paper_baseline: bool
     metrics: dict[str, Any]
     higher_is_better: dict[str, bool]
+    scores_sha256: str | None = None  # per-sample scores beside the row (`bench.scores`); None: none kept
     nfe_expected: float
     nfe_measured: float
     fit: dict

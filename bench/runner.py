@@ -36,6 +36,7 @@ from .models import make_model
 from .models._lazy import LazyDenoiser
 from .registry import METHODS
 from .rows import read_row, write_row
+from .scores import row_scores, write_scores
 from .seeding import generator_for, stable_hash
 from .solvers import make_solver
 from .store import (CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, is_root_fault,
@@ -197,15 +198,27 @@ def decode(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def row_done(root: ResultsRoot, cell: Cell, quarantine: bool = True) -> bool:
-    """True when the cell's row reads cleanly; a corrupt one is quarantined (when asked) and False."""
+    """True when the cell's row reads cleanly, with its per-sample scores (`bench.scores`); a corrupt
+    one is quarantined (when asked) and False. A row whose scores file is missing or corrupt is
+    quarantined with the file, so the cell is recomputed."""
     path = root.row_path(cell.grid, cell.hash)
     if not path.exists():
         return False
     try:
-        read_row(path)
+        row = read_row(path)
     except CorruptArtifact as err:
         if quarantine:
             root.quarantine(path, err.reason)
+        return False
+    except OSError:
+        return False
+    try:
+        row_scores(root, row)
+    except CorruptArtifact as err:
+        if quarantine:
+            root.quarantine(path, f"its {err.reason}")
+            if err.path.exists():
+                root.quarantine(err.path, err.reason)
         return False
     except OSError:
         return False
@@ -261,12 +274,16 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
         atomic_write_torch(root.preview_path(cell.grid, cell.hash),
                            {"samples": samples[:PREVIEW].detach().cpu(), "teacher": teacher_x0[:PREVIEW].detach().cpu(),
                             "cell": cell.hash})
-    metrics, higher = {}, {}
+    metrics, higher, per_sample = {}, {}, {}
     for spec in cell.metrics:
         metric = make_metric(_unlabelled(spec))
-        values = metric.compute(samples, metric_ctx)
+        values, scores = metric.compute_per_sample(samples, metric_ctx)
         metrics.update(values)
+        per_sample.update(scores)
         higher[metric.name] = metric.higher_is_better
+    # per-sample values of the metrics that are means over samples, in the order of the priors
+    scores_sha256 = (write_scores(root.scores_path(cell.grid, cell.hash), cell.hash, per_sample)
+                     if per_sample else None)
 
     config = cell.config()
     row = {
@@ -284,6 +301,7 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
         "paper_baseline": bool(getattr(method, "paper_baseline", False)),
         "metrics": metrics,
         "higher_is_better": higher,
+        "scores_sha256": scores_sha256,  # SHA-256 of <root>/<grid>/scores/<cell>.npz (bench.scores)
         # NFE in the papers' convention (a guided evaluation counts once); the network's own
         # evaluations per sample (2 x NFE under classifier-free guidance) beside it.
         "nfe_expected": solver.nfe(cell.steps),

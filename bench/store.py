@@ -28,6 +28,7 @@ Layout of a results root (default `results/`):
     <root>/<grid name>/grid.yaml               the grid file of the latest run (report, gc)
     <root>/<grid name>/samples/<cell hash>.png a small grid of the cell's samples (image models)
     <root>/<grid name>/samples/<cell hash>.pt  its first samples and teacher endpoints (report panels)
+    <root>/<grid name>/scores/<cell hash>.npz  per-sample scores of its metrics (`bench.scores`)
     <root>/<grid name>/report/                 tables and plots
     <root>/<grid name>/jobs/                   submission records and failures (`bench.status`)
     <root>/cache/teachers/<key hash>.pt        teacher endpoints
@@ -282,6 +283,9 @@ class ResultsRoot:
 
     def preview_path(self, grid_name: str, cell_hash: str) -> Path:
         return self.grid_dir(grid_name) / "samples" / f"{cell_hash}.pt"
+
+    def scores_path(self, grid_name: str, cell_hash: str) -> Path:
+        return self.grid_dir(grid_name) / "scores" / f"{cell_hash}.npz"
 
     def teacher_path(self, key_hash: str) -> Path:
         return self.root / "cache" / "teachers" / f"{key_hash}.pt"

@@ -12,6 +12,12 @@ What a metric needs is declared on the class, so the runner can prepare it or re
 
 Every random draw a metric makes comes from `ctx.generator` (seeded from the cell), so a metric is a
 deterministic function of (samples, teacher, model, generator state).
+
+A metric that is a mean over samples (`mse`, `psnr`, `lpips`) also overrides `compute_per_sample`,
+returning its per-sample values beside the usual columns; the runner keeps them (in the order of the
+evaluation priors) so the report can put an interval on every mean and pair two methods sample by
+sample (`bench.scores`, `bench.stats`). Its reported mean stays the one `compute` always returned.
+Distribution distances (FID, KID, Wasserstein, KL) have no per-sample part and keep the default.
 """
 from __future__ import annotations
 
@@ -50,6 +56,13 @@ class Metric(Plugin):
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
         """Return {column name: value}; the main value under self.name, extra columns e.g. f"{self.name}_floor"."""
         raise NotImplementedError
+
+    def compute_per_sample(self, samples: torch.Tensor, ctx: MetricContext):
+        """(`compute`'s columns, {column: float64 numpy vector of per-sample values}); the default
+        has no per-sample part. A metric that is a mean over samples returns its main column's
+        per-sample values, in the order of `samples`, with the column's mean computed as `compute`
+        computes it."""
+        return self.compute(samples, ctx), {}
 
     # Helpers for subclasses.
 

@@ -46,8 +46,12 @@ class MSE(Metric):
     needs_teacher: ClassVar[bool] = True
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
+        return self.compute_per_sample(samples, ctx)[0]
+
+    def compute_per_sample(self, samples: torch.Tensor, ctx: MetricContext):
         teacher = self.teacher_for(samples, ctx)
-        return {self.name: per_sample_squared_error(samples, teacher).mean().item()}
+        errors = per_sample_squared_error(samples, teacher)
+        return {self.name: errors.mean().item()}, {self.name: errors.numpy()}
 
 
 @METRICS.register("psnr")
@@ -59,6 +63,9 @@ class PSNR(Metric):
         max_db: float = Field(100.0, gt=0, description="cap of a sample's PSNR (an exact match is +inf dB)")
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
+        return self.compute_per_sample(samples, ctx)[0]
+
+    def compute_per_sample(self, samples: torch.Tensor, ctx: MetricContext):
         teacher = self.teacher_for(samples, ctx)
         data_range = float(ctx.model.data_range)
         dims = math.prod(samples.shape[1:])
@@ -66,4 +73,4 @@ class PSNR(Metric):
         # 10 log10(R^2 / 0) = +inf, capped by the minimum; NaN (diverged samples) stays NaN.
         psnr = 10.0 * torch.log10(data_range**2 / mse)
         psnr = torch.where(psnr.isnan(), psnr, psnr.clamp(max=float(self.params["max_db"])))
-        return {self.name: psnr.mean().item()}
+        return {self.name: psnr.mean().item()}, {self.name: psnr.numpy()}

@@ -166,6 +166,9 @@ class LPIPS(Metric):
         check_weights(self.params["net"])
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
+        return self.compute_per_sample(samples, ctx)[0]
+
+    def compute_per_sample(self, samples: torch.Tensor, ctx: MetricContext):
         teacher = self.teacher_for(samples, ctx)
         if samples.ndim != 4 or samples.shape[1] not in (1, 3):
             raise UserError(f"metric 'lpips' needs images [B, 1 or 3, H, W]; the samples have shape "
@@ -173,16 +176,19 @@ class LPIPS(Metric):
         if samples.shape[0] == 0:
             raise ValueError("metric 'lpips' got an empty sample set")
         if not bool(torch.isfinite(samples).all()):
-            return {self.name: float("nan")}
+            return {self.name: float("nan")}, {}
         distance = load_lpips(self.params["net"], device=ctx.device)
         batch = self.params["batch"]
         total = 0.0
+        per_sample = []
         with torch.no_grad():
             for start in range(0, samples.shape[0], batch):
                 x = samples[start : start + batch].clamp(-1.0, 1.0)
                 y = teacher[start : start + batch].clamp(-1.0, 1.0)
-                total += distance(x, y).double().sum().item()
-        return {self.name: total / samples.shape[0]}
+                values = distance(x, y).double().reshape(-1)
+                total += values.sum().item()  # the mean as it has always been summed: batch by batch
+                per_sample.append(values.cpu())
+        return {self.name: total / samples.shape[0]}, {self.name: torch.cat(per_sample).numpy()}
 
 
 __all__ = ["LPIPS", "LPIPSDistance", "backbone_file", "check_weights", "linear_layers_file", "load_lpips",
