@@ -4,7 +4,8 @@
   line per method. Every method keeps one colour and one marker across all figures of a report
   (assigned in sorted order from 18 non-grey colours and 10 markers); closed-form heuristics are
   dashed, searched and learned methods solid, the "best heuristic" and "noise floor" rows dotted
-  grey. Error bars show the standard deviation over seeds when there are several; NFE ticks are the
+  grey; a study's published values (`bench.studies`) are hollow markers of their method's colour
+  and marker, without a line. Error bars show the standard deviation over seeds when there are several; NFE ticks are the
   integers run; the legend sits outside the axes; the title carries the direction (↓ / ↑).
 * `plot_schedules`: per (grid, model, solver) and NFE, the timesteps of every global schedule as
   log(sigma) (the VE-equivalent noise level, comparable across time variables) against the step.
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .report import BEST_HEURISTIC, NOISE_FLOOR, arrow
+from .studies import is_extra_row
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 EXTRA_ROWS = (BEST_HEURISTIC, NOISE_FLOOR)
@@ -78,9 +80,17 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir) -> lis
         nfes = [int(c.split("=")[1]) for c in table.columns]
         spread = None if std is None else std.get(key)
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        published_of = table.attrs.get("published_of", {})
         for method, values in table.iterrows():
             y = values.to_numpy(dtype=float)
             if np.isnan(y).all():
+                continue
+            if is_extra_row(method):  # a study's published values: hollow markers of the method's colour
+                if method in published_of:
+                    style = styles[published_of[method]]
+                    ax.plot(nfes, y, linestyle="none", marker=style["marker"] or "o", markersize=6,
+                            markerfacecolor="none", markeredgecolor=style["color"], markeredgewidth=1.2,
+                            label=method)
                 continue
             err = None
             if spread is not None and method in spread.index:
@@ -89,7 +99,7 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir) -> lis
         ax.set_xticks(nfes)
         ax.set_xlabel("NFE")
         ax.set_ylabel(f"{metric} {arrow(table.attrs.get('higher_is_better', False))}")
-        finite = table.to_numpy(dtype=float)
+        finite = table.loc[[r for r in table.index if not is_extra_row(r) or r in published_of]].to_numpy(dtype=float)
         finite = finite[np.isfinite(finite)]
         if metric.split(" ")[0] in ("mse", "kl", "wasserstein", "fid", "kid", "fd-digits") and len(finite) \
                 and (finite > 0).all() and finite.max() / finite.min() > 20:

@@ -32,6 +32,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .errors import UserError
+from .studies import is_extra_row  # a study's `published (paper, table)` rows are no method
 
 BEST_HEURISTIC = "best heuristic"
 # Columns that describe a metric's feature network, the same in every cell (fd-digits' classifier
@@ -206,7 +207,7 @@ def arrow(higher_is_better: bool) -> str:
 
 def best_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Boolean mask of the best method per NFE column (the extra rows never count)."""
-    methods = table.drop(index=[r for r in (BEST_HEURISTIC, NOISE_FLOOR) if r in table.index])
+    methods = table.drop(index=[r for r in table.index if r in (BEST_HEURISTIC, NOISE_FLOOR) or is_extra_row(r)])
     higher = table.attrs.get("higher_is_better", False)
     best = methods.max() if higher else methods.min()
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
@@ -260,7 +261,7 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
 def latex_table(table: pd.DataFrame, caption: str, digits: int = 4) -> str:
     """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold."""
     higher = table.attrs.get("higher_is_better", False)
-    methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR)]
+    methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR) and not is_extra_row(m)]
     styler = table.style.format(precision=digits, na_rep=MISSING)
     highlight = styler.highlight_max if higher else styler.highlight_min
     highlight(subset=pd.IndexSlice[methods, :], axis=0, props="textbf:--rwrap;")

@@ -10,20 +10,31 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
 from . import figures
 from .report import current_rows, latex_table, render, rows_frame, tables, write_tidy
 from .store import ResultsRoot, atomic_write_bytes
+from .studies import load_study, long_form, studies_for_grid, with_published
 
 
-def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True) -> dict:
+def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True,
+                           studies=None) -> dict:
     """Print the tables of the current cells; with `write_files`, write the report files of each
-    grid. Returns {grid name: [paths written]}."""
+    grid. `studies` (study files; default: the shipped studies of each grid reported) add their
+    published values (`bench.studies`). Returns {grid name: [paths written]}."""
     rows = list(current_rows(root, grid))
     df = rows_frame(rows, root, grid)
     tabs = tables(df)
+    # --- published values beside the measured ones (bench.studies)
+    if studies is None:
+        studies = [s for name in df["grid"].unique() for s in studies_for_grid(name)]
+    else:
+        studies = [load_study(s) if isinstance(s, (str, Path)) else s for s in studies]
+    tabs = with_published(tabs, studies)
+    # ---
     std = tables(df, stat="std") if df["seed"].nunique() > 1 else None
     print(render(tabs, fmt, digits, std))
     written = {}
@@ -35,7 +46,7 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         grid_tabs = {k: v for k, v in tabs.items() if k[0] == name}
         grid_std = None if std is None else {k: v for k, v in std.items() if k[0] == name}
         grid_rows = [r for r in rows if r["grid"] == name]
-        paths = write_tidy(df[df["grid"] == name], out)
+        paths = write_tidy(long_form(df[df["grid"] == name], studies), out)
         paths.append(atomic_write_bytes(out / "tables.md", render(grid_tabs, "markdown", digits, grid_std).encode()))
         tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits) for k, t in grid_tabs.items())
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
