@@ -72,7 +72,7 @@ def cmd_run(args):
 
         study = load_study(args.study)
         check_needs(study, args.results)
-        args.grid = str(study.grid.path)
+        args.grid = str(study.grid_path)
     elif not args.grid:
         raise UserError("run needs --grid GRID or --study STUDY")
     grid = load_grid(args.grid, force=args.force)

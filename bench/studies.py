@@ -145,13 +145,29 @@ class PublishedValue:
 class Study:
     name: str
     path: Path | None
-    grid: object  # bench.grid.Grid
+    grid_raw: dict  # the grid file's mapping: values are validated against its axes without loading models
+    grid_path: Path | None
     values: list[PublishedValue]
     checkpoints: list[Checkpoint] = field(default_factory=list)
     fid_reference: list[FidReference] = field(default_factory=list)
     description: str = ""
     gpu: dict | None = None
     stand_in: bool = False  # the grid's models replaced by stand-ins (`with_stand_in`)
+    _grid: object = None
+
+    @property
+    def grid_name(self) -> str:
+        return self.grid_raw.get("name") or (self.grid_path.stem if self.grid_path else self.name)
+
+    @property
+    def grid(self):
+        """The parsed `bench.grid.Grid` (parsing resolves the plugins, which may read the model files:
+        `missing` / `check_needs` first tell what is absent)."""
+        if self._grid is None:
+            from .grid import parse_grid
+
+            self._grid = parse_grid(self.grid_raw, name=self.grid_name, path=self.grid_path, force=True)
+        return self._grid
 
 
 def _labels(specs) -> list[str]:
@@ -174,8 +190,22 @@ def _axis_label(value, labels: list[str], axis: str, where: str) -> str:
     return value
 
 
-def _expand(block: PublishedBlock, i: int, grid, prefix: str) -> list[PublishedValue]:
-    raw = grid.raw or {}
+def _has_cell(raw: dict, model: str, solver: str, method: str, nfe: int) -> bool:
+    """Whether the grid's axes hold the cell and no `exclude` rule drops it (read from the raw grid)."""
+    from .grid import _matches
+
+    if nfe not in (raw.get("nfe") or []):
+        return False
+    pick = {}
+    for axis, label in (("models", model), ("solvers", solver), ("methods", method)):
+        specs = [{"name": s} if isinstance(s, str) else s for s in raw.get(axis) or []]
+        pick[axis[:-1]] = next(s for s, lab in zip(specs, _labels(specs)) if lab == label)
+    combo = {**pick, "nfe": nfe, "seed": None}
+    rules = [{k: v for k, v in rule.items() if k != "seed"} for rule in raw.get("exclude") or [] if isinstance(rule, dict)]
+    return not any(rule and _matches(rule, combo) for rule in rules)
+
+
+def _expand(block: PublishedBlock, i: int, raw: dict, prefix: str) -> list[PublishedValue]:
     where = f"{prefix}published[{i}] ({block.paper} {block.table}, {block.metric})"
     model = _axis_label(block.model, _labels(raw.get("models", [])), "model", where)
     solver = _axis_label(block.solver, _labels(raw.get("solvers", [])), "solver", where)
@@ -183,7 +213,6 @@ def _expand(block: PublishedBlock, i: int, grid, prefix: str) -> list[PublishedV
     if block.metric not in metrics:
         raise UserError(f"{where}: metric {block.metric!r} is not computed by the grid; its metrics: {', '.join(metrics)}")
     methods = _labels(raw.get("methods", []))
-    cells = {(c.nfe, _labels([c.method])[0], _labels([c.model])[0], _labels([c.solver])[0]) for c in grid.cells}
     if block.tolerance is not None and not block.tolerance_from:
         raise UserError(f"{where}: tolerance_from is required with a tolerance: say where the tolerance comes from")
     tolerances = block.tolerance if isinstance(block.tolerance, dict) else {}
@@ -215,7 +244,7 @@ def _expand(block: PublishedBlock, i: int, grid, prefix: str) -> list[PublishedV
                 raise UserError(f"{name}: tolerance must be a number >= 0, got {t!r}")
             if not math.isfinite(value):
                 raise UserError(f"{name}: the published value must be a finite number, got {value!r}")
-            if (nfe, method, model, solver) not in cells:
+            if not _has_cell(raw, model, solver, method, nfe):
                 raise UserError(f"{name}: the grid has no cell {model} | {solver} | {method} | NFE={nfe} "
                                 "(add the NFE to the grid or drop the value)")
             notes = [d.note for d in block.differs
@@ -229,8 +258,9 @@ def _expand(block: PublishedBlock, i: int, grid, prefix: str) -> list[PublishedV
 
 
 def parse_study(raw: dict, path: Path | None = None) -> Study:
-    """A validated `Study` from a study file's mapping (`path`: where it was read, for `grid:`)."""
-    from .grid import load_grid
+    """A validated `Study` from a study file's mapping (`path`: where it was read, for `grid:`). The
+    values are checked against the grid file's axes; nothing is loaded."""
+    from .grid import read_grid_file
 
     prefix = f"{path} " if path else "study "
     if not isinstance(raw, dict):
@@ -241,21 +271,24 @@ def parse_study(raw: dict, path: Path | None = None) -> Study:
         grid_path = (path.parent if path else Path.cwd()) / grid_path
     if not grid_path.is_file():
         raise UserError(f"{prefix}grid: no grid file at {grid_path}")
-    grid = load_grid(grid_path, force=True)
-    values = [v for i, block in enumerate(spec.published) for v in _expand(block, i, grid, prefix)]
+    grid_raw = read_grid_file(grid_path)
+    if not isinstance(grid_raw, dict):
+        raise UserError(f"{grid_path}: the grid file must be a YAML mapping")
+    values = [v for i, block in enumerate(spec.published) for v in _expand(block, i, grid_raw, prefix)]
     seen = {}
     for v in values:
         key = (v.paper, v.table, v.model, v.solver, v.method, v.nfe, v.metric)
         if key in seen:
             raise UserError(f"{v.where}: the same cell is already published by {seen[key]}")
         seen[key] = v.where
-    models = _labels((grid.raw or {}).get("models", []))
+    models = _labels(grid_raw.get("models", []))
     for c, ckpt in enumerate(spec.checkpoints):
         if ckpt.model not in models:
             raise UserError(f"{prefix}checkpoints[{c}]: model {ckpt.model!r} is not in the grid; its models: "
                             f"{', '.join(models)}")
-    return Study(name=spec.study, path=path, grid=grid, values=values, checkpoints=list(spec.checkpoints),
-                 fid_reference=list(spec.fid_reference), description=spec.description, gpu=spec.gpu)
+    return Study(name=spec.study, path=path, grid_raw=grid_raw, grid_path=grid_path.resolve(), values=values,
+                 checkpoints=list(spec.checkpoints), fid_reference=list(spec.fid_reference),
+                 description=spec.description, gpu=spec.gpu)
 
 
 def load_study(path) -> Study:
@@ -277,24 +310,21 @@ def studies_for_grid(grid_name: str, folder=STUDIES_DIR) -> list[Study]:
     out = []
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
-            raw = read_grid_file(path)
-            grid_file = (path.parent / raw["grid"]).resolve()
-            name = (read_grid_file(grid_file) or {}).get("name", grid_file.stem)
-            if name == grid_name:
-                out.append(parse_study(raw, path))
+            study = parse_study(read_grid_file(path), path)
+            if study.grid_name == grid_name:
+                out.append(study)
         except (UserError, KeyError, TypeError, OSError) as err:
             print(f"bench: study {path.name} left out: {err}", file=sys.stderr)
     return out
 
 
 def with_stand_in(study: Study, models: dict[str, dict], samples: dict | None = None,
-                  metrics: list | None = None) -> Study:
-    """The study with its grid's models replaced by stand-ins ({model label: spec}; the label is kept,
-    so published values still find their cells) and optionally smaller `samples` / other `metrics`.
+                  methods: dict[str, dict] | None = None, teacher: dict | None = None) -> Study:
+    """The study with its grid's models replaced by stand-ins ({model label: spec}), optionally with
+    smaller `samples`, a cheaper `teacher` and cheaper method settings ({method label: parameters
+    merged into the entry}). Labels are kept, so every published value still finds its cell;
     `check` calls every value of a stand-in study "not comparable: stand-in model"."""
-    from .grid import parse_grid
-
-    raw = dict(study.grid.raw)
+    raw = dict(study.grid_raw)
     labels = _labels(raw["models"])
     missing = sorted(set(labels) - set(models))
     if missing:
@@ -302,23 +332,28 @@ def with_stand_in(study: Study, models: dict[str, dict], samples: dict | None = 
     raw["models"] = [{**models[label], "label": label} for label in labels]
     if samples is not None:
         raw["samples"] = samples
-    if metrics is not None:
-        raw["metrics"] = metrics
-    grid = parse_grid(raw, name=study.grid.name, force=True)
-    values = [v for v in study.values if v.metric in _labels(raw["metrics"])]
-    return replace(study, grid=grid, values=values, stand_in=True)
+    if teacher is not None:
+        raw["teacher"] = teacher
+    if methods:
+        entries = [{"name": m} if isinstance(m, str) else m for m in raw["methods"]]
+        raw["methods"] = [{**entry, **methods[label], "label": label} if label in methods else entry
+                          for entry, label in zip(entries, _labels(entries))]
+    return replace(study, grid_raw=raw, stand_in=True, _grid=None)
 
 
 # ------------------------------------------------------------------------------------- what a study needs
 def missing(study: Study, root="results") -> list[str]:
     """One line per file the study needs that is not there: checkpoints (with where they are published),
     the model's other files, the metrics' weights and the FID reference statistics."""
+    from types import SimpleNamespace
+
     from .grid import plugin_label
     from .preflight import metric_problems, missing_paths
 
     named = {(c.model, c.parameter): c for c in study.checkpoints}
     lines, stated = [], set()
-    for spec in (study.grid.raw or {}).get("models", []):
+    specs = [{"name": m} if isinstance(m, str) else m for m in study.grid_raw.get("models", [])]
+    for spec in specs:
         spec = {"name": spec} if isinstance(spec, str) else spec
         label = plugin_label(spec)
         for param, value in spec.items():
@@ -326,15 +361,20 @@ def missing(study: Study, root="results") -> list[str]:
             if ckpt is None or f"{param}: {value}" in stated or Path(str(value)).expanduser().exists():
                 continue
             stated.add(f"{param}: {value}")
-            sha = f", sha256 {ckpt.sha256}" if ckpt.sha256 else "; its source states no sha256"
-            lines.append(f"model {label!r} {param}: {value} (the paper's {ckpt.file}, from {ckpt.url}{sha})")
+            sha = f", sha256 {ckpt.sha256}" if ckpt.sha256 else ""
+            lines.append(f"model {label!r} {param}: {value} ({ckpt.file}, from {ckpt.url}{sha})")
     # the models' other files (e.g. `edm`'s source tree), named once each
-    for line in missing_paths(study.grid.cells):
+    # missing_paths / metric_problems read only these fields of a cell
+    cells = [SimpleNamespace(model={k: v for k, v in m.items() if k != "label"},
+                             metrics=tuple({"name": x} if isinstance(x, str) else x
+                                           for x in study.grid_raw.get("metrics", [])))
+             for m in specs]
+    for line in missing_paths(cells):
         what = line.split(" ", 2)[2]
         if what not in stated:
             stated.add(what)
             lines.append(line)
-    lines += metric_problems(study.grid.cells)
+    lines += metric_problems(cells)
     for ref in study.fid_reference:
         if not _fid_reference_exists(ref.name, root):
             lines.append(f"FID reference {ref.name!r}: {ref.images}; build it with `{ref.command}`")
@@ -457,7 +497,7 @@ def format_check(study: Study, results: list[CheckResult]) -> str:
 def published_records(study: Study) -> pd.DataFrame:
     """The published values in the report's long form: `source = published` and the citation."""
     records = [{
-        "grid": study.grid.name, "model": v.model, "solver": v.solver, "method": v.method, "nfe": v.nfe,
+        "grid": study.grid_name, "model": v.model, "solver": v.solver, "method": v.method, "nfe": v.nfe,
         "seed": None, "metric": v.metric, "value": v.value, "floor": False, "higher_is_better": False,
         "heuristic": False, "paper_baseline": False, "source": PUBLISHED, "citation": v.citation,
         "setting": v.setting, "tolerance": v.tolerance, "differs": v.differs,
@@ -491,7 +531,7 @@ def with_published(tabs: dict, studies: list[Study]) -> dict:
     by_key: dict[tuple, list[PublishedValue]] = {}
     for study in studies:
         for v in study.values:
-            by_key.setdefault((study.grid.name, v.model, v.solver, v.metric), []).append(v)
+            by_key.setdefault((study.grid_name, v.model, v.solver, v.metric), []).append(v)
     out = {}
     for key, table in tabs.items():
         grid, model, solver, metric = key
