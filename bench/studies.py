@@ -498,7 +498,7 @@ def published_records(study: Study) -> pd.DataFrame:
     """The published values in the report's long form: `source = published` and the citation."""
     records = [{
         "grid": study.grid_name, "model": v.model, "solver": v.solver, "method": v.method, "nfe": v.nfe,
-        "seed": None, "metric": v.metric, "value": v.value, "floor": False, "higher_is_better": False,
+        "seed": pd.NA, "metric": v.metric, "value": v.value, "floor": False, "higher_is_better": False,
         "heuristic": False, "paper_baseline": False, "source": PUBLISHED, "citation": v.citation,
         "setting": v.setting, "tolerance": v.tolerance, "differs": v.differs,
     } for v in study.values]
@@ -513,7 +513,10 @@ def long_form(measured: pd.DataFrame, studies: list[Study]) -> pd.DataFrame:
         return out
     published = pd.concat(extra, ignore_index=True)
     published = published[published["grid"].isin(out["grid"].unique())]
-    return pd.concat([out, published.astype(object)], ignore_index=True)
+    # integer columns stay integers (pandas' nullable Int64: a published line has no seed, no sample count)
+    ints = {c: "Int64" for c in out.columns if pd.api.types.is_integer_dtype(out[c])}
+    published = published.astype({c: t for c, t in ints.items() if c in published.columns})
+    return pd.concat([out.astype(ints), published], ignore_index=True)
 
 
 def is_extra_row(name) -> bool:
