@@ -19,6 +19,7 @@ reads one block beside one table:
           uniform: [0.0588, 0.0213, 0.0238]
         tolerance: 0.002             # optional: one number, or per method (a number or one per NFE)
         tolerance_from: "..."        # required with a tolerance: the paper's spread or the arithmetic
+        tolerance_covers: published  # or `both`: it also covers our estimate's error (point compared)
         samples: 50000               # optional: the paper's sample count; a row with fewer is not comparable
         differs:                     # values whose setting we cannot match: reported, never checked
           - {method: uniform, nfe: 4, note: "non-monotone in the paper: ..."}
@@ -35,7 +36,8 @@ is not in the grid; its methods: ...``.
 
 `check(study, root)` compares each published value with the measured one: the interval
 [`ci_low`, `ci_high`] of the report's long form when those columns are present (the per-cell
-uncertainty), else the point value (mean over seeds), against published ± tolerance. Outcomes:
+uncertainty), else the point value (mean over seeds), against published ± tolerance (the point
+value also when the block's `tolerance_covers: both`, a tolerance that already holds our error). Outcomes:
 pass, fail, not run (no row), not comparable (why: a stand-in model, another checkpoint than the
 study's sha256, fewer samples than the paper), differs (the study's note), no tolerance.
 """
@@ -47,6 +49,8 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from typing import Literal
+
 from pydantic import Field
 
 from .errors import UserError
@@ -82,6 +86,9 @@ class PublishedBlock(Params):
     tolerance: float | dict[str, float | list[float | None]] | None = Field(
         None, description="allowed |measured - published|: one number, or per method (a number or per NFE)")
     tolerance_from: str | None = Field(None, description="where the tolerance comes from")
+    tolerance_covers: Literal["published", "both"] = Field(
+        "published", description="published: the paper's side only (the measured interval adds ours); both: "
+                                 "it also covers our estimate's error, so the point value is compared")
     samples: int | None = Field(None, ge=1, description="the paper's sample count for this metric")
     differs: list[Differs] = Field(default_factory=list, description="values whose setting we cannot match")
 
@@ -131,6 +138,7 @@ class PublishedValue:
     samples: int | None
     differs: str | None
     where: str  # "published[0] uniform NFE=3"
+    tolerance_covers: str = "published"
 
     @property
     def citation(self) -> str:
@@ -253,7 +261,8 @@ def _expand(block: PublishedBlock, i: int, raw: dict, prefix: str) -> list[Publi
                 paper=block.paper, arxiv=block.arxiv, table=block.table, setting=block.setting, model=model,
                 solver=solver, method=method, nfe=nfe, metric=block.metric, value=float(value),
                 tolerance=None if t is None else float(t), tolerance_from=block.tolerance_from,
-                samples=block.samples, differs="; ".join(notes) or None, where=name))
+                samples=block.samples, differs="; ".join(notes) or None, where=name,
+                tolerance_covers=block.tolerance_covers))
     return out
 
 
@@ -476,7 +485,7 @@ def check_value(study: Study, v: PublishedValue, df: pd.DataFrame | None) -> Che
         return CheckResult(v, "differs", why=v.differs, **base)
     if v.tolerance is None:
         return CheckResult(v, "no tolerance", why="shown in the report, not checked", **base)
-    lo, hi = (low, high) if low is not None else (measured, measured)
+    lo, hi = (low, high) if low is not None and v.tolerance_covers == "published" else (measured, measured)
     ok = lo <= v.value + v.tolerance and hi >= v.value - v.tolerance
     return CheckResult(v, "pass" if ok else "fail", why=f"difference {measured - v.value:+.3g}", **base)
 

@@ -104,6 +104,8 @@ def test_check_compares_the_interval_when_present_else_the_point(study_file):
     result = check_value(study, v, _frame(0.07, ci=(0.059, 0.08)))
     assert (result.status, result.low, result.high) == ("pass", 0.059, 0.08)
     assert "[0.059, 0.08]" in result.line()
+    both = load_study(study_file(_block(tolerance_covers="both")))
+    assert check_value(both, both.values[0], _frame(0.07, ci=(0.059, 0.08))).status == "fail"  # the point
     assert check_value(study, v, None).status == "not run"
     assert check_value(study, v, _frame(0.05, method="god(shifts=False)")).status == "not run"
 
