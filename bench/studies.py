@@ -11,7 +11,7 @@ reads one block beside one table:
         arxiv: "2603.17671"
         table: "Table 6"
         setting: "2D tree toy, flow-matching OT time, Euler; MSE to teacher samples"  # the paper's words
-        model: toy2d                 # labels of the grid's entries (a grid with one model/solver may omit them)
+        model: toy2d(time=flow)      # labels of the grid's entries (a grid with one model/solver may omit them)
         solver: euler
         metric: mse                  # a metric of the grid
         nfe: [3, 4, 5]
@@ -40,6 +40,12 @@ uncertainty), else the point value (mean over seeds), against published ± toler
 value also when the block's `tolerance_covers: both`, a tolerance that already holds our error). Outcomes:
 pass, fail, not run (no row), not comparable (why: a stand-in model, another checkpoint than the
 study's sha256, fewer samples than the paper), differs (the study's note), no tolerance.
+
+Beside the report (`bench.report_files` calls these): `with_published` adds, under each method row
+of a table that has published values, a `<method>: published (<paper>, <table>)` row and a
+`<method>: measured − published` row (`is_extra_row` tells them from methods: never "best");
+`long_form` appends the published values to the long CSV/parquet with `source = published` and the
+citation (measured lines: `source = measured`). `bench.figures` draws them as hollow markers.
 """
 from __future__ import annotations
 
@@ -47,10 +53,9 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import pandas as pd
-import yaml
 from typing import Literal
 
+import pandas as pd
 from pydantic import Field
 
 from .errors import UserError

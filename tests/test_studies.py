@@ -13,7 +13,7 @@ from bench import report
 from bench.__main__ import main
 from bench.errors import UserError
 from bench.studies import (
-    DIFFERENCE, STUDIES_DIR, CheckResult, check_value, format_check, is_extra_row, load_study, long_form,
+    DIFFERENCE, STUDIES_DIR, check_value, format_check, is_extra_row, load_study, long_form,
     published_records, with_published,
 )
 

@@ -9,7 +9,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.launch import run_local
-from bench.studies import load_study, STUDIES_DIR
+from bench.studies import STUDIES_DIR, load_study
 
 pytestmark = pytest.mark.slow
 
