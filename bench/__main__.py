@@ -4,6 +4,7 @@
                         [--executor local|submitit-local|slurm] [--detach] [--cells-per-job N] ...
     python -m bench status --grid grids/toy2d.yaml [--all] [--json]
     python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex]
+    python -m bench check --study studies/indis-toy.yaml | --grid grids/indis-toy.yaml [--results DIR]
     python -m bench gc --grid grids/toy2d.yaml [--delete]
     python -m bench list
     python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
@@ -66,6 +67,14 @@ def cmd_run(args):
     from .store import check_writable
 
     check_device(args.device)
+    if args.study:  # a study runs its grid; what it needs is listed with where to get it (bench.studies)
+        from .studies import check_needs, load_study
+
+        study = load_study(args.study)
+        check_needs(study, args.results)
+        args.grid = str(study.grid_path)
+    elif not args.grid:
+        raise UserError("run needs --grid GRID or --study STUDY")
     grid = load_grid(args.grid, force=args.force)
     check_paths(grid.cells)  # every missing weight / prompt file at once, before anything runs
     check_writable(args.results)
@@ -101,13 +110,17 @@ def cmd_report(args):
     if args.digits < 1:
         raise UserError(f"--digits must be an integer >= 1 (significant digits), got {args.digits}")
     grid = load_grid(args.grid, force=True) if args.grid else None
+    if args.study:
+        from .studies import load_study
+
+        grid = load_study(args.study).grid
     check_settings(args.ci_level, args.bootstrap)
     if args.plots:
         _check_report_writable(args.results)
     # --no-plots still writes the long CSV/parquet and the tables, where the root can be written
     print_and_write_report(args.results, grid, args.format, args.digits, write_files=args.plots or _writable(args.results),
                            plots=args.plots, level=args.ci_level, n_resamples=args.bootstrap,
-                           brackets=args.brackets, jobs=args.jobs)
+                           brackets=args.brackets, jobs=args.jobs, studies=[args.study] if args.study else None)
 
 
 def _writable(root) -> bool:
@@ -116,6 +129,28 @@ def _writable(root) -> bool:
     except UserError:
         return False
     return True
+
+
+def cmd_check(args):
+    """Measured against published values; exit 1 when a value fails (`bench.studies`)."""
+    from .studies import check, format_check, load_study, studies_for_grid
+
+    if bool(args.study) == bool(args.grid):
+        raise UserError("check takes --study STUDY or --grid GRID (the shipped studies of that grid)")
+    if args.study:
+        studies = [load_study(args.study)]
+    else:
+        name = load_grid_arg(args.grid).name
+        studies = studies_for_grid(name)
+        if not studies:
+            raise UserError(f"--grid {args.grid}: no study in studies/ publishes values for grid {name!r}; "
+                            "pass --study")
+    failed = False
+    for study in studies:
+        results = check(study, args.results)
+        print(format_check(study, results))
+        failed |= any(r.status == "fail" for r in results)
+    return 1 if failed else 0
 
 
 def _check_report_writable(root) -> None:
@@ -272,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run every missing cell of a grid (locally, or as submitit / Slurm jobs)")
-    run.add_argument("--grid", required=True, help="grid YAML file, e.g. grids/toy2d.yaml")
+    run.add_argument("--grid", help="grid YAML file, e.g. grids/toy2d.yaml")
+    run.add_argument("--study", help="study file (studies/*.yaml): runs its grid once everything it needs is here")
     run.add_argument("--results", default="results", help="results root (default: results)")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -290,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="print tables (and write plots) from the result rows")
     rep.add_argument("--grid", help="only this grid's rows (default: every grid under --results)")
+    rep.add_argument("--study", help="this study's grid, with its published values (default: the shipped "
+                                     "studies of each grid)")
     rep.add_argument("--results", default="results", help="results root (default: results)")
     rep.add_argument("--format", default="text", choices=["text", "markdown", "csv", "latex"])
     rep.add_argument("--digits", type=int, default=4, help="significant digits (default: 4)")
@@ -300,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--brackets", action="store_true", help="print intervals as [low, high] instead of ± half-width")
     rep.add_argument("--jobs", type=int, default=2, help="processes drawing figures (joblib; default: 2)")
     rep.set_defaults(func=cmd_report)
+
+    chk = sub.add_parser("check", help="measured against published values of a study: one line per value; "
+                                       "exit 1 on a fail")
+    chk.add_argument("--study", help="study file, e.g. studies/indis-toy.yaml")
+    chk.add_argument("--grid", help="grid file: check every shipped study of that grid")
+    chk.add_argument("--results", default="results", help="results root (default: results)")
+    chk.set_defaults(func=cmd_check)
 
     gc = sub.add_parser("gc", help="list (and with --delete remove) rows and fits no current cell uses")
     gc.add_argument("--grid", required=True, help="grid YAML file, e.g. grids/toy2d.yaml")
@@ -350,7 +395,7 @@ def main(argv=None) -> int:
     try:
         if results is not None and not str(results).strip():
             raise UserError("--results is empty; pass a folder for the results root, e.g. --results results")
-        args.func(args)
+        code = args.func(args)  # `check` returns 1 when a value fails
     except UserError as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
@@ -364,7 +409,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; finished rows are kept, rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

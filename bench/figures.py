@@ -4,8 +4,10 @@
   line per method. Every method keeps one colour and one marker across all figures of a report
   (assigned in sorted order from 18 non-grey colours and 10 markers); closed-form heuristics are
   dashed, searched and learned methods solid, the "best heuristic" and "noise floor" rows dotted
-  grey. Error bars show each point's interval (`bench.stats`: bootstrap over priors, t over seeds),
-  else the standard deviation over seeds when there are several; NFE ticks are the integers run; the legend sits outside the axes; the title carries the direction (↓ / ↑).
+  grey; a study's published values (`bench.studies`) are hollow markers of their method's colour
+  and marker, without a line. Error bars show each point's interval (`bench.stats`: bootstrap over
+  priors, t over seeds), else the standard deviation over seeds when there are several; NFE ticks
+  are the integers run; the legend sits outside the axes; the title carries the direction (↓ / ↑).
 * `plot_schedules`: per (grid, model, solver) and NFE, the timesteps of every global schedule as
   log(sigma) (the VE-equivalent noise level, comparable across time variables) against the step.
 * Figures are drawn in parallel processes (joblib) and a figure whose data did not change since the
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .report import BEST_HEURISTIC, NOISE_FLOOR, arrow
+from .studies import is_extra_row
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 EXTRA_ROWS = (BEST_HEURISTIC, NOISE_FLOOR)
@@ -120,9 +123,17 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summar
         nfes = [int(c.split("=")[1]) for c in table.columns]
         spread = None if std is None else std.get(key)
         lines = []
+        published_of = table.attrs.get("published_of", {})
         for method, values in table.iterrows():
             y = values.to_numpy(dtype=float)
             if np.isnan(y).all():
+                continue
+            if is_extra_row(method):  # a study's published values: hollow markers of the method's colour
+                if method in published_of:
+                    style = styles[published_of[method]]
+                    hollow = {"color": style["color"], "linestyle": "none", "marker": style["marker"] or "o",
+                              "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2}
+                    lines.append((method, y.tolist(), None, hollow))
                 continue
             err = None
             if lookup is not None:

@@ -33,6 +33,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .errors import UserError
+from .studies import is_extra_row  # a study's `published (paper, table)` rows are no method
 
 BEST_HEURISTIC = "best heuristic"
 # Columns that describe a metric's feature network, the same in every cell (fd-digits' classifier
@@ -212,7 +213,7 @@ def arrow(higher_is_better: bool) -> str:
 
 def best_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Boolean mask of the best method per NFE column (the extra rows never count)."""
-    methods = table.drop(index=[r for r in (BEST_HEURISTIC, NOISE_FLOOR) if r in table.index])
+    methods = table.drop(index=[r for r in table.index if r in (BEST_HEURISTIC, NOISE_FLOOR) or is_extra_row(r)])
     higher = table.attrs.get("higher_is_better", False)
     best = methods.max() if higher else methods.min()
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
@@ -294,7 +295,7 @@ def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.
     """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold; with `summary`
     cells read mean $\\pm$ half-width, the best set is bold and ties carry a dagger."""
     higher = table.attrs.get("higher_is_better", False)
-    methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR)]
+    methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR) and not is_extra_row(m)]
     if lookup is None and summary is not None:
         lookup = _lookup(summary)
     key = tuple(caption.split(" | ")) if summary is not None else None

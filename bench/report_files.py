@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -19,20 +20,29 @@ from .report import (_lookup, current_rows, latex_table, read_scores_of, render,
                      write_tidy)
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
 from .store import ResultsRoot, atomic_write_bytes, verify_key
+from .studies import load_study, long_form, studies_for_grid, with_published
 
 
 def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True,
                            plots: bool | None = None, level: float = DEFAULT_LEVEL,
                            n_resamples: int = DEFAULT_RESAMPLES, brackets: bool = False,
-                           jobs: int = 2) -> dict:
+                           jobs: int = 2, studies=None) -> dict:
     """Print the tables of the current cells (with intervals and tests, `bench.stats`); with
     `write_files`, write the report files of each grid (figures only with `plots`, default
-    `write_files`). Returns {grid name: [paths written]}."""
+    `write_files`). `studies` (study files; default: the shipped studies of each grid reported) add
+    their published values (`bench.studies`). Returns {grid name: [paths written]}."""
     check_settings(level, n_resamples)
     plots = write_files if plots is None else plots
     rows, scores = read_scores_of(list(current_rows(root, grid)), root)
     df = rows_frame(rows, root, grid)
     tabs = tables(df)
+    # --- published values beside the measured ones (bench.studies)
+    if studies is None:
+        studies = [s for name in df["grid"].unique() for s in studies_for_grid(name)]
+    else:
+        studies = [load_study(s) if isinstance(s, (str, Path)) else s for s in studies]
+    tabs = with_published(tabs, studies)
+    # ---
     std = tables(df, stat="std") if df["seed"].nunique() > 1 else None
     summary = summarize(df, scores, level, n_resamples)
     print(render(tabs, fmt, digits, std, summary, brackets, level))
@@ -46,7 +56,8 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         grid_std = None if std is None else {k: v for k, v in std.items() if k[0] == name}
         grid_rows = [r for r in rows if r["grid"] == name]
         grid_summary = summary[summary["grid"] == name]
-        paths = write_tidy(with_stats(df[df["grid"] == name], grid_summary), out, sort=False)
+        long = with_stats(df[df["grid"] == name], grid_summary)
+        paths = write_tidy(long_form(long, studies), out, sort=False)
         paths.append(atomic_write_bytes(out / "tables.md", render(grid_tabs, "markdown", digits, grid_std,
                                                                   grid_summary, brackets, level).encode()))
         lookup = _lookup(grid_summary)
