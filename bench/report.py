@@ -371,7 +371,8 @@ def summarize(df: pd.DataFrame, scores: dict, level: float = 0.95, n_resamples: 
                     method=method, values={r["seed"]: float(r["value"]) for r in lines},
                     scores={r["seed"]: scores.get(r["cell"], {}).get(r["column"]) for r in lines},
                     paper_baseline=bool(lines[0]["paper_baseline"]), per_instance=bool(lines[0]["per_instance"]),
-                    old_rows=not all(r["scores_kept"] for r in lines)))
+                    old_rows=not all(r["scores_kept"] for r in lines),
+                    unit=stats.UNITS.get(lines[0]["column"], stats.PRIORS)))
             columns[metric] = (entries, higher)
         # one paired bootstrap for every metric and method of this (grid, model, solver, NFE)
         labels, blocks = [], []

@@ -19,8 +19,10 @@ Intervals (level `level`, default 95%):
     spread of the per-seed means carries both. The interval is Student's t interval of the per-seed
     means (S - 1 degrees of freedom); differences are paired by seed (the same seed's priors). A
     bootstrap over two to five values would be degenerate, so none is drawn at that level.
-  * distribution distances (FID, KID, fd-digits, Wasserstein, KL: no per-sample part): the t interval
-    over seeds when there are >= 2, otherwise none ("single estimate").
+  * distribution distances (FID, fd-digits, Wasserstein, KL: no per-sample part): the t interval
+    over seeds when there are >= 2, otherwise none ("single estimate"). KID with one seed: the
+    percentile bootstrap over its per-subset values (clean-fid's subsets, kept beside the row;
+    `UNITS`), paired across methods like per-sample scores.
   * rows written before per-sample scores were kept: no interval ("no per-sample scores").
 The random stream of a column is seeded from its key (SHA-256 of grid, model, solver, NFE), so the
 same rows always give the same report bytes, whatever else the report holds.
@@ -63,6 +65,13 @@ POWER = 0.8
 
 NO_SCORES = "no per-sample scores (row written before they were kept)"
 SINGLE = "single estimate"
+# What a metric's kept vector holds, when it is not one value per evaluation prior: KID keeps its
+# per-subset values (`bench.metrics.fid.kernel_distance_subsets`; subset i is the same choice of
+# priors for every method, so they pair). Their interval says how much KID moves with clean-fid's
+# choice of subsets of these samples, not with another draw of samples; win rates and prior counts
+# are not computed from them.
+UNITS = {"kid": "KID subsets"}
+PRIORS = "priors"
 
 
 def check_settings(level: float, n_resamples: int) -> None:
@@ -164,6 +173,7 @@ class Entry:
     paper_baseline: bool
     per_instance: bool
     old_rows: bool = False  # some row predates per-sample scores (no `scores_sha256`)
+    unit: str = PRIORS  # what one entry of a scores vector is (`UNITS`)
 
 
 def _better(higher: bool):
@@ -218,7 +228,7 @@ def column_stats(entries: list[Entry], higher: bool, level: float, n_resamples: 
             vec = e.scores[next(iter(e.values))]
             if vectors_ci is not None and (e.method, "value") in vectors_ci:
                 low, high = vectors_ci[(e.method, "value")]
-            kind = (f"percentile bootstrap over {len(vec)} priors" if np.isfinite(low) and np.isfinite(high)
+            kind = (f"percentile bootstrap over {len(vec)} {e.unit}" if np.isfinite(low) and np.isfinite(high)
                     else "no interval (non-finite per-sample values)")
         else:
             kind = NO_SCORES if e.old_rows else SINGLE
@@ -261,7 +271,7 @@ def column_stats(entries: list[Entry], higher: bool, level: float, n_resamples: 
             stats["tied_with_best"] = bool(p >= alpha)
         stats["in_best_set"] = bool(stats["is_best"] or stats["tied_with_best"])
         stats["win_rate_vs_best_heuristic"] = float("nan")
-        if e.per_instance and best_h is not None and e.method != best_h.method:
+        if e.per_instance and e.unit == PRIORS and best_h is not None and e.method != best_h.method:
             common = [s for s in sorted(e.values) if e.scores.get(s) is not None and best_h.scores.get(s) is not None
                       and len(e.scores[s]) == len(best_h.scores[s])]
             if common:
@@ -274,7 +284,7 @@ def column_stats(entries: list[Entry], higher: bool, level: float, n_resamples: 
                      reverse=higher)
     for e in entries:
         out[e.method]["priors_to_separate"] = None
-    if best is not None and len(members) > 1:
+    if best is not None and len(members) > 1 and best.unit == PRIORS:
         second = members[1]
         d = diff_units(second, best) if not multi else None
         if multi:

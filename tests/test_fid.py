@@ -506,3 +506,33 @@ def test_fid_end_to_end_on_digits(tmp_path):
     assert 0 < out["fid"] < out_noisy["fid"]
     assert out["kid"] < out_noisy["kid"]
     assert out["fid_weights"] == fidmod.inception_weights().short
+
+
+def test_kid_subsets_are_the_subsets_of_one_call_and_pair_across_sample_sets():
+    """`kernel_distance_subsets` draws clean-fid's subsets in the same order as one averaged call: its
+    mean is that call's KID to round-off, and two sample sets of the same size get the same subset
+    indices (subset i of each is the same choice of priors)."""
+    from bench.metrics.fid import kernel_distance_subsets
+
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(120, 16)), rng.normal(size=(90, 16))
+    subsets = kernel_distance_subsets(f1, f2, seed=11, num_subsets=10, max_subset_size=50)
+    whole = kernel_distance(f1, f2, seed=11, num_subsets=10, max_subset_size=50)
+    assert subsets.shape == (10,) and subsets.dtype == np.float64
+    # the mean of 10 values against clean-fid's running sum: a few ulp of the largest term
+    assert abs(subsets.mean() - whole) <= 16 * np.finfo(np.float64).eps * np.abs(subsets).max()
+    # the same features permuted by sample: subset i picks other rows, so the values move; the same
+    # features again: identical (the draws depend on the seed and the sizes only)
+    assert np.array_equal(kernel_distance_subsets(f1, f2, seed=11, num_subsets=10, max_subset_size=50), subsets)
+    shifted = kernel_distance_subsets(f1 + 0.3, f2, seed=11, num_subsets=10, max_subset_size=50)
+    assert (shifted > subsets).all()  # a shift of every sample raises every subset's MMD
+
+
+def test_fid_metric_keeps_kid_subsets_for_the_report(fake_fid):
+    model = DigitsLike()
+    metric = make_metric({"name": "fid", "kid_subsets": 7, "kid_subset_size": 20})
+    noise = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.6 - 0.3
+    values, kept = metric.compute_per_sample(noise, ctx_for(model, seed=5))
+    assert values == metric.compute(noise, ctx_for(model, seed=5))
+    assert set(kept) == {"kid"} and kept["kid"].shape == (7,)
+    assert values["kid"] == float(kept["kid"].mean())

@@ -152,7 +152,7 @@ def test_a_scores_file_carries_its_cell():
         path = Path(tmp) / "a.npz"
         sha = write_scores(path, "aaaa", {"mse": np.arange(3.0)})
         assert read_scores(path, "aaaa", sha)["mse"].tolist() == [0.0, 1.0, 2.0]
-        with pytest.raises(CorruptArtifact, match="carries key"):
+        with pytest.raises(CorruptArtifact, match="belongs to key"):
             read_scores(path, "bbbb", sha)
 
 
@@ -217,3 +217,22 @@ def test_paired_p_is_scipys_one_sample_t_test():
     d = np.random.default_rng(0).normal(0.1, 1.0, 500)
     assert stats.paired_p(d) == pytest.approx(ttest_1samp(d, 0.0).pvalue, rel=1e-10)
     assert stats.paired_p(np.zeros(10)) == 1.0
+
+
+def test_kid_subsets_give_an_interval_labelled_by_their_unit_and_no_win_rate():
+    from bench import stats
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.1, 50), rng.normal(1.2, 0.1, 50)
+    entries = [stats.Entry("edm", {0: float(a.mean())}, {0: a}, paper_baseline=True, per_instance=False,
+                           unit=stats.UNITS["kid"]),
+               stats.Entry("indis", {0: float(b.mean())}, {0: b}, paper_baseline=False, per_instance=True,
+                           unit=stats.UNITS["kid"])]
+    labels, vectors = stats.column_vectors(entries, higher=False)
+    low, high = stats.paired_bootstrap(vectors, 0.95, 500, stats.column_seed("g", "m", "s", 3))
+    ci = {label: (lo, hi) for label, lo, hi in zip(labels, low, high)}
+    out = stats.column_stats(entries, False, 0.95, 500, ("g", "m", "s", 3, "kid"), ci)
+    assert out["edm"]["interval"] == "percentile bootstrap over 50 KID subsets"
+    assert out["edm"]["ci_low"] < a.mean() < out["edm"]["ci_high"]
+    assert np.isnan(out["indis"]["win_rate_vs_best_heuristic"])  # subsets are not priors
+    assert out["indis"]["p_vs_best_heuristic"] < 0.05

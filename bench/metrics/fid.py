@@ -60,7 +60,9 @@ Distances.
     (x.y / d + 1)^3, averaged over `kid_subsets` = 100 random subsets of size
     m = min(n_samples, n_ref, `kid_subset_size` = 1000)), called on float64 features with numpy's
     global RNG seeded from the cell's metric generator and restored afterwards, so it is
-    deterministic. float64 rather than clean-fid's float32 features: float32 sums of the m^2 kernel
+    deterministic. It is called once per subset (`kernel_distance_subsets`: the same subsets, drawn in
+    the same order) and `kid` is their mean, equal to clean-fid's one call to round-off; the
+    per-subset values are kept beside the row (`bench.scores`) for the report's KID interval. float64 rather than clean-fid's float32 features: float32 sums of the m^2 kernel
     values change KID in the 4th significant digit (1.4e-4 relative on a test case); float64 costs
     ~1.6x. Cost: 100 x 3 products of m x 2048 by 2048 x m, about a minute at m = 1000 on this CPU
     (lower `kid_subsets` for quick looks; the published protocol is clean-fid's default).
@@ -385,6 +387,28 @@ def kernel_distance(feats1: np.ndarray, feats2: np.ndarray, seed: int, num_subse
         np.random.set_state(state)
 
 
+def kernel_distance_subsets(feats1: np.ndarray, feats2: np.ndarray, seed: int, num_subsets: int = 100,
+                            max_subset_size: int = 1000) -> np.ndarray:
+    """The `num_subsets` per-subset KID values whose mean `kernel_distance` reports (to round-off):
+    clean-fid's `kernel_distance` called once per subset, with one subset each, after seeding numpy's
+    global RNG once as `kernel_distance` does, so subset i draws the same reference and sample indices
+    as subset i of the averaged call. Every method of a sweep shares the metric seed and the sample
+    count, so subset i is the same choice of priors for all of them: the vectors are paired."""
+    from cleanfid.fid import kernel_distance as cleanfid_kernel_distance
+
+    feats1 = np.asarray(feats1, dtype=np.float64)
+    feats2 = np.asarray(feats2, dtype=np.float64)
+    if min(feats1.shape[0], feats2.shape[0], max_subset_size) < 2:
+        raise ValueError("kernel_distance needs at least 2 features in each set")
+    state = np.random.get_state()
+    try:
+        np.random.seed(int(seed) % 2**32)
+        return np.array([cleanfid_kernel_distance(feats1, feats2, num_subsets=1, max_subset_size=max_subset_size)
+                         for _ in range(num_subsets)], dtype=np.float64)
+    finally:
+        np.random.set_state(state)
+
+
 # ---------------------------------------------------------------------------- reference statistics
 
 
@@ -639,6 +663,15 @@ class FID(Metric):
         return loaded
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict:
+        return self._compute(samples, ctx)[0]
+
+    def compute_per_sample(self, samples: torch.Tensor, ctx: MetricContext):
+        """`compute`'s columns, and KID's per-subset values under `kid` (not per sample: the report's
+        interval for KID is over its subsets, `bench.stats.UNITS`)."""
+        values, subsets = self._compute(samples, ctx)
+        return values, ({} if subsets is None else {"kid": subsets})
+
+    def _compute(self, samples: torch.Tensor, ctx: MetricContext):
         check_image_batch(samples)
         count = samples.shape[0]
         if count < 2:
@@ -653,9 +686,11 @@ class FID(Metric):
         if bool(torch.isfinite(samples).all()):
             feats = extractor.from_samples(samples, progress=False)
             fid = ref.distance(feats)
-            kid = kernel_distance(feats, ref.feats, **kid_args)
+            subsets = kernel_distance_subsets(feats, ref.feats, **kid_args)
+            kid = float(subsets.mean())  # clean-fid's average over the same subsets (to round-off)
         else:
             fid = kid = float("nan")
+            subsets = None
 
         floor_key = (str(ref.path.resolve()), ref.meta.get("weights_sha256"), ref.n, count, seed,
                      p["kid_subsets"], p["kid_subset_size"])
@@ -666,13 +701,13 @@ class FID(Metric):
                                   kernel_distance(floor_feats, ref.feats, **kid_args))
         fid_floor, kid_floor = _FLOORS[floor_key]
         return {"fid": fid, "fid_floor": fid_floor, "kid": kid, "kid_floor": kid_floor,
-                "fid_weights": extractor.weights.short}
+                "fid_weights": extractor.weights.short}, subsets
 
 
 __all__ = [
     "FID", "InceptionFeatures", "Reference", "build_reference", "cleanfid_cache_path", "ensure_model_reference",
     "feature_stats", "fid_helper_weights_path", "file_sha256", "frechet_distance", "frechet_distance_features",
     "get_extractor", "psd_sqrt",
-    "inception_weights", "kernel_distance", "load_reference", "locate_inception", "missing_weights_message",
+    "inception_weights", "kernel_distance", "kernel_distance_subsets", "load_reference", "locate_inception", "missing_weights_message",
     "model_reference_pixels", "reference_path", "refs_dir_for", "save_reference",
 ]
