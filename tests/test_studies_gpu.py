@@ -110,7 +110,7 @@ def test_gpu_study_runs_on_stand_ins(path, tmp_path, monkeypatch, capsys):
         rest = len(results) - len(ran)
         assert all(r.status == "not run" for r in results if r not in ran) and bool(rest) == bool(subset)
         assert format_check(stand_in, results).splitlines()[0].endswith(
-            f"{len(ran)} not comparable" + (f", {rest} not run" if rest else ""))
+            (f"{rest} not run, " if rest else "") + f"{len(ran)} not comparable")
     finally:
         for p in list(sys.path):
             if p.startswith(str(tmp_path)):
