@@ -128,8 +128,8 @@ def test_check_cli_exits_1_on_a_fail_and_prints_one_line_per_value(study_file, t
     from bench.launch import run_local
 
     grid = dict(GRID, methods=["uniform"])
-    # far from any measured mse, so that the cells' intervals (not only their means) miss it
-    path = study_file(_block(values={"uniform": [50.0, 20.0]}, tolerance=0.0, tolerance_from="exact"), grid=grid)
+    path = study_file(_block(values={"uniform": [0.05, 0.02]}, tolerance=0.0, tolerance_from="exact",
+                             tolerance_covers="both"), grid=grid)  # the point value: an interval may reach it
     run_local(parse_grid(grid, name="mini"), tmp_path / "r", quiet=True)
     code = main(["check", "--study", str(path), "--results", str(tmp_path / "r")])
     out = capsys.readouterr().out.splitlines()
