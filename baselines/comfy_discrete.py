@@ -35,6 +35,8 @@ from bench.errors import UserError
 from bench.registry import METHODS
 from bench.schedules import DiscreteVP
 
+from .ddpm_spacing import index_times
+
 
 class ComfyDiscrete(HeuristicMethod):
     def table(self) -> DiscreteVP:
@@ -51,12 +53,7 @@ class ComfyDiscrete(HeuristicMethod):
 
     def index_times(self, s: DiscreteVP, indices: np.ndarray) -> torch.Tensor:
         """Knots at decreasing integer indices, then t_min; a one-line error unless strictly decreasing."""
-        t = torch.cat([torch.from_numpy((indices + 1) / s.num_train_timesteps), torch.tensor([s.t_min], dtype=torch.float64)])
-        if not bool((t[1:] < t[:-1]).all()) or float(t[0]) > s.t_max:
-            raise UserError(f"method {self.name!r}: {self.steps} steps on a table of {s.num_train_timesteps} training "
-                            f"steps give the indices {indices.astype(int).tolist()}, which do not decrease strictly; "
-                            f"use fewer steps")
-        return t
+        return index_times(self.name, s, indices)
 
 
 @METHODS.register("normal")

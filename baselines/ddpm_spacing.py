@@ -48,14 +48,20 @@ class DDPMSpacing(HeuristicMethod):
             raise UserError(f"method {self.name!r} spaces the training steps of a discrete-time VP model; this model's "
                             f"schedule is {s!r}: use a model with a training table (e.g. digits with "
                             f"time: vp-scaled-linear, or a diffusers model)")
-        k, n = s.num_train_timesteps, self.steps
-        steps = np.asarray(self.indices(k, n), dtype=np.float64)
-        t = torch.cat([torch.from_numpy((steps + 1) / k), torch.tensor([s.t_min], dtype=torch.float64)])
-        if not bool((t[1:] < t[:-1]).all()) or float(t[0]) > s.t_max:
-            raise UserError(f"method {self.name!r}: {n} steps on a table of {k} training steps give the indices "
-                            f"{steps.astype(int).tolist()}, which do not decrease strictly from t_max to t_min; "
-                            f"use fewer steps")
-        return t
+        return index_times(self.name, s, self.indices(s.num_train_timesteps, self.steps))
+
+
+def index_times(method: str, s: DiscreteVP, indices) -> torch.Tensor:
+    """Knots at decreasing training indices (time (i + 1) / k of a table of k steps), then t_min; one
+    line naming `method` unless they decrease strictly from at most t_max."""
+    k = s.num_train_timesteps
+    steps = np.asarray(indices, dtype=np.float64)
+    t = torch.cat([torch.from_numpy((steps + 1) / k), torch.tensor([s.t_min], dtype=torch.float64)])
+    if not bool((t[1:] < t[:-1]).all()) or float(t[0]) > s.t_max:
+        raise UserError(f"method {method!r}: {len(steps)} steps on a table of {k} training steps give the indices "
+                        f"{steps.astype(int).tolist()}, which do not decrease strictly from t_max to t_min; "
+                        f"use fewer steps")
+    return t
 
 
 @METHODS.register("linspace")

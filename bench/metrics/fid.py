@@ -375,14 +375,26 @@ def kernel_distance(feats1: np.ndarray, feats2: np.ndarray, seed: int, num_subse
     for the call and restored afterwards (clean-fid draws its subsets from `np.random.choice`)."""
     from cleanfid.fid import kernel_distance as cleanfid_kernel_distance
 
+    feats1, feats2 = _kid_features(feats1, feats2, max_subset_size)
+    with _seeded_global_numpy(seed):
+        return float(cleanfid_kernel_distance(feats1, feats2, num_subsets=num_subsets, max_subset_size=max_subset_size))
+
+
+def _kid_features(feats1, feats2, max_subset_size: int) -> tuple[np.ndarray, np.ndarray]:
     feats1 = np.asarray(feats1, dtype=np.float64)
     feats2 = np.asarray(feats2, dtype=np.float64)
     if min(feats1.shape[0], feats2.shape[0], max_subset_size) < 2:
         raise ValueError("kernel_distance needs at least 2 features in each set")
+    return feats1, feats2
+
+
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int):
+    """numpy's global RNG seeded for the block, its previous state restored afterwards."""
     state = np.random.get_state()
     try:
         np.random.seed(int(seed) % 2**32)
-        return float(cleanfid_kernel_distance(feats1, feats2, num_subsets=num_subsets, max_subset_size=max_subset_size))
+        yield
     finally:
         np.random.set_state(state)
 
@@ -396,17 +408,10 @@ def kernel_distance_subsets(feats1: np.ndarray, feats2: np.ndarray, seed: int, n
     count, so subset i is the same choice of priors for all of them: the vectors are paired."""
     from cleanfid.fid import kernel_distance as cleanfid_kernel_distance
 
-    feats1 = np.asarray(feats1, dtype=np.float64)
-    feats2 = np.asarray(feats2, dtype=np.float64)
-    if min(feats1.shape[0], feats2.shape[0], max_subset_size) < 2:
-        raise ValueError("kernel_distance needs at least 2 features in each set")
-    state = np.random.get_state()
-    try:
-        np.random.seed(int(seed) % 2**32)
+    feats1, feats2 = _kid_features(feats1, feats2, max_subset_size)
+    with _seeded_global_numpy(seed):
         return np.array([cleanfid_kernel_distance(feats1, feats2, num_subsets=1, max_subset_size=max_subset_size)
                          for _ in range(num_subsets)], dtype=np.float64)
-    finally:
-        np.random.set_state(state)
 
 
 # ---------------------------------------------------------------------------- reference statistics
