@@ -23,9 +23,9 @@ from .errors import UserError
 
 
 def _parse_value(text: str):
-    import yaml
+    from .grid import load_yaml  # as a grid reads it (`1e-1` is a number)
 
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def _spec(name: str, params: list[str] | None) -> dict:
