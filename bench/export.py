@@ -34,7 +34,9 @@ For every (model, solver, method, NFE[, seed]) it writes `<name>.json` and `<nam
     is one more step (one more network call for Euler/DPM++(2M), a final denoise). To stop where the
     harness stops, pass `sigmas[:-1]` (k-diffusion's DPM++(2M) then takes a second-order last step,
     the harness a first-order one).
-    ComfyUI (`sigmas`, `text`): a SIGMAS input of SamplerCustom / SamplerCustomAdvanced, the same
+    ComfyUI (`sigmas`, `text`): `text` goes into the ManualSigmas node, whose output is a SIGMAS
+    input of SamplerCustom / SamplerCustomAdvanced (comma-separated decimals, never exponents: the
+    node reads numbers with a digits-and-dots pattern, so `2e-05` would become 2 and -5); the same
     convention with its trailing 0 (as its schedulers return), in the model's sampling sigma: the VE
     sigma for VE/VP models, the (shifted) flow time for flow models (ComfyUI's ModelSamplingDiscreteFlow).
 Sources: a grid's results root (`export_grid`: a cell's row holds the global schedule it sampled
@@ -50,6 +52,7 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .discretization import Discretization
@@ -80,6 +83,13 @@ def schedule_summary(schedule: NoiseSchedule) -> dict:
 
 def _floats(v: torch.Tensor) -> list[float]:
     return [float(x) for x in v.detach().cpu().double().flatten().tolist()]
+
+
+def comfy_text(values) -> str:
+    """ComfyUI's ManualSigmas text: comma-separated decimals, never exponent notation (its parser
+    extracts runs of digits and dots, so `2e-05` would read as 2 and -5); each value is the shortest
+    positional decimal that reads back as the same float64 (numpy's `format_float_positional`)."""
+    return ", ".join(np.format_float_positional(float(v), unique=True, trim="-") for v in values)
 
 
 def forms(schedule: NoiseSchedule, t: torch.Tensor) -> dict:
@@ -154,7 +164,7 @@ def forms(schedule: NoiseSchedule, t: torch.Tensor) -> dict:
     }
     out["comfyui"] = {
         "sigmas": comfy,
-        "text": ", ".join(f"{v:.9g}" for v in comfy),
+        "text": comfy_text(comfy),
         "convention": f"a SIGMAS input of SamplerCustom(Advanced) in the model's sampling unit ({comfy_unit}), "
                       "with ComfyUI's trailing 0 (same step count as k-diffusion's form).",
     }
@@ -345,4 +355,4 @@ def export_method(model_spec: dict, solver_spec: dict, method_spec: dict, nfes, 
 
 
 __all__ = ["record", "forms", "to_csv", "write_record", "export_grid", "export_method", "export_network",
-           "schedule_summary", "file_stem"]
+           "schedule_summary", "file_stem", "comfy_text"]

@@ -181,3 +181,28 @@ def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
     (net_path,) = (root / "ex" / "export").glob("*indis*.schedule-net.pt")
     t, t_eval, scale = torch.jit.load(str(net_path))(torch.randn(5, 2, dtype=torch.float64), torch.full((5,), -1))
     assert t.shape == (5, 4) and t_eval.shape == scale.shape == (5, 3)
+
+
+# ComfyUI's ManualSigmas node (comfy_extras/nodes_custom_sampler.py) reads its text with this pattern:
+# an optional sign, then digits and dots -- no exponent -- each match passed to float().
+COMFY_NUMBER = r"[-+]?(?:\d*\.*\d+)"
+
+
+def test_comfyui_text_reads_back_through_comfyuis_pattern_without_exponents():
+    """Values below 1e-4 (where `.9g` switches to `2e-05`, read by ComfyUI as 2 and -5) and float64
+    values with many digits come back exactly, one number per value."""
+    import re
+
+    from bench.schedules import VE
+
+    schedule = VE(t_min=2e-5, t_max=80.0)
+    t = torch.tensor([80.0, 1.2345678901234567, 3e-4, 7.5e-5, 2e-5], dtype=torch.float64)
+    form = record(schedule, Discretization(t[None]), nfe=4)["forms"]["comfyui"]
+    text = form["text"]
+    assert "e" not in text.lower()
+    read = [float(v) for v in re.findall(COMFY_NUMBER, text)]
+    assert read == form["sigmas"] and len(read) == len(form["sigmas"])
+    assert read[-2] == 2e-5 and read[1] == 1.2345678901234567  # float64 round trip (shortest repr)
+    from bench.export import comfy_text
+
+    assert comfy_text([1e-30, 0.0, 80.0]) == "0.000000000000000000000000000001, 0, 80"
