@@ -109,15 +109,18 @@ def test_dpmsolver_timesteps_round_trip_through_diffusers_on_digits_discrete_vp(
 
 
 def test_k_diffusion_sigmas_of_edm_are_get_sigmas_karras():
-    """edm at N steps exports get_sigmas_karras(N + 1, sigma_min, sigma_max, rho=7) with its trailing 0."""
+    """edm at N steps exports get_sigmas_karras(N + 1, sigma_min, sigma_max, rho=7): without its
+    trailing 0 for final_step t_min, with it for denoise, and its first N values and 0 for zero."""
     model = make_model("digits")
     for steps in (3, 6):
         disc = METHODS.create("edm").bind(model.schedule, steps).discretize(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
-        sigmas = torch.tensor(record(model.schedule, disc, nfe=steps)["forms"]["k_diffusion"]["sigmas"],
-                              dtype=torch.float64)
-        expected = torch.tensor(get_sigmas_karras(steps + 1, 0.002, 80.0) + [0.0], dtype=torch.float64)
-        assert sigmas.shape == expected.shape and sigmas[-1] == 0
-        assert torch.allclose(sigmas, expected, rtol=1e-12, atol=0)
+        karras = get_sigmas_karras(steps + 1, 0.002, 80.0) + [0.0]
+        for final_step, expected in (("t_min", karras[:-1]), ("denoise", karras), ("zero", karras[:steps] + [0.0])):
+            sigmas = torch.tensor(record(model.schedule, disc, final_step=final_step, nfe=steps)[
+                "forms"]["k_diffusion"]["sigmas"], dtype=torch.float64)
+            expected = torch.tensor(expected, dtype=torch.float64)
+            assert sigmas.shape == expected.shape
+            assert torch.allclose(sigmas, expected, rtol=1e-12, atol=0)
 
 
 def test_flow_forms_pass_the_unshifted_time(tmp_path):
@@ -130,7 +133,11 @@ def test_flow_forms_pass_the_unshifted_time(tmp_path):
     shifted = model.schedule.sigma(disc.t[0])  # the OT time = diffusers' flow sigma
     assert torch.allclose(sched.sigmas[:-1].double(), shifted[:-1], rtol=1e-6)
     assert float(sched.sigmas[-1]) == 0.0  # its last step lands at 0 (stated in the convention)
-    assert torch.allclose(torch.tensor(rec["forms"]["comfyui"]["sigmas"][:-1], dtype=torch.float64), shifted, rtol=1e-12)
+    assert not form["exact"]  # t_min: the scheduler's appended 0 is not the harness's t_min
+    assert torch.allclose(torch.tensor(rec["forms"]["comfyui"]["sigmas"], dtype=torch.float64), shifted, rtol=1e-12)
+    zero = record(model.schedule, disc, final_step="zero", nfe=4)["forms"]
+    assert zero["diffusers"]["FlowMatchEulerDiscreteScheduler"]["exact"]
+    assert zero["comfyui"]["sigmas"] == shifted[:-1].tolist() + [0.0]
 
 
 def test_csv_and_json_files_read_back(tmp_path):
@@ -139,7 +146,8 @@ def test_csv_and_json_files_read_back(tmp_path):
     rec = json.loads(paths[0].read_text())
     rows = list(csv.DictReader(paths[0].with_suffix(".csv").read_text().splitlines()))
     assert [float(r["sigma"]) for r in rows] == rec["sigma"] and len(rows) == rec["steps"] + 1
-    assert rec["conventions"]["sigma"] and rec["forms"]["comfyui"]["text"].endswith(", 0")
+    assert rec["conventions"]["sigma"] and rec["final_step"] == "t_min"
+    assert rec["forms"]["comfyui"]["text"].endswith(", 0.002")  # t_min: the last step lands on sigma_min
     # the manual method reads an export back (sigma column / list) and gives the same schedule
     s = make_model("digits").schedule
     again = METHODS.create("manual", path=str(paths[0].with_suffix(".csv"))).bind(s, 4).timesteps()
@@ -202,7 +210,76 @@ def test_comfyui_text_reads_back_through_comfyuis_pattern_without_exponents():
     assert "e" not in text.lower()
     read = [float(v) for v in re.findall(COMFY_NUMBER, text)]
     assert read == form["sigmas"] and len(read) == len(form["sigmas"])
-    assert read[-2] == 2e-5 and read[1] == 1.2345678901234567  # float64 round trip (shortest repr)
+    assert read[-1] == 2e-5 and read[1] == 1.2345678901234567  # float64 round trip (shortest repr)
     from bench.export import comfy_text
 
     assert comfy_text([1e-30, 0.0, 80.0]) == "0.000000000000000000000000000001, 0, 80"
+
+
+def _k_diffusion_loop(denoise, x, sigmas, heun=False):
+    """k-diffusion's sample_euler / sample_heun (churn 0) on a sigma list, written out: one step per
+    consecutive pair, d = (x - D(x, s)) / s; Heun corrects every step except one that lands on 0."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        d = (x - denoise(x, s)) / s
+        x_next = x + d * (s_next - s)
+        if heun and s_next != 0:
+            d_next = (x_next - denoise(x_next, s_next)) / s_next
+            x_next = x + (d + d_next) / 2 * (s_next - s)
+        x = x_next
+    return x
+
+
+@pytest.mark.parametrize("final_step", ["t_min", "zero", "denoise"])
+@pytest.mark.parametrize("solver_name,steps", [("euler", 4), ("heun", 3)])
+def test_exported_sigmas_follow_the_cells_final_step(final_step, solver_name, steps):
+    """The k-diffusion / ComfyUI list of a cell, run as it is by k-diffusion's Euler / Heun loop, gives
+    the cell's sample back, for each `final_step` (digits, VE, exact model, float64).
+
+    Both sides evaluate the same denoiser at the same float64 sigmas and combine it with the same few
+    operations per step, in a different order: each step differs by a few ulps of the state
+    (|x| <= 80: ~1e-14); the exact digits denoiser amplifies a state difference by its Lipschitz
+    constant ~ data spread / sigma^2 (<= 1 / 0.002^2 at sigma_min) at most once per step, bounding the
+    difference by ~1e-14 * 2.5e5 * N ~ 1e-8. A wrong step count (one step too many for `zero`, as
+    before the export followed final_step) differs by orders of magnitude more."""
+    from bench.export import stepping_list
+
+    model = make_model("digits")
+    solver = make_solver({"name": solver_name, "final_step": final_step})
+    nfe = solver.nfe(steps)
+    disc = METHODS.create("edm").bind(model.schedule, steps, solver).discretize(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+    x_T = _priors(model, dtype=torch.float64)
+    with torch.no_grad():
+        harness = solver.sample(model, x_T, disc)
+    rec = record(model.schedule, disc, final_step=final_step, nfe=nfe)
+    sigmas = rec["forms"]["k_diffusion"]["sigmas"]
+    assert sigmas == rec["forms"]["comfyui"]["sigmas"] == rec["forms"]["diffusers"]["EulerDiscreteScheduler"]["sigmas"]
+    assert len(sigmas) == steps + 1 + (final_step == "denoise")
+
+    def denoise(x, s):
+        with torch.no_grad():
+            return model(x, torch.full((x.shape[0],), float(s), dtype=x.dtype))
+
+    out = _k_diffusion_loop(denoise, x_T.clone(), sigmas, heun=solver_name == "heun")
+    err = float((out - harness).abs().max())
+    print(f"{solver_name} nfe={nfe} final_step={final_step}: max |k-diffusion loop - harness| = {err:.2e}")
+    assert err < 1e-8
+    if final_step == "zero":  # the list the export wrote before (all N + 1 knots and a 0) takes one step too many
+        old = stepping_list(rec["sigma"], "denoise")
+        assert float((_k_diffusion_loop(denoise, x_T.clone(), old, heun=solver_name == "heun") - harness).abs().max()) > 1e-3
+
+
+def test_export_takes_final_step_from_the_cells_solver(tmp_path):
+    """`bench export --grid` and `--method` read `final_step` from the solver spec (or its default)."""
+    import yaml
+
+    (path,) = export_method({"name": "digits"}, {"name": "euler", "final_step": "zero"}, {"name": "edm"}, [4], tmp_path)
+    rec = json.loads(path.read_text())
+    assert rec["final_step"] == "zero" and rec["forms"]["k_diffusion"]["sigmas"] == rec["sigma"][:4] + [0.0]
+    grid = {"name": "fs", "models": ["toy2d"], "solvers": ["euler", {"name": "euler", "final_step": "denoise"}],
+            "nfe": [3], "methods": ["edm"], "metrics": ["mse"]}
+    (tmp_path / "fs.yaml").write_text(yaml.safe_dump(grid))
+    assert main(["export", "--grid", str(tmp_path / "fs.yaml"), "--results", str(tmp_path / "res")]) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "res" / "fs" / "export").glob("*.json")]
+    # nfe 3: euler t_min takes 3 steps (4 knots); denoise 2 steps and the final evaluation (3 knots and a 0)
+    assert sorted((r["final_step"], r["steps"], r["forms"]["k_diffusion"]["sigmas"][-1]) for r in recs) == [
+        ("denoise", 2, 0.0), ("t_min", 3, 0.002)]
