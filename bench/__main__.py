@@ -261,6 +261,7 @@ def cmd_export(args):
         result = export_grid(args.grid, args.results, args.out)
         print(f"{len(result['written'])} schedules and {len(result['networks'])} schedule networks in {result['out']}"
               f" (index.csv lists them)")
+        _print_export_warnings(result["written"])
         if result["missing"]:
             print(f"{len(result['missing'])} cells not exported:")
             for cell, why in result["missing"]:
@@ -273,6 +274,17 @@ def cmd_export(args):
                           _spec(args.method, args.param), args.nfe, out)
     for path in paths:
         print(f"{path} (+ .csv)")
+    _print_export_warnings(paths)
+
+
+def _print_export_warnings(paths) -> None:
+    """One line per exported schedule whose forms lose its t_eval / scale (bench.export.eval_warning)."""
+    import json
+
+    for path in paths:
+        warning = json.loads(path.read_text()).get("warning")
+        if warning:
+            print(f"warning: {path.name}: {warning}")
 
 
 def _add_launch_options(run: argparse.ArgumentParser) -> None:

@@ -5,7 +5,8 @@ For every (model, solver, method, NFE[, seed]) it writes `<name>.json` and `<nam
     = exp(-lambda), `lambda` = log(alpha/sigma) (DPM-Solver's half log-SNR) and `log_snr` =
     log(alpha^2/sigma^2) = 2 lambda; a decoupled evaluation time `t_eval` and output scale `scale`
     per step where the method has them (LD3, INDIS/GOD: no sampler outside the harness takes these;
-    the forms below carry the knots only);
+    the forms below carry the knots only, so where they differ from the plain rule -- t_eval = t,
+    scale = 1 -- the record and every form carry a `warning`, and `bench export` prints it);
   * the forms other samplers take, each with its convention stated in the file (`forms`).
     Checked against diffusers 0.42's source (`diffusers/schedulers/*.py`):
       - `EulerDiscreteScheduler.set_timesteps(sigmas=S)` takes S as VE sigmas and uses them as given
@@ -118,7 +119,29 @@ def stepping_list(values: list[float], final_step: str = "t_min") -> list[float]
     raise ValueError(f"final_step must be one of {', '.join(FINAL_STEP_RULES)}, got {final_step!r}")
 
 
-def forms(schedule: NoiseSchedule, t: torch.Tensor, final_step: str = "t_min") -> dict:
+def eval_warning(t: torch.Tensor, t_eval=None, scale=None) -> str | None:
+    """A one-line warning when a global schedule carries a decoupled evaluation time or an output
+    scale (LD3, GOD, INDIS) that differs from the plain rule (t_eval = t at each step, scale = 1):
+    the plain samplers' forms take the knots only, so they do not reproduce the cell's samples."""
+    t = t.detach().cpu().double()
+    parts = []
+    if t_eval is not None:
+        t_eval = t_eval.detach().cpu().double().flatten()
+        dev = float(((t_eval - t[:t_eval.numel()]).abs() / t[:t_eval.numel()].abs()).max())
+        if dev > 0:
+            parts.append(f"t_eval (differs from t by up to {dev:.3g}, relative)")
+    if scale is not None:
+        dev = float((scale.detach().cpu().double() - 1).abs().max())
+        if dev > 0:
+            parts.append(f"scale (differs from 1 by up to {dev:.3g})")
+    if not parts:
+        return None
+    return ("this schedule also has " + " and ".join(parts) + ", which no plain sampler takes: the forms carry "
+            "the knots only, so a sampler run on them does not reproduce the cell's samples (use the harness, "
+            "or apply t_eval/scale per step yourself)")
+
+
+def forms(schedule: NoiseSchedule, t: torch.Tensor, final_step: str = "t_min", warning: str | None = None) -> dict:
     """The ready-to-paste forms of one global schedule t [N+1] sampled with the solver's `final_step`
     (module docstring): passed as they are, they take the cell's steps, to where the cell's last lands."""
     t = t.detach().cpu().double()
@@ -211,6 +234,10 @@ def forms(schedule: NoiseSchedule, t: torch.Tensor, final_step: str = "t_min") -
         "convention": f"a SIGMAS input of SamplerCustom(Advanced) in the model's sampling unit ({comfy_unit}); "
                       f"ComfyUI's samplers are k-diffusion's: same list, same rule ({rule}).",
     }
+    if warning:  # next to every form a plain sampler takes
+        for form in [*diffusers.values(), out["k_diffusion"], out["comfyui"]]:
+            if "sigmas" in form or "timesteps" in form:
+                form["warning"] = warning
     return out
 
 
@@ -228,7 +255,11 @@ def record(schedule: NoiseSchedule, disc: Discretization, final_step: str = "t_m
         if value is not None:
             rec[name] = _floats(value[0])
     rec["conventions"] = {k: v for k, v in CONVENTIONS.items() if k in rec}
-    rec["forms"] = forms(schedule, t, final_step)
+    warning = eval_warning(t, disc.t_eval[0] if disc.t_eval is not None else None,
+                           disc.scale[0] if disc.scale is not None else None)
+    if warning:
+        rec["warning"] = warning
+    rec["forms"] = forms(schedule, t, final_step, warning)
     return rec
 
 
@@ -405,4 +436,4 @@ def export_method(model_spec: dict, solver_spec: dict, method_spec: dict, nfes, 
 
 
 __all__ = ["record", "forms", "to_csv", "write_record", "export_grid", "export_method", "export_network",
-           "schedule_summary", "file_stem", "comfy_text", "stepping_list"]
+           "schedule_summary", "file_stem", "comfy_text", "stepping_list", "eval_warning"]

@@ -186,6 +186,12 @@ def test_export_grid_covers_every_cell_and_names_the_missing(tmp_path, capsys):
     assert main(["export", "--grid", str(grid_path), "--results", str(root)]) == 0
     out = capsys.readouterr().out
     assert "not exported" not in out and "5 schedules and 1 schedule networks" in out
+    (god_path,) = (root / "ex" / "export").glob("*god*.json")
+    god = json.loads(god_path.read_text())
+    assert god["scale"] != [1.0] * 3  # GOD learns a per-step scale: the plain forms lose it, and say so
+    assert god["warning"].startswith("this schedule also has") and "scale" in god["warning"]
+    assert god["forms"]["k_diffusion"]["warning"] == god["forms"]["comfyui"]["warning"] == god["warning"]
+    assert f"warning: {god_path.name}: this schedule also has" in out
     (net_path,) = (root / "ex" / "export").glob("*indis*.schedule-net.pt")
     t, t_eval, scale = torch.jit.load(str(net_path))(torch.randn(5, 2, dtype=torch.float64), torch.full((5,), -1))
     assert t.shape == (5, 4) and t_eval.shape == scale.shape == (5, 3)
@@ -283,3 +289,19 @@ def test_export_takes_final_step_from_the_cells_solver(tmp_path):
     # nfe 3: euler t_min takes 3 steps (4 knots); denoise 2 steps and the final evaluation (3 knots and a 0)
     assert sorted((r["final_step"], r["steps"], r["forms"]["k_diffusion"]["sigmas"][-1]) for r in recs) == [
         ("denoise", 2, 0.0), ("t_min", 3, 0.002)]
+
+
+def test_forms_warn_when_t_eval_or_scale_is_not_the_plain_rule():
+    """A schedule with a decoupled evaluation time or a scale other than the plain rule (t_eval = t,
+    scale = 1) gets a `warning` next to every form a plain sampler takes; a plain one gets none."""
+    model = make_model({"name": "digits", "time": "vp-scaled-linear"})
+    t = torch.tensor([[1.0, 0.5, 0.2, 0.001]], dtype=torch.float64)
+    plain = record(model.schedule, Discretization(t, t[:, :-1].clone(), torch.ones(1, 3, dtype=torch.float64)), nfe=3)
+    assert "warning" not in plain and not any("warning" in str(f) for f in plain["forms"].values())
+    for t_eval, scale, named in ((t[:, :-1] * 1.01, None, "t_eval (differs from t by up to 0.01, relative)"),
+                                 (None, torch.tensor([[1.0, 0.98, 1.0]]), "scale (differs from 1 by up to 0.02)")):
+        rec = record(model.schedule, Discretization(t, t_eval, scale), nfe=3)
+        assert named in rec["warning"]
+        taken = [rec["forms"]["k_diffusion"], rec["forms"]["comfyui"], rec["forms"]["diffusers"]["EulerDiscreteScheduler"],
+                 rec["forms"]["diffusers"]["DPMSolverMultistepScheduler"]]
+        assert all(f["warning"] == rec["warning"] for f in taken)
