@@ -45,6 +45,9 @@ For every (model, solver, method, NFE[, seed]) it writes `<name>.json` and `<nam
     node reads numbers with a digits-and-dots pattern, so `2e-05` would become 2 and -5); the same
     list as k-diffusion's (ComfyUI's samplers are k-diffusion's), in the model's sampling sigma: the VE
     sigma for VE/VP models, the (shifted) flow time for flow models (ComfyUI's ModelSamplingDiscreteFlow).
+Values are what the method computes, in float64: a cell's row holds the global schedule it sampled
+with, in the cell's dtype, so where the method can be rebuilt (a closed form, or a cached fit) its
+float64 values are exported when they agree with the row's to float32 rounding (else the row's).
 Sources: a grid's results root (`export_grid`: a cell's row holds the global schedule it sampled
 with; a fitted cell without a row uses its cached fit, a closed-form cell is computed; per-instance
 methods have no single list and export their schedule network instead, `export_network`), or a
@@ -346,8 +349,13 @@ def export_grid(grid_path, results="results", out_dir=None) -> dict:
         row = read_json(row_path) if row_path.exists() else None
         fitted = cell.needs_fit and (root.fit_dir(cell.fit_hash) / "fit.json").exists()
         disc, source = None, None
-        if row is not None and row.get("schedule") is not None:
-            disc, source = _disc_from_row(row["schedule"]), "row"
+        row_disc = _disc_from_row(row["schedule"]) if row is not None and row.get("schedule") is not None else None
+        if row_disc is not None and not (cell.needs_fit and not fitted):
+            # the row keeps the values the cell sampled with, in the cell's dtype (float32 rounding shows
+            # in float64: 0.00200000009); the method recomputes them in float64, kept when they agree
+            disc, source = _recomputed(cell, root, row_disc), "row"
+        elif row_disc is not None:
+            disc, source = row_disc, "row"
         elif not cell.needs_fit or fitted:
             if cell.needs_fit:  # the cached fit: fit_cell loads it (it never fits when fit.json exists)
                 method, _ = fit_cell(cell, root)
@@ -394,6 +402,30 @@ def _final_step(solver_spec: dict) -> str:
     from .solvers.base import Solver
 
     return solver_spec.get("final_step", Solver.Params.model_fields["final_step"].default)
+
+
+def _recomputed(cell: Cell, root: ResultsRoot, row_disc: Discretization) -> Discretization:
+    """The method's own float64 discretization of a cell whose row holds its schedule, or the row's
+    values where the two differ by more than float32 rounding (the row is what the cell sampled with)."""
+    from .models import make_model
+    from .runner import build_method, fit_cell
+    from .solvers import make_solver
+
+    model = make_model(cell.model)
+    method = fit_cell(cell, root)[0] if cell.needs_fit else build_method(cell, model, make_solver(cell.solver))
+    probe = torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)
+    try:
+        disc = method.discretize(probe).detach()
+    except UserError:
+        return row_disc
+    if disc.batch != 1 or disc.t.dtype != torch.float64:
+        return row_disc
+    for name in ("t", "t_eval", "scale"):
+        a, b = getattr(disc, name), getattr(row_disc, name)
+        if (a is None) != (b is None) or (a is not None and (a.shape != b.shape or not torch.allclose(
+                a, b, rtol=4 * torch.finfo(torch.float32).eps, atol=0))):
+            return row_disc
+    return disc
 
 
 def _index(cell: Cell) -> dict:

@@ -90,8 +90,10 @@ def test_show_schedule_prints_a_manual_list(capsys):
     assert main(["show-schedule", "--model", "digits", "--method", "manual", "--param", f"sigmas={LIST}",
                  "--param", "interpolate=true", "--nfe", "6", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "nfe=6 steps=6: " + " ".join(f"{v:.6g}" for v in LIST)
-    assert out[1].startswith("nfe=4 steps=4: 80 ") and out[1].endswith(" 0.002")
+    assert out[0].startswith("t: the model's time (ve schedule")
+    assert out[1] == "nfe=6 steps=6: t " + " ".join(f"{v:.6g}" for v in LIST)
+    assert out[2].split() == ["sigma"] + [f"{v:.6g}" for v in LIST]  # VE: sigma = t
+    assert out[3].startswith("nfe=4 steps=4: t 80 ") and out[3].endswith(" 0.002")
     assert main(["show-schedule", "--model", "digits", "--method", "manual", "--param", f"sigmas={LIST}",
                  "--nfe", "4"]) == 2  # one-line error, no trace
 
