@@ -413,6 +413,8 @@ def _recomputed(cell: Cell, root: ResultsRoot, row_disc: Discretization) -> Disc
 
     model = make_model(cell.model)
     method = fit_cell(cell, root)[0] if cell.needs_fit else build_method(cell, model, make_solver(cell.solver))
+    if getattr(method, "instance", False) or getattr(method, "uses_eval_targets", False):
+        return row_disc  # its schedule depends on the prior or the targets: the row's is the one sampled
     probe = torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)
     try:
         disc = method.discretize(probe).detach()
