@@ -36,8 +36,10 @@ def _ve_table(k=1000, lo=1e-3, hi=100.0):
     return (1 - np.concatenate([[ac[0]], ac[1:] / ac[:-1]])).tolist()
 
 
-def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve():
-    """EulerDiscreteScheduler(sigmas=N+1 values) gives the harness's Euler samples back (digits, VE).
+@pytest.mark.parametrize("final_step", ["t_min", "zero", "denoise"])
+def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve(final_step):
+    """EulerDiscreteScheduler(sigmas=the exported list) gives the harness's Euler samples back (digits,
+    VE), for each `final_step` (the list: N + 1 knots; the first N and 0; N + 1 and 0).
 
     In float64: the exact digits denoiser at small sigma is a near-tie between training images, which
     turns float32 round-off of the state (~1e-5 at sigma = 80) into ~1e-4 differences of x0. The harness
@@ -45,19 +47,21 @@ def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve():
     scheduler's own sigma (mapping the timestep back through the float32 alphas_cumprod table loses
     ~1e-7 of it), so what remains to compare is the two codes' step arithmetic."""
     model = make_model("digits")
-    solver = make_solver("euler")
+    solver = make_solver({"name": "euler", "final_step": final_step})
     steps = 5
     disc = METHODS.create("edm").bind(model.schedule, steps, solver).discretize(torch.zeros(1, 1, 8, 8))
     x_T = _priors(model, dtype=torch.float64)
-    rec = record(model.schedule, disc, nfe=steps)
+    rec = record(model.schedule, disc, final_step=final_step, nfe=steps)
     sigmas = rec["forms"]["diffusers"]["EulerDiscreteScheduler"]["sigmas"]
-    assert len(sigmas) == steps + 1
+    assert len(sigmas) == steps + 1 + (final_step == "denoise")
 
     sched = diffusers.EulerDiscreteScheduler(num_train_timesteps=1000, trained_betas=_ve_table(),
                                              prediction_type="epsilon")
     sched.set_timesteps(sigmas=sigmas)
+    knots = disc.t.to(torch.float32).to(torch.float64)  # the float32 values diffusers keeps (VE: sigma = t)
+    assert torch.equal(sched.sigmas[:steps].to(torch.float64), knots[0, :steps])
     with torch.no_grad():
-        harness = solver.sample(model, x_T, Discretization(sched.sigmas.to(torch.float64)[None]))
+        harness = solver.sample(model, x_T, Discretization(knots))
 
     def eps_model(x_in, timestep):
         sigma = float(sched.sigmas[sched.step_index])
@@ -69,8 +73,9 @@ def test_euler_sigmas_round_trip_through_diffusers_on_digits_ve():
     x = x_T.clone()
     for timestep in sched.timesteps:
         x = sched.step(eps_model(sched.scale_model_input(x, timestep), timestep), timestep, x).prev_sample
-    assert torch.allclose(sched.sigmas[-1], torch.tensor(0.002))  # lands on sigma_min, as the harness
-    print(f"euler round trip: max |diffusers - harness| = {float((x - harness).abs().max()):.2e}")
+    # t_min lands on sigma_min as the harness; zero and denoise land on 0
+    assert float(sched.sigmas[-1]) == (float(torch.tensor(0.002, dtype=torch.float32)) if final_step == "t_min" else 0)
+    print(f"euler round trip ({final_step}): max |diffusers - harness| = {float((x - harness).abs().max()):.2e}")
     assert (x - harness).abs().max() < 1e-5
 
 
