@@ -23,9 +23,9 @@ from .errors import UserError
 
 
 def _parse_value(text: str):
-    import yaml
+    from .grid import load_yaml  # as a grid reads it (`1e-1` is a number)
 
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def _spec(name: str, params: list[str] | None) -> dict:
@@ -214,6 +214,7 @@ def cmd_show_schedule(args):
         _show_fitted_schedules(args, model)
         return
 
+    print(_schedule_units(model.schedule))
     for nfe in args.nfe:
         steps = solver.steps_for_nfe(nfe)
         method = cls(**method_spec).bind(model.schedule, steps, solver, model=model)
@@ -221,7 +222,21 @@ def cmd_show_schedule(args):
         x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
         cond = labels_for(range(1), model.num_classes)
         t = method.discretize(x_T, cond).t[0]
-        print(f"nfe={nfe} steps={steps}: " + " ".join(f"{v:.6g}" for v in t.tolist()))
+        print("\n".join(_schedule_lines(f"nfe={nfe} steps={steps}", model.schedule, t)))
+
+
+def _schedule_units(schedule) -> str:
+    """The header of `show-schedule`: what its two rows are, in which unit."""
+    spec = schedule.spec()
+    return (f"t: the model's time ({spec.get('name', type(schedule).__name__)} schedule, t_max={schedule.t_max:.6g}, "
+            f"t_min={schedule.t_min:.6g}); sigma: the VE noise level sigma(t)/alpha(t) (k-diffusion / ComfyUI "
+            "sigmas); float64 as the method computed them, 6 significant digits (bench export writes every digit)")
+
+
+def _schedule_lines(head: str, schedule, t) -> list[str]:
+    t = t.detach().cpu().double()
+    fmt = lambda v: " ".join(f"{x:.6g}" for x in v.tolist())  # noqa: E731
+    return [f"{head}: t {fmt(t)}", f"{' ' * len(head)}  sigma {fmt(schedule.sigma_ve(t))}"]
 
 
 def _show_fitted_schedules(args, model):
@@ -243,13 +258,15 @@ def _show_fitted_schedules(args, model):
     if "seeds" in raw:
         raw["seeds"] = raw["seeds"][:1]
     root = ResultsRoot(args.results)
+    print(_schedule_units(model.schedule))
     for cell in parse_grid(raw).cells:
         method, info = fit_cell(cell, root)
         x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
         t = method.discretize(x_T, labels_for(range(1), model.num_classes)).t[0]
         how = "cached fit" if info.get("cached") else "fitted"
-        print(f"nfe={cell.nfe} steps={cell.steps}: " + " ".join(f"{v:.6g}" for v in t.tolist())
-              + f"  ({how}: {info.get('fit_seconds', 0.0):.1f} s, {info.get('fit_nfe', 0)} network evaluations)")
+        t_line, sigma_line = _schedule_lines(f"nfe={cell.nfe} steps={cell.steps}", model.schedule, t)
+        print(t_line + f"  ({how}: {info.get('fit_seconds', 0.0):.1f} s, {info.get('fit_nfe', 0)} network evaluations)")
+        print(sigma_line)
 
 
 def cmd_export(args):
@@ -261,6 +278,7 @@ def cmd_export(args):
         result = export_grid(args.grid, args.results, args.out)
         print(f"{len(result['written'])} schedules and {len(result['networks'])} schedule networks in {result['out']}"
               f" (index.csv lists them)")
+        _print_export_warnings(result["written"])
         if result["missing"]:
             print(f"{len(result['missing'])} cells not exported:")
             for cell, why in result["missing"]:
@@ -273,6 +291,17 @@ def cmd_export(args):
                           _spec(args.method, args.param), args.nfe, out)
     for path in paths:
         print(f"{path} (+ .csv)")
+    _print_export_warnings(paths)
+
+
+def _print_export_warnings(paths) -> None:
+    """One line per exported schedule whose forms lose its t_eval / scale (bench.export.eval_warning)."""
+    import json
+
+    for path in paths:
+        warning = json.loads(path.read_text()).get("warning")
+        if warning:
+            print(f"warning: {path.name}: {warning}")
 
 
 def _add_launch_options(run: argparse.ArgumentParser) -> None:

@@ -409,6 +409,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent, so `1e-1`, `2E5` and `1.e+3`
+# would be strings; YAML 1.2's core schema (and JSON) reads them as floats, and so does a grid.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str):
+    """YAML text as a grid or study reads it: PyYAML's safe loader, repeated keys refused, and
+    exponent floats without a dot (`1e-1`) read as numbers, as YAML 1.2 does."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_grid_file(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -421,7 +435,7 @@ def read_grid_file(path) -> dict:
         raise UserError(f"--grid: cannot read {path} ({err.strerror or err}); check its permissions "
                         f"(e.g. `chmod u+r {path}`)") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

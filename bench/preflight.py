@@ -1,4 +1,6 @@
-"""Checks made before a run starts: every file the grid's models and metrics need exists.
+"""Checks made before a run starts: every file the grid's models and metrics need exists, and every
+closed-form method that can tell from the model's noise schedule and the step count alone whether a
+cell can run says so (`method_problems`).
 
 Each model lists its path parameters with `Denoiser.required_paths()` (read from its parameters,
 nothing loaded); each metric that loads weights checks them with `check_ready()` (Inception for
@@ -6,6 +8,11 @@ FID/KID, torchvision's backbone for LPIPS). `missing_paths(cells)` and `metric_p
 collect every problem across the cells; `check_paths(cells)` raises ONE `UserError` listing them
 all, so a user fixes a grid in one go instead of discovering the files one failed cell at a time.
 (Whether a metric suits a model at all is checked earlier, when the grid is parsed.)
+
+A method class with a `check_cell()` method (bound to the model's schedule and the cell's steps,
+nothing else: no model evaluation, no teacher) is asked once per distinct (method, model, steps);
+`manual` checks its list's length and range there, so a list that does not fit a cell is one
+error before the teacher runs, not a failure per cell after it.
 """
 from __future__ import annotations
 
@@ -53,11 +60,44 @@ def metric_problems(cells) -> list[str]:
     return problems
 
 
+def method_problems(cells) -> list[str]:
+    """"method <label> at nfe=N on model <label>: <the method's error>" for every cell whose
+    method's `check_cell()` refuses it (module docstring)."""
+    from .grid import _unlabelled, plugin_label
+    from .registry import METHODS
+    from .runner import resolved_params
+
+    problems, seen, schedules = [], set(), {}
+    for cell in cells:
+        cls = METHODS.get(cell.method["name"])
+        if not callable(getattr(cls, "check_cell", None)):
+            continue
+        spec = cell.resolved.get("method") or _unlabelled(cell.method)
+        key = stable_hash([spec, _unlabelled(cell.model), cell.steps])
+        if key in seen:
+            continue
+        seen.add(key)
+        model_key = stable_hash(_unlabelled(cell.model))
+        if model_key not in schedules:
+            schedules[model_key] = make_model(cell.model).schedule
+        try:
+            cls(**resolved_params(spec, cls)).bind(schedules[model_key], cell.steps).check_cell()
+        except UserError as err:
+            problems.append(f"method {plugin_label(cell.method)} at nfe={cell.nfe} ({cell.steps} steps) on model "
+                            f"{plugin_label(cell.model)}: {err}")
+    return problems
+
+
 def check_paths(cells) -> None:
+    """Everything this module checks; one `UserError` for the methods' problems, else one for files."""
+    problems = method_problems(cells)
+    if problems:
+        raise UserError(f"{len(problems)} cell(s) of this grid cannot run: " + "; ".join(problems)
+                        + " -- fix these grid.methods entries (or exclude the cells) and run again")
     missing = missing_paths(cells) + metric_problems(cells)
     if missing:
         raise UserError(f"{len(missing)} missing file(s) for this grid's models: " + "; ".join(missing)
                         + " -- put the files there or fix the paths in the grid (see the grid's comments)")
 
 
-__all__ = ["check_paths", "missing_paths"]
+__all__ = ["check_paths", "missing_paths", "method_problems"]

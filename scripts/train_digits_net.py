@@ -1,6 +1,11 @@
 """Train the `digits-net` denoiser from scratch and write its weights file.
 
-    .venv/bin/python scripts/train_digits_net.py [--out bench/models/weights/digits_net.pt] [--steps N]
+    .venv/bin/python scripts/train_digits_net.py [--out results/weights/digits_net.pt] [--steps N]
+    .venv/bin/python scripts/train_digits_net.py --overwrite-shipped      # replace the package's file
+
+By default it writes `results/weights/digits_net.pt` under the current folder (results/ is the
+harness's output root, ignored by git); use it with `digits-net`'s `weights: PATH`. The weights the
+package ships (`bench/models/weights/digits_net.pt`) are replaced only with `--overwrite-shipped`.
 
 The recipe (fixed seed, deterministic, one thread) is `bench.models._digits_net_train`'s; every default
 is documented there. The file holds the EMA weights (float32) with the network config and the
@@ -24,15 +29,31 @@ from bench.models._digits_net_train import TRAIN_CONFIG, train  # noqa: E402
 from bench.store import atomic_write_torch  # noqa: E402
 
 
+SHIPPED = ROOT / "bench" / "models" / "weights" / "digits_net.pt"
+DEFAULT_OUT = Path("results") / "weights" / "digits_net.pt"
+
+
+def output_path(args) -> Path:
+    """Where to write: --out (never the shipped file unless --overwrite-shipped), else DEFAULT_OUT."""
+    if args.overwrite_shipped:
+        return SHIPPED
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    if out.expanduser().resolve() == SHIPPED.resolve():
+        raise SystemExit(f"--out {out} is the weights file the package ships; pass --overwrite-shipped to replace it")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "models" / "weights" / "digits_net.pt"))
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", help=f"weights file to write (default: {DEFAULT_OUT}, under the current folder)")
+    where.add_argument("--overwrite-shipped", action="store_true", help=f"replace the package's weights, {SHIPPED}")
     parser.add_argument("--steps", type=int, default=TRAIN_CONFIG["steps"], help="training steps")
     args = parser.parse_args(argv)
+    out = output_path(args)
     start = time.perf_counter()
     ema, net_config, history = train({"steps": args.steps}, log=lambda msg: print(msg, flush=True))
     train_config = {**TRAIN_CONFIG, "steps": args.steps}
-    out = Path(args.out)
     atomic_write_torch(out, {"config": net_config, "train": train_config, "torch": str(torch.__version__),
                              "state_dict": {k: v.contiguous() for k, v in ema.state_dict().items()}})
     sha = hashlib.sha256(out.read_bytes()).hexdigest()

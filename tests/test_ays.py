@@ -162,7 +162,7 @@ def test_show_schedule_fits_through_the_results_cache(tmp_path, capsys):
             "--param", "samples=32", "--nfe", "3", "--results", str(tmp_path)]
     assert main(argv) == 0
     first = capsys.readouterr().out
-    assert "nfe=3 steps=3: 0.987654" in first and "(fitted:" in first and "network evaluations" in first
+    assert "nfe=3 steps=3: t 0.987654" in first and "(fitted:" in first and "network evaluations" in first
     assert list(tmp_path.glob("**/fit.json"))
     assert main(argv) == 0
     second = capsys.readouterr().out

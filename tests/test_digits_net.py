@@ -223,3 +223,37 @@ def test_bench_gpu_small_on_the_cpu():
     added = [r["added_ratio"] for r in rows if r["model"] == "digits-net"]
     assert all(r["added_s"] > 0 for r in rows), proc.stdout  # the harness does some work of its own
     assert max(added) <= 1.05, proc.stdout
+
+
+def test_training_script_never_overwrites_the_shipped_weights_unless_asked(tmp_path, monkeypatch):
+    """scripts/train_digits_net.py writes results/weights/digits_net.pt under the current folder by
+    default; the package's file only with --overwrite-shipped (training replaced by a stub here)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_digits_net_script",
+                                                  Path(__file__).resolve().parents[1] / "scripts" / "train_digits_net.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    written = []
+
+    def fake_write(path, value):
+        written.append(Path(path).resolve())
+        assert tmp_path in written[-1].parents, f"the script writes {path}"  # never touch the real files
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(value, path)
+        return Path(path)
+
+    net = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(script, "train", lambda cfg, log: (net, {}, [(0, 1.0), (1, 0.5)]))
+    monkeypatch.setattr(script, "atomic_write_torch", fake_write)
+    monkeypatch.chdir(tmp_path)
+    shipped = dn.WEIGHTS_PATH.resolve()
+    assert script.main(["--steps", "1"]) == 0
+    assert written == [(tmp_path / "results" / "weights" / "digits_net.pt").resolve()]
+    assert script.main(["--steps", "1", "--out", "mine.pt"]) == 0 and written[-1] == (tmp_path / "mine.pt").resolve()
+    with pytest.raises(SystemExit, match="overwrite-shipped"):
+        script.main(["--out", str(shipped)])
+    assert shipped not in written
+    monkeypatch.setattr(script, "SHIPPED", tmp_path / "shipped.pt")  # where --overwrite-shipped writes
+    assert script.main(["--steps", "1", "--overwrite-shipped"]) == 0 and written[-1] == (tmp_path / "shipped.pt").resolve()

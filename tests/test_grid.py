@@ -96,3 +96,19 @@ def test_load_grid_file_errors(tmp_path):
 def test_shipped_grids_validate():
     for path in ("grids/smoke.yaml", "grids/toy2d.yaml"):
         assert load_grid(path).cells
+
+
+def test_yaml_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 (PyYAML's safe loader) reads `1e-1` as a string; a grid reads it as YAML 1.2 does."""
+    from bench.grid import load_yaml
+
+    assert load_yaml("[1e-1, 2E5, -3e+2, 1.e-3, .5e1, 1.5e-3, 7, 1_000, '1e-1', 1e-1x, 0x1f]") == [
+        0.1, 2e5, -300.0, 1e-3, 5.0, 1.5e-3, 7, 1000, "1e-1", "1e-1x", 31]
+    path = tmp_path / "g.yaml"
+    path.write_text("models: [digits]\nsolvers: [euler]\nnfe: [4]\nmetrics: [mse]\n"
+                    "methods: [{name: manual, sigmas: [80, 1e1, 2E0, 5e-1, 2e-3]}]\n")
+    (cell,) = load_grid(path).cells
+    assert cell.method["sigmas"] == [80, 10.0, 2.0, 0.5, 0.002]
+    from bench.__main__ import _spec
+
+    assert _spec("manual", ["sigmas=[80, 1e-1]"])["sigmas"] == [80, 0.1]

@@ -90,8 +90,10 @@ def test_show_schedule_prints_a_manual_list(capsys):
     assert main(["show-schedule", "--model", "digits", "--method", "manual", "--param", f"sigmas={LIST}",
                  "--param", "interpolate=true", "--nfe", "6", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "nfe=6 steps=6: " + " ".join(f"{v:.6g}" for v in LIST)
-    assert out[1].startswith("nfe=4 steps=4: 80 ") and out[1].endswith(" 0.002")
+    assert out[0].startswith("t: the model's time (ve schedule")
+    assert out[1] == "nfe=6 steps=6: t " + " ".join(f"{v:.6g}" for v in LIST)
+    assert out[2].split() == ["sigma"] + [f"{v:.6g}" for v in LIST]  # VE: sigma = t
+    assert out[3].startswith("nfe=4 steps=4: t 80 ") and out[3].endswith(" 0.002")
     assert main(["show-schedule", "--model", "digits", "--method", "manual", "--param", f"sigmas={LIST}",
                  "--nfe", "4"]) == 2  # one-line error, no trace
 
@@ -115,3 +117,31 @@ def test_a_digits_grid_runs_the_list_at_its_nfe_and_two_interpolated_ones(tmp_pa
     tabs = report.tables(report.load_rows(tmp_path))
     table = tabs[("man", "digits", "euler", "mse")]
     assert (table.loc[report.BEST_HEURISTIC] == table.loc["edm"]).all()  # manual never sets the bar
+
+
+def test_a_list_that_does_not_fit_a_cell_is_refused_before_anything_runs(tmp_path, capsys):
+    """Wrong length (no interpolate) or wrong range: `bench run` stops with one line naming the
+    entry, the cell and the fix, before the teacher or any cell runs (nothing written)."""
+    import yaml
+
+    good = {"name": "manual", "sigmas": LIST}
+    cases = [
+        ({"name": "manual", "sigmas": LIST}, [4, 6], "the list has 7 values (6 steps) but this cell runs 4 steps",
+         "interpolate: true"),
+        ({"name": "manual", "sigmas": [50.0, 3.0, 0.3, 0.002]}, [3], "runs from sigma 50 to 0.002", "ends: model"),
+    ]
+    for entry, nfe, why, fix in cases:
+        raw = {"name": "bad", "models": ["digits"], "solvers": ["euler"], "nfe": nfe, "methods": ["edm", entry],
+               "metrics": ["mse"], "teacher": {"solver": "euler", "steps": 20, "method": "edm"}}
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        root = tmp_path / "res"
+        assert main(["run", "--grid", str(path), "--results", str(root), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("bench: error: 1 cell(s) of this grid cannot run: method manual(")
+        assert "\n" not in err and "Traceback" not in err and why in err and fix in err and f"nfe={nfe[0]}" in err
+        assert not root.exists() or not any(p.is_file() for p in root.rglob("*"))  # no teacher, no row
+    from bench.preflight import method_problems
+
+    assert method_problems(parse_grid({"models": ["digits"], "solvers": ["euler"], "nfe": [6], "methods": [good],
+                                       "metrics": ["mse"]}).cells) == []

@@ -195,7 +195,15 @@ def test_cli_list_and_show_schedule(capsys):
     for name in ("toy2d", "euler", "ipndm", "uniform", "edm", "mse"):
         assert name in out
     assert main(["show-schedule", "--model", "toy2d", "--method", "edm", "--nfe", "4"]) == 0
-    assert capsys.readouterr().out.startswith("nfe=4 steps=4: 80 17.5278 2.51522 0.169753 0.002")
+    lines = capsys.readouterr().out.splitlines()
+    assert "t: the model's time" in lines[0] and "sigma: the VE noise level" in lines[0]
+    assert lines[1] == "nfe=4 steps=4: t 80 17.5278 2.51522 0.169753 0.002"
+    assert lines[2].split() == ["sigma", "80", "17.5278", "2.51522", "0.169753", "0.002"]
+    # a flow model: t is the flow time, sigma the VE-equivalent noise level of the same knots
+    assert main(["show-schedule", "--model", "toy2d", "--model-param", "time=flow", "--method", "edm", "--nfe", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "(flow schedule, t_max=0.987654" in lines[0]
+    assert lines[1].startswith("nfe=4 steps=4: t 0.987654 ") and lines[2].split()[:2] == ["sigma", "80"]
 
 
 def test_resume_after_kill(tmp_path, write_grid, tiny_grid):

@@ -72,14 +72,14 @@ def load_weights(path: Path | None = None) -> tuple[EDMDigitsNet, str]:
     shipped = path is None
     path = WEIGHTS_PATH if shipped else Path(path).expanduser()
     if not path.is_file():
-        fix = "reinstall the package or retrain with scripts/train_digits_net.py" if shipped else \
+        fix = "reinstall the package or retrain with scripts/train_digits_net.py --overwrite-shipped" if shipped else \
             "train one with `scripts/train_digits_net.py --out PATH` or remove the parameter"
         raise UserError(f"model 'digits-net': weights file {path} not found; {fix}")
     sha = _sha256(path)
     if shipped and sha != WEIGHTS_SHA256:
         raise UserError(f"model 'digits-net': {path} has SHA-256 {sha[:12]}..., expected {WEIGHTS_SHA256[:12]}... "
                         "(file edited or half-copied); restore it (git checkout) or retrain it with "
-                        "scripts/train_digits_net.py and update WEIGHTS_SHA256 in bench/models/digits_net.py")
+                        "scripts/train_digits_net.py --overwrite-shipped and update WEIGHTS_SHA256 in bench/models/digits_net.py")
     try:
         content = _load_file(str(path), sha)
         net = EDMDigitsNet(content["config"])
