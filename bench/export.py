@@ -59,6 +59,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ from .errors import UserError
 from .grid import Cell, load_grid, plugin_label
 from .schedules import DiscreteVP, FlowOT, NoiseSchedule
 from .seeding import stable_hash
-from .store import ResultsRoot, atomic_write_bytes, atomic_write_json, read_json
+from .store import ResultsRoot, atomic_write_bytes, atomic_write_json
 
 CONVENTIONS = {
     "t": "the model's own time, N + 1 knots from t_max to t_min (the harness's Discretization.t)",
@@ -324,6 +325,22 @@ def _meta(cell: Cell, source: str, **extra) -> dict:
             "fit_key": cell.fit_hash, "source": source, **extra}
 
 
+def _checked_row(path: Path) -> dict | None:
+    """The row at `path` through `bench.rows.read_row` (checksum, schema, and the cell it names against
+    its file name), or None when there is none; a row that fails is named on stderr and not exported
+    (the next `run` quarantines and recomputes it)."""
+    from .rows import read_row
+    from .store import CorruptArtifact
+
+    if not path.exists():
+        return None
+    try:
+        return read_row(path)
+    except CorruptArtifact as err:
+        print(f"bench: not exporting {err} (the next run recomputes it)", file=sys.stderr)
+        return None
+
+
 def _disc_from_row(schedule: dict) -> Discretization:
     as_t = lambda k: None if k not in schedule else torch.tensor(schedule[k], dtype=torch.float64)  # noqa: E731
     return Discretization(as_t("t"), as_t("t_eval"), as_t("scale"))
@@ -346,7 +363,7 @@ def export_grid(grid_path, results="results", out_dir=None) -> dict:
             schedules[key] = make_model(cell.model).schedule
         schedule = schedules[key]
         row_path = root.row_path(grid.name, cell.hash)
-        row = read_json(row_path) if row_path.exists() else None
+        row = _checked_row(row_path)
         fitted = cell.needs_fit and (root.fit_dir(cell.fit_hash) / "fit.json").exists()
         disc, source = None, None
         row_disc = _disc_from_row(row["schedule"]) if row is not None and row.get("schedule") is not None else None

@@ -431,3 +431,20 @@ def test_a_sample_preview_of_another_cell_is_left_out_of_the_panels(tmp_path, mo
     monkeypatch.setattr(figures, "sample_panel", lambda rows, previews, out: seen.update(previews) or [])
     print_and_write_report(tmp_path, grid, "text")
     assert set(seen) == {a.hash}  # b's file holds a's samples: no panel entry rather than a wrong one
+
+
+def test_export_does_not_take_another_cells_row(tmp_path, capsys):
+    """`bench export` reads rows through `read_row`: a row copied under another cell's name is named on
+    stderr and not exported as that cell's schedule."""
+    from bench.export import export_grid
+
+    grid = parse_grid(tiny(methods=["uniform"]))
+    root = tmp_path / "r"
+    run_local(grid, root, quiet=True)
+    results = ResultsRoot(root)
+    a, b = grid.cells[0], grid.cells[1]
+    shutil.copy(results.row_path(grid.name, a.hash), results.row_path(grid.name, b.hash))
+    path = write_grid(tmp_path / "g.yaml", tiny(methods=["uniform"]))
+    export_grid(path, root, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert f"not exporting {results.row_path(grid.name, b.hash)}" in err and "belongs to key" in err
