@@ -307,6 +307,10 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
     if not isinstance(name, str) or not GRID_NAME.fullmatch(name) or name in (".", ".."):
         raise GridError(f"grid.name must be a plain folder name (letters, digits, '.', '_', '-'; not '..'), "
                         f"got {name!r}")
+    description = raw.get("description", "")
+    if not isinstance(description, str) or "\n" in description.strip():
+        raise GridError("grid.description must be one line of text saying what the grid studies (quote it if it "
+                        "holds ': '); explain settings in comments")
 
     models = _plugin_specs(raw, "models", MODELS)
     solvers = _plugin_specs(raw, "solvers", SOLVERS)
