@@ -21,14 +21,14 @@ value; the floor is still computed.
      `scipy.spatial.distance.cdist`, which sums squared differences directly, so coincident points
      cost exactly 0 (`ot.dist` expands the square and leaves ~1e-16 of round-off, which the square
      root lifts to ~1e-8). W2 of a set and its translate by v is exactly ||v||.
-  Default n = 4000: 4-7 s per transport problem on a 2-core CPU, two problems per call (10-15 s per
-  cell); the cost grows faster than n^2. At n = 4000 the floor on the tree toy is about 0.035-0.04,
-  so smaller gaps are estimator noise. The simplex gets an iteration cap large enough for n = 4000
+  Default n = 4000: the largest set whose exact transport stays a small part of a cell's cost on a
+  CPU (two problems per call; the cost grows faster than n^2). Read gaps against
+  `wasserstein_floor`: differences below it are estimator noise. The simplex gets an iteration cap large enough for n = 4000
   (POT's default of 1e5 stops early there); if it still stops before optimality, a RuntimeError is
   raised rather than a silently wrong value.
 
 `kl` (lower is better) -- KL(p_data || p_gen) from smoothed histograms:
-  1. Draw the reference R = `n_ref` true samples (default 20000: under 0.1 s with the histograms,
+  1. Draw the reference R = `n_ref` true samples (default 20000: cheap with histograms,
      and large enough that the reference adds little to the floor), then the floor set F = B true
      samples (B = size of the generated set; all generated points are used).
   2. Histogram each set on the box [low, high]^2 (default [-0.9, 1.5]^2, which holds the tree toy

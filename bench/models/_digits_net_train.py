@@ -14,8 +14,8 @@ Recipe (each default, and where it comes from):
     first `warmup` = 100 steps (EDM ramps its rate up over 10 Mimg, which is longer than this whole
     run), then cosine-decayed to 0 at the last step (so the last weights do not depend on where a
     constant-rate run happens to stop).
-  * `batch` = 128, `steps` = 2000: about 140 epochs; sized so that the run takes well under ~20 minutes
-    on a 2-core machine. `threads` = 1: the network's ops are small (8x8 images), so a second OpenMP
+  * `batch` = 128, `steps` = 2000: about 140 epochs; sized so that one run fits a CPU
+    session (scripts/train_digits_net.py prints its wall time). `threads` = 1: the network's ops are small (8x8 images), so a second OpenMP
     thread adds synchronisation rather than speed (and spins when the machine is busy); one thread
     also makes the float round-off, and so the weights, independent of the machine's core count.
   * network (`NET_CONFIG`): `bench.models._digits_unet`'s layout at `channels` = 16, `blocks` = 1,

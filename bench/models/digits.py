@@ -16,9 +16,8 @@ runs in the dtype and on the device of x (float32 or float64); the data set is k
 the CPU and cast once per (dtype, device). Batches are processed in chunks of `CHUNK` rows, bounding
 the [chunk, 1797] weight matrix (7 MB in float32).
 
-Throughput (benchmarks/bench_digits.py, this 2-core machine while shared with other jobs, one torch
-thread, no_grad): ~50k samples x evaluations per second unconditional and ~500k conditional, float32
-or float64, batch 1000 or 4000.
+Throughput: `python benchmarks/bench_digits.py` prints samples x evaluations per second for the
+unconditional and the conditional model.
 
 Class-conditional use: `cond` is a LongTensor [B] of labels 0..9 (or None: unconditional). The
 condition restricts the average to that digit's training images -- the same as masking the logits
