@@ -13,7 +13,7 @@ Intervals (level `level`, default 95%):
     and takes the weighted means), so the interval of a difference is the percentile interval of the
     difference of the resampled means. Percentile, not BCa: BCa's jackknife costs O(n^2) per vector,
     and for a mean over thousands of priors the two agree (the coverage benchmark,
-    benchmarks/bench_coverage.py, checks the level is kept).
+    scripts/check_interval_coverage.py, checks the level is kept).
   * several seeds: each seed has its own evaluation priors (and, for fitted methods, its own fit), so
     the seed is the unit: a seed's mean over its priors already carries its sampling noise, and the
     spread of the per-seed means carries both. The interval is Student's t interval of the per-seed

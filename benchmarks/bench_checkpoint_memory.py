@@ -8,7 +8,7 @@ peak resident set (`resource.getrusage(...).ru_maxrss`) during the fit, over the
 before it (model, data and torch already loaded, one warm-up evaluation done). On CUDA
 (`--device cuda`) it reports `torch.cuda.max_memory_allocated` instead.
 
-Acceptance: with checkpointing on, the peak grows by less than 20% from NFE 4 to NFE 10.
+The bar it prints: with checkpointing on, the peak grows by less than 20% from NFE 4 to NFE 10.
 
     python benchmarks/bench_checkpoint_memory.py [--batch 8] [--channels 64] [--device cpu]
 """
@@ -133,7 +133,7 @@ def main():
         a, b = results[(ckpt, lo)], results[(ckpt, hi)]
         print(f"{'on' if ckpt else 'off':>14} {a:10.1f} {b:10.1f} {100 * (b / a - 1):7.1f}%")
     growth = results[(True, hi)] / results[(True, lo)] - 1
-    print(f"acceptance (checkpointing on grows < 20% from NFE {lo} to {hi}): "
+    print(f"bar (checkpointing on grows < 20% from NFE {lo} to {hi}): "
           f"{'PASS' if growth < 0.2 else 'FAIL'} ({100 * growth:.1f}%)")
 
 

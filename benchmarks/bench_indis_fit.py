@@ -1,5 +1,6 @@
 """Fit time (and quality) of INDIS on the 2D toy study (toy2d in flow time, Euler, 20,000 training priors,
-100-step Euler teacher), the issue's budget: under 5 minutes at NFE 3 on this machine.
+100-step Euler teacher), printed beside
+its bar: 5 minutes at NFE 3 on a 2-core CPU.
 
 The teacher sets are generated first (cached under the results root) and not counted; the printed
 time is `fit_seconds` of the runner's `fit_cell` (network construction, the heuristic start, training,
@@ -9,7 +10,7 @@ validation and the cost measurement). Then the cell is evaluated on the 10,000 e
         [--root /tmp/bench-indis-fit] [--eval 10000]
 
 `--digits` runs the same measurement on the class-conditional digits model with iPNDM and an iPNDM
-30-step EDM teacher (as benchmarks/bench_learned_digits.py; default sizes train 4000, eval 2000).
+30-step EDM teacher (default sizes train 4000, eval 2000).
 
 `--threads 1` gives the single-thread time (torch.set_num_threads); the machine may be shared, so
 the script also prints the load average. Extra method parameters: `--param key=value` (YAML values).

@@ -35,8 +35,8 @@ Distances are measured in EDM's coordinates y = x / alpha (`space: ve`, default)
 does: its models are VE ones, where y is the model's own state. `space: model` measures them on the
 model's own state x instead (the state the solver carries); for a VE model the two are the same, for
 FlowOT / VP models `ve` weights the errors at high noise by 1/alpha and picks other steps.
-`benchmarks/bench_gits_coeff.py` compares the DP weights, the metrics and how the paths rank among all
-of the grid's subsets.
+grids/gits-coeff-toy2d.yaml and grids/gits-coeff-digits.yaml compare the DP weights and the metrics by
+their samples; scripts/gits_cost_analysis.py shows how the paths rank among all of the grid's subsets.
 
 Reference and variants (the project's rule, README "Defaults"):
 

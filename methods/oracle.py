@@ -30,8 +30,8 @@ Defaults `refine_iterations` = 50 and `refine_lr` = 0.05 are ours (the paper giv
 fitted GOD start, the per-prior loss with shifts keeps falling over the first tens of steps at that rate
 (larger rates gain little), while with timesteps only it flattens after ~20 steps, the per-prior
 optimum of a few free timesteps lying little below the shared one. 50 steps cost 51 forward and 50
-backward passes per prior (`schedule_nfe` in the row); `python benchmarks/bench_learned_toy.py
---methods god oracle` prints the losses and costs.
+backward passes per prior (`schedule_nfe` in the row); `python -m bench report --grid
+grids/indis-toy.yaml` prints the costs.
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ Defaults and where they come from:
   * `variant` = "paper", `median` = "reference": see above. `median` "reference" is the reference's
     `cal_medium`: per position, in the reference's node order (0 = the data end), the floor of the mean
     of the sorted values l[B//2] and l[B//2 - 1], for any count B, i.e. rounded towards the data end.
-`benchmarks/bench_searched.py` compares OSS with the best heuristic.
+grids/pixel-searched.yaml compares OSS with the heuristics.
 
 Not reproduced: the reference's DiT-specific amplitude re-normalisation (`renorm_flag`), which is a
 sampling-time calibration, not part of the search.

@@ -5,10 +5,10 @@
 #   3. `bench run` of grids/smoke.yaml with --device cuda, and its report;
 #   4. `bench run` of grids/net-smoke.yaml (the trained digits-net, fp32 and bf16) with --device cuda,
 #      and its report;
-#   5. benchmarks/bench_gpu.py: harness/bare sampling-time ratio, images/s and peak memory of an
+#   5. benchmarks/bench_overhead.py: harness/bare sampling-time ratio, images/s and peak memory of an
 #      SD-1.5-sized random UNet and of digits-net at batch 16 and 64 in fp32 and bf16.
 # Everything it prints goes to one file, $OUT/device-check.txt ($OUT: the device tool's output folder;
-# else results/device-check/), bench_gpu's figures also to bench_gpu.json beside it. A failing step
+# else results/device-check/), bench_overhead's figures also to bench_overhead.json beside it. A failing step
 # is recorded (rc=...) and the next one still runs; the script exits non-zero if any step failed.
 #
 #     bash scripts/device-check.sh
@@ -40,6 +40,6 @@ step "run smoke.yaml" 60 "$PY" -m bench run --grid grids/smoke.yaml --device cud
 step "report smoke.yaml" 30 "$PY" -m bench report --grid grids/smoke.yaml --results "$RES" --no-plots
 step "run net-smoke.yaml" 120 "$PY" -m bench run --grid grids/net-smoke.yaml --device cuda --results "$RES" --quiet
 step "report net-smoke.yaml" 30 "$PY" -m bench report --grid grids/net-smoke.yaml --results "$RES" --no-plots
-step bench_gpu 180 "$PY" benchmarks/bench_gpu.py --device cuda --out "$DIR/bench_gpu.json"
+step bench_overhead 180 "$PY" benchmarks/bench_overhead.py --device cuda --out "$DIR/bench_overhead.json"
 echo "figures: $FIG" | tee -a "$FIG"
 exit "$FAILED"

@@ -195,8 +195,8 @@ def test_fid_grid_reduced(tmp_path, write_grid):
 
 
 @pytest.mark.slow
-def test_bench_gpu_small_on_the_cpu():
-    """benchmarks/bench_gpu.py --small runs on the CPU; what the harness adds to digits-net's sampling is
+def test_bench_overhead_small_on_the_cpu():
+    """benchmarks/bench_overhead.py --small runs on the CPU; what the harness adds to digits-net's sampling is
     at most 5% of a bare loop.
 
     The figure checked is `added_ratio`: the harness's added time per pass (measured with the network
@@ -209,9 +209,10 @@ def test_bench_gpu_small_on_the_cpu():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = Path(repo / "results" / "bench_gpu_small.json")
+    out = Path(repo / "results" / "bench_overhead_small.json")
     out.parent.mkdir(exist_ok=True)
-    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_gpu.py"), "--small", "--device", "cpu",
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_overhead.py"), "--small", "--device", "cpu",
+                           "--models", "digits-net", "sd15",
                            "--out", str(out)], capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]

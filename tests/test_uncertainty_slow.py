@@ -1,4 +1,4 @@
-"""The coverage of the report's intervals, measured (benchmarks/bench_coverage.py): 50 independent
+"""The coverage of the report's intervals, measured (scripts/check_interval_coverage.py): 50 independent
 sets of 2000 toy2d evaluation priors for one cell; each set's 95% interval must cover the mean over
 100 times as many priors in at least 90% of the sets (at a true 95% coverage, fewer than 45 hits of
 50 happens with probability ~4%)."""
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 @pytest.mark.slow
 def test_95_percent_intervals_cover_the_large_sample_mean():
-    from bench_coverage import coverage
+    from check_interval_coverage import coverage
 
     rates = coverage(sets=50, n=2000, factor=100)
     print(rates)

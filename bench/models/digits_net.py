@@ -31,7 +31,7 @@ Parameters (defaults and where they come from):
 The weights file is a dict {"config": network config incl. sigma_data, "train": training settings,
 "torch": version, "state_dict": EMA weights (float32)}; it is read once per process per file.
 Quality (fd-digits of 100-step teacher samples against the data's own floor, a sample panel) is
-measured by `benchmarks/bench_digits_net.py`.
+measured by `scripts/check_digits_net.py`.
 """
 from __future__ import annotations
 

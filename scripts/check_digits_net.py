@@ -6,12 +6,12 @@ features (`bench.metrics.fd_digits`), between A and B: what two independent draw
 The network's score is the same distance between |A| = 898 samples and B, the samples drawn with the
 labels of A (so the class mix matches) by the pixel grids' teacher: 100 iPNDM steps on the EDM
 (rho = 7) schedule, in float64, from the priors of the "eval" split. Bar: net / floor <= 2 (the
-acceptance bar of the issue that introduced the model). A panel of samples (10 per class, one class
+quality the shipped weights were trained to). A panel of samples (10 per class, one class
 per column) is written as a PNG with `bench.images.save_sample_grid`. It also prints the median
 distance from a sample to its nearest training image beside that of half A to half B (a network
 that copied its training images would sit near 0).
 
-    .venv/bin/python benchmarks/bench_digits_net.py [--weights PATH] [--steps 100] [--out results/digits-net-panel.png]
+    .venv/bin/python scripts/check_digits_net.py [--weights PATH] [--steps 100] [--out results/digits-net-panel.png]
 """
 from __future__ import annotations
 

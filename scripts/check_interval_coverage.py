@@ -8,8 +8,8 @@ percentile bootstrap, `--bootstrap` resamples, the report's seeding). The "true"
 `--factor` times as many priors (a separate seed). The benchmark prints, per metric, the share of
 sets whose interval covers it, and fails (exit 1) when a share is below `--min-rate`.
 
-    python benchmarks/bench_coverage.py                      # 50 sets of 2000 priors, 100x reference
-    python benchmarks/bench_coverage.py --sets 20 --n 500    # quicker look
+    python scripts/check_interval_coverage.py                      # 50 sets of 2000 priors, 100x reference
+    python scripts/check_interval_coverage.py --sets 20 --n 500    # quicker look
 
 tests/test_uncertainty_slow.py runs it in the slow suite.
 """
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     rates = coverage(args.sets, args.n, args.factor, args.method, args.nfe, args.level, args.bootstrap)
-    print(f"command: python benchmarks/bench_coverage.py --sets {args.sets} --n {args.n} --factor {args.factor} "
+    print(f"command: python scripts/check_interval_coverage.py --sets {args.sets} --n {args.n} --factor {args.factor} "
           f"--method {args.method} --nfe {args.nfe} --level {args.level} --bootstrap {args.bootstrap}")
     for metric, rate in rates.items():
         print(f"{metric}: {100 * args.level:g}% interval covers the mean over {args.n * args.factor} priors in "

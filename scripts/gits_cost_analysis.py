@@ -1,72 +1,44 @@
-"""GITS's DP weight `coeff` and its cost metric, on toy2d (2-D) and digits (64-D).
+"""Inside GITS's dynamic program: what its cost matrices see, and how its paths rank (toy2d and digits).
 
-    python benchmarks/bench_gits_coeff.py [--results DIR] [--only toy2d|digits] [--threads 1] [--skip-grid]
+    python scripts/gits_cost_analysis.py [--only toy2d|digits] [--threads 1]
 
-Two parts, per model:
-  1. A grid (run with `bench.launch.run_local` into --results, default a fresh temporary folder) of the
-     closed-form heuristics and GITS with the paper's defaults (metric 'dev', coeff 1.15), with fixed
-     coeffs 0.8 .. 1.2, with `coeff: sweep` (chosen on the warm-up priors), and with metric 'l2'. The
-     cells are those of grids/toy2d.yaml (Euler, eval 10,000, teacher 100 uniform Euler steps) and
-     grids/pixel.yaml (iPNDM, eval 5,000, teacher 100 iPNDM steps), NFE 3, 4, 5; the mse table is printed
-     with the "best heuristic" row.
-  2. A look at the cost matrices GITS builds (60-step iPNDM teacher on EDM's grid, 256 priors): the rank
-     correlation (Spearman) of the 'dev' and 'l2' costs over all jumps i < j, and the mean fraction of a
-     jump's error (norm) that is perpendicular to the x_T -> x_0 line, the only part 'dev' sees.
-  3. How good the grid is and how well GITS's objective ranks it, at NFE 3: the cell's student solves the
-     warm-up priors along every 3-step subset of the 60-step grid (1,711 paths, endpoints kept), and the
-     `mse` metric of its endpoints against the teacher's is the true error of each path. Printed: the best
-     path and its error, the rank of each coeff's DP path ('dev' metric) among all 1,711, and the rank
-     correlation of the paper's DP objective (coeff 1.15) with the true error. This separates "the grid
-     holds no better schedule" from "the DP objective does not find it".
+For the cells of grids/gits-coeff-toy2d.yaml and grids/gits-coeff-digits.yaml (which compare the DP
+weights and metrics by their samples: `python -m bench run --grid grids/gits-coeff-digits.yaml`), with
+GITS's warm-up setting (60-step iPNDM teacher on EDM's grid, 256 priors):
+  1. the rank correlation (Spearman) of the `dev` and `l2` costs over all jumps i < j, and the mean
+     fraction of a jump's error (norm) that is perpendicular to the x_T -> x_0 line, the only part
+     `dev` sees;
+  2. at NFE 3, the cell's student solves the warm-up priors along every 3-step subset of the 60-step
+     grid (1,711 paths, endpoints kept), and the `mse` metric of its endpoints against the teacher's is
+     the true error of each path. Printed: the best path and its error, the rank of each coeff's DP
+     path (`dev` metric) among all paths, and the rank correlation of the paper's DP objective (coeff
+     1.15) with the true error. This separates "the grid holds no better schedule" from "the DP
+     objective does not find it".
 """
 from __future__ import annotations
 
 import argparse
 import itertools
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import torch
 from scipy.stats import spearmanr
 
 from bench.discretization import Discretization
-from bench.grid import parse_grid
-from bench.launch import run_local
 from bench.metrics.distance import per_sample_squared_error
 from bench.models import make_model
-from bench.report import load_rows, render, tables
 from bench.solvers import make_solver
 from methods.search.gits_dp import deviation, gits_dp, gits_path_cost
 from methods.search.student_step import one_step_jumps
 from methods.search.teacher_path import teacher_trajectory
 from methods.search.timestep_grid import timestep_grid
 
-HEURISTICS = ["uniform", "logsnr", "polynomial", "edm"]
 COEFFS = [0.8, 0.9, 1.0, 1.1, 1.15, 1.2]
 
+# The model and student solver of grids/gits-coeff-<key>.yaml.
 CELLS = {
-    "toy2d": {
-        "models": [{"name": "toy2d", "time": "flow", "classes": "A"}],
-        "solvers": ["euler"],
-        "teacher": {"solver": "euler", "steps": 100, "method": "uniform", "dtype": "float64"},
-        "samples": {"train": 2000, "eval": 10000, "batch": 10000},
-    },
-    "digits": {
-        "models": [{"name": "digits"}],
-        "solvers": ["ipndm"],
-        "teacher": {"solver": "ipndm", "steps": 100, "method": "edm", "dtype": "float64"},
-        "samples": {"train": 2000, "eval": 5000, "batch": 5000},
-    },
+    "toy2d": {"models": [{"name": "toy2d", "time": "flow", "classes": "A"}], "solvers": ["euler"]},
+    "digits": {"models": [{"name": "digits"}], "solvers": ["ipndm"]},
 }
-
-
-def grid(key: str) -> dict:
-    gits = ([{"name": "gits", "coeff": c} for c in COEFFS] + [{"name": "gits", "coeff": "sweep"}]
-            + [{"name": "gits", "metric": "l2"}, {"name": "gits", "metric": "l2", "coeff": "sweep"}])
-    return {"name": f"gits-coeff-{key}", "nfe": [3, 4, 5], "methods": HEURISTICS + gits, "metrics": ["mse"],
-            "seeds": [0], **CELLS[key]}
 
 
 def warmup_costs(key: str, warmup: int = 256, teacher_steps: int = 60):
@@ -134,24 +106,14 @@ def grid_ceiling(key: str, costs, steps: int = 3) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default=None, help="results root (default: a new temporary folder)")
     parser.add_argument("--only", choices=sorted(CELLS), default=None)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip-grid", action="store_true", help="only parts 2 and 3 (no grid run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    root = Path(args.results or tempfile.mkdtemp(prefix="bench-gits-coeff-"))
-    print(f"results root: {root}", file=sys.stderr)
     for key in CELLS:
         if args.only and key != args.only:
             continue
         print(f"\n## {key}\n")
-        if not args.skip_grid:
-            raw = grid(key)
-            start = time.perf_counter()
-            run_local(parse_grid(raw), root=root, quiet=True)
-            print(f"grid: {time.perf_counter() - start:.0f} s\n")
-            print(render(tables(load_rows(root, raw["name"]))))
         costs = warmup_costs(key)
         print(cost_agreement(key, costs))
         print(grid_ceiling(key, costs))
