@@ -34,3 +34,11 @@ def test_description_must_be_one_line():
            "description": "two\nlines"}
     with pytest.raises(UserError, match="grid.description must be one line"):
         parse_grid(raw)
+
+
+def test_docs_catalogue_lists_every_grid_with_its_description():
+    catalogue = (Path(__file__).resolve().parents[1] / "docs" / "grids.md").read_text()
+    for path in GRIDS:
+        description = yaml.safe_load(path.read_text())["description"]
+        assert f"[`{path.stem}`](../grids/{path.name})" in catalogue, f"docs/grids.md misses {path.name}"
+        assert description in catalogue, f"docs/grids.md has another description for {path.name}"
