@@ -62,6 +62,14 @@ def latex_text(text) -> str:
     return "".join(_RESERVED.get(c, _SYMBOLS.get(c, c)) for c in str(text))
 
 
+def latex_prose(text) -> str:
+    """A legend or note line as LaTeX: `code` spans in \\texttt, the rest `latex_text`."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: plain text
+        return latex_text(text)
+    return "".join(latex_text(p) if i % 2 == 0 else r"\texttt{" + latex_text(p) + "}" for i, p in enumerate(parts))
+
+
 def split_tag(label: str) -> tuple[str, str | None]:
     """(`fd-digits`, `47e2a6f5f7ac`) from `fd-digits [47e2a6f5f7ac]`; (label, None) without a hash tag."""
     match = _TAG.match(str(label))
@@ -93,4 +101,4 @@ def latex_label(parts, taken: set | None = None) -> str:
     return key
 
 
-__all__ = ["number", "latex_text", "split_tag", "short_label", "latex_label", "LONG_LIST"]
+__all__ = ["number", "latex_text", "latex_prose", "split_tag", "short_label", "latex_label", "LONG_LIST"]

@@ -40,7 +40,7 @@ def latex_float(key, table: pd.DataFrame, digits: int = 4, spread=None, stats=No
     styler = text.style
     latex = styler.to_latex(hrules=True, column_format="l" + "r" * text.shape[1], caption=caption,
                             label=rf.latex_label(p.short_key, labels), position_float="centering")
-    below = [rf.latex_text(p.legend), *(_footnote(f) for f in p.footnotes)]
+    below = [rf.latex_prose(p.legend), *(_footnote(f) for f in p.footnotes)]
     foot = "\\par\\smallskip\n{\\footnotesize\n" + "\\par\n".join(below) + "\\par}\n"
     latex = latex.replace("\\end{tabular}\n", "\\end{tabular}\n" + foot, 1)
     comments = "".join(f"% {line}\n" for line in p.stats_notes)
@@ -56,7 +56,7 @@ def _header(header: str) -> str:
 def _footnote(line: str) -> str:
     """`$^{1}$ text`: the mark kept, the text escaped."""
     mark, _, text = line.partition(" ")
-    return mark + " " + rf.latex_text(text)
+    return mark + " " + rf.latex_prose(text)
 
 
 def render_latex(tabs: dict, digits: int = 4, std: dict | None = None, lookup=None, brackets: bool = False,
