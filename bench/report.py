@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from .errors import UserError
 from .report_format import number, short_label
@@ -192,7 +191,8 @@ def tables(df: pd.DataFrame, stat: str = "mean") -> dict[tuple, pd.DataFrame]:
             from .report_notes import notes
 
             spec = _one(values.get("solver_spec"))
-            table.attrs["notes"] = notes(None if spec is None else json.loads(spec), steps)
+            measured = "column" not in values or values["column"].notna().any()  # not a cost table
+            table.attrs["notes"] = notes(None if spec is None or not measured else json.loads(spec), steps)
             table.attrs["extra_rows"] = {BEST_HEURISTIC: [m for m in table.index if m in baselines],
                                          BEST_CLOSED_FORM: [m for m in table.index if m in heuristics]}
         out[key] = table
@@ -500,16 +500,6 @@ def _column_note(nfe, lines: list[dict], higher: bool) -> str:
         text += (f"; ~{int(b['priors_to_separate'])} priors would separate {b['method']} from "
                  f"{b['runner_up']} (80% power)")
     return text
-
-
-def _notes(notes: list[str], fmt: str) -> str:
-    if not notes:
-        return ""
-    if fmt == "latex":
-        return "".join(f"% {n}\n" for n in notes)
-    if fmt == "markdown":
-        return "\n" + "".join(f"- {n}\n" for n in notes)
-    return "".join(f"  {n}\n" for n in notes)
 
 
 def legend(summary: pd.DataFrame, level: float, fmt: str = "text") -> str:

@@ -21,7 +21,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from . import report_format as rf
+from .report import MISSING as MISSING_TEXT
 from .report_notes import MARKS
+from .studies import DIFFERENCE, is_extra_row
 
 TABULATE = {"text": "simple", "markdown": "github"}
 UP, DOWN = "↑", "↓"
@@ -112,6 +114,9 @@ def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataF
                      f"({', '.join(extra.get(BEST_CLOSED_FORM, []))})")
     if NOISE_FLOOR in table.index:
         parts.append(f"{NOISE_FLOOR}: the same distance between two independent sets of true samples")
+    if any(is_extra_row(r) for r in table.index):
+        parts.append(f"<method>: published (paper, table): the value the paper prints; <method>: {DIFFERENCE}: "
+                     "the difference (never in the best set)")
     if cells.isna().to_numpy().any():
         parts.append(f"{MISSING_TEXT}: not run by the grid")
     legend = "Legend: " + "; ".join(parts) + "."
@@ -119,8 +124,6 @@ def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataF
                   tags=tags, stats_notes=[] if stats is None else list(stats["notes"]), title_mark=title_mark,
                   short_key=(grid, model_name, solver, metric_name), higher=higher)
 
-
-MISSING_TEXT = "-"
 
 
 def render_table(p: Pieces, fmt: str) -> str:

@@ -107,6 +107,9 @@ def test_best_of_the_papers_heuristics_and_the_best_closed_form_with_a_legend_un
         legend = next(line for line in out.splitlines() if "Legend:" in line)
         assert bold in legend and "best of the papers' heuristics: per NFE, the best of edm, uniform" in legend
         assert "best closed form: per NFE, the best of every method without a fit (edm, kl-optimal, uniform)" in legend
+    # a study's published rows are explained too
+    table.loc["edm: published (P, Table 1)"] = 6.5
+    assert "the value the paper prints" in report.render({("g", "m", "euler", "mse"): table}, "text")
     # only the four: no best-closed-form row
     (four,) = report.tables(_frame({"uniform": {3: 1.0}, "edm": {3: 2.0}})).values()
     assert report.BEST_CLOSED_FORM not in four.index
