@@ -292,7 +292,7 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
         from .report_latex import render_latex
 
         return render_latex(tabs, digits, std, lookup, brackets, level,
-                            None if summary is None else legend(summary, level, "text"))
+                            None if summary is None else legend(summary, level, "markdown"))
     from .report_text import pieces, render_table
 
     parts = []
