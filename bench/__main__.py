@@ -3,7 +3,8 @@
     python -m bench run --grid grids/toy2d.yaml [--jobs N] [--device cuda] [--results DIR]
                         [--executor local|submitit-local|slurm] [--detach] [--cells-per-job N] ...
     python -m bench status --grid grids/toy2d.yaml [--all] [--json]
-    python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex]
+    python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex] [--out FILE]
+                           [--only KEY=V1,V2 ...]
     python -m bench check --study studies/indis-toy.yaml | --grid grids/indis-toy.yaml [--results DIR]
     python -m bench gc --grid grids/toy2d.yaml [--delete]
     python -m bench list
@@ -120,7 +121,8 @@ def cmd_report(args):
     # --no-plots still writes the long CSV/parquet and the tables, where the root can be written
     print_and_write_report(args.results, grid, args.format, args.digits, write_files=args.plots or _writable(args.results),
                            plots=args.plots, level=args.ci_level, n_resamples=args.bootstrap,
-                           brackets=args.brackets, jobs=args.jobs, studies=[args.study] if args.study else None)
+                           brackets=args.brackets, jobs=args.jobs, studies=[args.study] if args.study else None,
+                           out=args.out, only=args.only)
 
 
 def _writable(root) -> bool:
@@ -358,7 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--study", help="this study's grid, with its published values (default: the shipped "
                                      "studies of each grid)")
     rep.add_argument("--results", default="results", help="results root (default: results)")
-    rep.add_argument("--format", default="text", choices=["text", "markdown", "csv", "latex"])
+    rep.add_argument("--format", default="text", choices=["text", "markdown", "csv", "latex"],
+                     help="text or markdown tables; latex: what report/tables.tex holds (\\input it with "
+                          "\\usepackage{booktabs}); csv: the long form, one line per cell x metric with its "
+                          "statistics (what report/results_long.csv holds; pandas.read_csv reads it)")
+    rep.add_argument("--out", help="write the output to this file instead of printing it")
+    rep.add_argument("--only", action="append", metavar="KEY=V1,V2",
+                     help="keep the lines whose KEY (grid, model, solver, method, nfe, metric, seed) is one of "
+                          "the values, as the tables label them (a metric also by its name without the weights "
+                          "hash); repeat for several keys; statistics are computed among the lines kept and "
+                          "no report files are written, e.g. --only method=edm,ld3 --only nfe=4")
     rep.add_argument("--digits", type=int, default=4, help="significant digits (default: 4)")
     rep.add_argument("--no-plots", dest="plots", action="store_false",
                      help="do not draw figures (the long CSV/parquet and tables are still written)")

@@ -1,17 +1,21 @@
 """Result rows -> pandas -> one table per (grid, model, solver, metric), and plots.
 
 Each table has the methods as rows and the NFEs as columns (mean over the grid's seeds; with more
-than one seed a second table gives the standard deviation). Two extra rows:
-  * "best heuristic": per NFE, the best value among the four closed forms the papers compare against
-    (uniform, logsnr, polynomial, edm: the rows' `paper_baseline`; other heuristics such as beta,
-    kl-optimal or a `manual` list are tabled but never set this bar), lowest, or highest for metrics
+than one seed a second table gives the standard deviation). Extra rows:
+  * "best of the papers' heuristics": per NFE, the best value among the four closed forms the papers
+    compare against (uniform, logsnr, polynomial, edm: the rows' `paper_baseline`; other heuristics
+    such as beta, kl-optimal or a `manual` list never set this bar), lowest, or highest for metrics
     where higher is better (e.g. PSNR): the bar that searched and learned methods must clear;
+  * "best closed form": per NFE, the best of every method without a fit (`heuristic`: the four, the
+    menu schedulers such as kl-optimal, `manual` lists), where the table has more of them than the four;
   * "noise floor": for distribution distances that report one (`<metric>_floor`), the same distance
     between two independent sets of true samples; a value at the floor cannot be told from exact.
 A metric that names its feature network (`fid_weights`: a hash of the weights file) is tabled as
 `fid [<hash>]`, so numbers from different feature networks never share a table; likewise a model
 that ships weights (`model_weights_sha256` in its rows, e.g. digits-net) is labelled
-`<model> [weights <hash>]`. The cost of the
+`<model> [weights <hash>]` (printed tables show the short name and the hash in a line under the
+table: `bench.report_text`). A method label that spells out a long list (`manual`) is shortened
+(`bench.report_format.short_label`). The cost of the
 methods that fit is tabled the same way (`COSTS`: fit seconds, the fit's network evaluations of
 single samples, a schedule network's parameter count and per-sample cost in model evaluations, and
 the evaluations a per-instance method spends inside `schedule`).
@@ -19,8 +23,10 @@ Only the current cells of each grid are tabled: `load_rows` recomputes the cell 
 it is now (the given grid file, or the copy a run keeps in `<root>/<grid>/grid.yaml`) and reads
 exactly those rows, so rows of older parameters, defaults or code versions are never averaged in. A
 row that does not read cleanly is named on stderr and left out (the next `run` recomputes it).
-Tables print with tabulate (`text`, `markdown`, `latex`; a cell the grid does not run shows `-`) or as
-CSV (left empty); plots (metric versus NFE, one line per method) are written with matplotlib.
+Tables print with tabulate (`text`, `markdown`: `bench.report_text`), as LaTeX (`bench.report_latex`,
+the one writer of tables.tex and `--format latex`; a cell the grid does not run shows `-`) or as CSV
+blocks (left empty; the CLI's `--format csv` prints the long form instead); convention footnotes come
+from `bench.report_notes`; plots (metric versus NFE, one line per method) are written with matplotlib.
 """
 from __future__ import annotations
 
@@ -30,16 +36,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from .errors import UserError
+from .report_format import number, short_label
 from .studies import is_extra_row  # a study's `published (paper, table)` rows are no method
 
-BEST_HEURISTIC = "best heuristic"
+BEST_HEURISTIC = "best of the papers' heuristics"
+BEST_CLOSED_FORM = "best closed form"
 # Columns that describe a metric's feature network, the same in every cell (fd-digits' classifier
 # accuracy): kept in the rows, not tabled.
 DETAIL_SUFFIXES = ("_classifier_acc",)
 NOISE_FLOOR = "noise floor"
+EXTRA_ROWS = (BEST_HEURISTIC, BEST_CLOSED_FORM, NOISE_FLOOR)  # rows `tables` adds: never a method
 FORMATS = {"text": "simple", "markdown": "github", "latex": "latex_booktabs"}
 
 
@@ -99,7 +107,7 @@ def _records(row: dict) -> list[dict]:
     records = []
     base = {
         "grid": row["grid"], "model": _model_label(row), "solver": row["solver_label"],
-        "method": row["method_label"], "nfe": row["nfe"], "seed": row["seed"],
+        "method": short_label(row["method_label"]), "nfe": row["nfe"], "seed": row["seed"], "steps": row.get("steps"),
         "heuristic": row["heuristic"], "paper_baseline": row["paper_baseline"],
         "fit_seconds": row["fit"]["fit_seconds"], "cell": row["cell"],
         # every resolved parameter, for the long-form export
@@ -169,14 +177,32 @@ def tables(df: pd.DataFrame, stat: str = "mean") -> dict[tuple, pd.DataFrame]:
             heur = table.loc[[m for m in table.index if m in baselines]]
             if len(heur):
                 table.loc[BEST_HEURISTIC] = heur.max() if higher else heur.min()
+            closed = table.loc[[m for m in table.index if m in heuristics]]
+            if len(closed) > len(heur):  # more training-free methods than the papers' four
+                table.loc[BEST_CLOSED_FORM] = closed.max() if higher else closed.min()
             floors = group[group["floor"]]
             if len(floors):
                 table.loc[NOISE_FLOOR] = floors.groupby("nfe")["value"].mean()
+        steps = {f"NFE={c}": _one(values[values["nfe"] == c].get("steps")) for c in table.columns}
         table.columns = [f"NFE={c}" for c in table.columns]
         table.index.name = "method"
         table.attrs["higher_is_better"] = bool(values["higher_is_better"].iloc[0])
+        if stat == "mean":
+            from .report_notes import notes
+
+            spec = _one(values.get("solver_spec"))
+            measured = "column" not in values or values["column"].notna().any()  # not a cost table
+            table.attrs["notes"] = notes(None if spec is None or not measured else json.loads(spec), steps)
+            table.attrs["extra_rows"] = {BEST_HEURISTIC: [m for m in table.index if m in baselines],
+                                         BEST_CLOSED_FORM: [m for m in table.index if m in heuristics]}
         out[key] = table
     return out
+
+
+def _one(column: pd.Series):
+    """The column's single value, or None where it has none or several (or lacks the column)."""
+    values = column.dropna().unique() if column is not None else []
+    return values[0] if len(values) == 1 else None
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +239,7 @@ def arrow(higher_is_better: bool) -> str:
 
 def best_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Boolean mask of the best method per NFE column (the extra rows never count)."""
-    methods = table.drop(index=[r for r in table.index if r in (BEST_HEURISTIC, NOISE_FLOOR) or is_extra_row(r)])
+    methods = table.drop(index=[r for r in table.index if r in EXTRA_ROWS or is_extra_row(r)])
     higher = table.attrs.get("higher_is_better", False)
     best = methods.max() if higher else methods.min()
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
@@ -230,15 +256,16 @@ def _cell_text(mean, std, digits: int, fmt: str, best: bool, interval=None, brac
                tied: bool = False) -> str | None:
     if pd.isna(mean):
         return None
-    text = f"{mean:.{digits}g}"
+    latex = fmt == "latex"
+    text = number(mean, digits, latex)
     if interval is not None and np.isfinite(interval[0]) and np.isfinite(interval[1]):
         low, high = interval
         if brackets:
-            text += f" [{low:.{digits}g}, {high:.{digits}g}]"
+            text += f" [{number(low, digits, latex)}, {number(high, digits, latex)}]"
         else:
-            text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{(high - low) / 2:.2g}"
+            text += (r" $\pm$ " if latex else " ± ") + number((high - low) / 2, 2, latex)
     elif std is not None and pd.notna(std):
-        text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{std:.{max(1, digits - 2)}g}"
+        text += (r" $\pm$ " if latex else " ± ") + number(std, max(1, digits - 2), latex)
     if tied:
         text += r"$^\dagger$" if fmt == "latex" else "†"
     if best:
@@ -249,42 +276,35 @@ def _cell_text(mean, std, digits: int, fmt: str, best: bool, interval=None, brac
 def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
            std: dict[tuple, pd.DataFrame] | None = None, summary: pd.DataFrame | None = None,
            brackets: bool = False, level: float = 0.95) -> str:
-    """Tables as text, markdown, LaTeX (booktabs) or CSV. Titles carry the direction (↓ lower is
+    """Tables as text, markdown, LaTeX (booktabs) or CSV blocks. Titles carry the direction (↓ lower is
     better, ↑ higher); the best method per NFE is bold (`*` in text); with `std` (several seeds) a
     cell reads mean ± std. With `summary` (`summarize`: intervals and tests of `bench.stats`) a cell
     reads mean ± half-width of its interval (`[low, high]` with `brackets`), the best set is bold,
     a method tied with the best carries †, each table is followed by one line per NFE naming its best
-    set and its paired comparisons, and a legend line ends the output. A cell the grid does not run
-    is `-` (empty in CSV)."""
+    set and its paired comparisons, and a legend line ends the output. Under every table a legend line
+    says what its marks and extra rows mean, with the convention notes (`bench.report_notes`) and the
+    weights hashes of its metric or model (`bench.report_text`). A cell the grid does not run is `-`
+    (empty in CSV). LaTeX is `bench.report_latex`'s, the same text `report/tables.tex` holds."""
     if fmt not in FORMATS and fmt != "csv":
         raise UserError(f"--format must be one of text, markdown, csv, latex; got {fmt!r}")
-    parts = []
     lookup = None if summary is None else _lookup(summary)
+    if fmt == "latex":
+        from .report_latex import render_latex
+
+        return render_latex(tabs, digits, std, lookup, brackets, level,
+                            None if summary is None else legend(summary, level, "markdown"))
+    from .report_text import pieces, render_table
+
+    parts = []
     for key, table in tabs.items():
-        grid, model, solver, metric = key
-        title = f"{grid} | {model} | {solver} | {metric} {arrow(table.attrs.get('higher_is_better', False))}"
         if fmt == "csv":
+            grid, model, solver, metric = key
+            title = f"{grid} | {model} | {solver} | {metric} {arrow(table.attrs.get('higher_is_better', False))}"
             parts.append(f"# {title}\n" + table.to_csv(float_format=f"%.{digits}g", na_rep=""))
             continue
         spread = None if std is None else std.get(key)
-        mask = best_rows(table)
-        stats = _table_stats(lookup, key, table)
-        if stats is not None:
-            mask = stats["best_set"].reindex(index=table.index, columns=table.columns, fill_value=False)
-        cells = pd.DataFrame(
-            [[_cell_text(table.iat[i, j], None if spread is None or name not in spread.index
-                         else spread.loc[name].iloc[j], digits, fmt, bool(mask.iat[i, j]),
-                         None if stats is None else stats["interval"].get((name, table.columns[j])),
-                         brackets, False if stats is None else bool(stats["tied"].get((name, table.columns[j]))))
-              for j in range(table.shape[1])] for i, name in enumerate(table.index)],
-            index=table.index, columns=table.columns, dtype=object)
-        if fmt == "latex" and stats is not None:  # through the Styler: tabulate would escape the markup
-            body = latex_table(table, " | ".join(map(str, key)), digits, summary, brackets, lookup)
-        else:
-            body = tabulate(cells, headers="keys", tablefmt=FORMATS[fmt], missingval=MISSING, disable_numparse=True)
-        heading = f"### {title}" if fmt == "markdown" else f"% {title}" if fmt == "latex" else title
-        notes = "" if stats is None else _notes(stats["notes"], fmt)
-        parts.append(f"{heading}\n\n{body}\n{notes}")
+        parts.append(render_table(pieces(key, table, fmt, digits, spread, _table_stats(lookup, key, table),
+                                         brackets, level), fmt))
     if summary is not None and fmt != "csv":
         parts.append(legend(summary, level, fmt))
     return "\n".join(parts)
@@ -292,28 +312,15 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
 
 def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.DataFrame | None = None,
                 brackets: bool = False, lookup: pd.DataFrame | None = None) -> str:
-    """One table as LaTeX through pandas' Styler: booktabs rules, best per NFE in bold; with `summary`
-    cells read mean $\\pm$ half-width, the best set is bold and ties carry a dagger."""
-    higher = table.attrs.get("higher_is_better", False)
-    methods = [m for m in table.index if m not in (BEST_HEURISTIC, NOISE_FLOOR) and not is_extra_row(m)]
+    """One table as a LaTeX float (`bench.report_latex.latex_float`); `caption` is its key joined by
+    " | " (grid | model | solver | metric)."""
+    from .report_latex import latex_float
+
     if lookup is None and summary is not None:
         lookup = _lookup(summary)
-    key = tuple(caption.split(" | ")) if summary is not None else None
-    stats = _table_stats(lookup, key, table) if key is not None and len(key) == 4 else None
-    if stats is None:
-        styler = table.style.format(precision=digits, na_rep=MISSING)
-        highlight = styler.highlight_max if higher else styler.highlight_min
-        highlight(subset=pd.IndexSlice[methods, :], axis=0, props="textbf:--rwrap;")
-        return styler.to_latex(hrules=True, caption=f"{caption} ({arrow(higher)})")
-    text = pd.DataFrame([[_cell_text(table.iat[i, j], None, digits, "latex", False,
-                                     stats["interval"].get((name, col)), brackets,
-                                     bool(stats["tied"].get((name, col)))) or MISSING
-                          for j, col in enumerate(table.columns)] for i, name in enumerate(table.index)],
-                        index=table.index, columns=table.columns)
-    styler = text.style.format_index(escape="latex", axis=0)
-    best = stats["best_set"].reindex(index=table.index, columns=table.columns, fill_value=False)
-    styler.apply(lambda _: np.where(best.to_numpy(), "textbf:--rwrap;", ""), axis=None)
-    return styler.to_latex(hrules=True, caption=f"{caption} ({arrow(higher)})")
+    key = tuple(caption.split(" | "))
+    stats = _table_stats(lookup, key, table) if len(key) == 4 else None
+    return latex_float(key if len(key) == 4 else (caption, "", "", ""), table, digits, None, stats, brackets)
 
 
 # ---- Uncertainty: intervals, paired tests, the best set (computed by bench.stats) ------------------
@@ -480,29 +487,19 @@ def _column_note(nfe, lines: list[dict], higher: bool) -> str:
         text += f" ({b['interval']}: no test)"
     d = b["delta_vs_best_heuristic"]
     if _finite(d) and d != 0:
-        text += (f"; {b['method']} vs best heuristic {d:+.3g} "
+        text += (f"; {b['method']} vs {BEST_HEURISTIC} {d:+.3g} "
                  f"[{b['delta_vs_best_heuristic_low']:.3g}, {b['delta_vs_best_heuristic_high']:.3g}] "
                  f"{_fmt_p(b['p_vs_best_heuristic'])}")
     tested = [r for r in lines if _finite(r["p_vs_best_heuristic"])]
     if tested:
         sig = [r for r in tested if r["p_vs_best_heuristic"] < 0.05]
         better = sum(1 for r in sig if (r["delta_vs_best_heuristic"] > 0) == higher)
-        text += (f"; {better} of {len(tested)} significantly better than the best heuristic, "
+        text += (f"; {better} of {len(tested)} significantly better than the {BEST_HEURISTIC}, "
                  f"{len(sig) - better} worse")
     if _finite(b["priors_to_separate"]):
         text += (f"; ~{int(b['priors_to_separate'])} priors would separate {b['method']} from "
                  f"{b['runner_up']} (80% power)")
     return text
-
-
-def _notes(notes: list[str], fmt: str) -> str:
-    if not notes:
-        return ""
-    if fmt == "latex":
-        return "".join(f"% {n}\n" for n in notes)
-    if fmt == "markdown":
-        return "\n" + "".join(f"- {n}\n" for n in notes)
-    return "".join(f"  {n}\n" for n in notes)
 
 
 def legend(summary: pd.DataFrame, level: float, fmt: str = "text") -> str:

@@ -3,7 +3,8 @@
     results_long.csv / .parquet   one line per cell x metric with every resolved parameter and the
                                   statistics of `bench.stats` (n, std, ci_low, ci_high, deltas, p, ties)
     tables.md                     the tables in markdown: mean ± half-width of the interval, best set bold
-    tables.tex                    the same through pandas' Styler (booktabs, best set in \\textbf)
+    tables.tex                    the same as LaTeX (`bench.report_latex`: what `--format latex` prints;
+                                  booktabs, best set in \\textbf; \\input it in a document with booktabs)
     plots/*.png|pdf               metric against NFE, one style per method (`bench.figures`)
     schedules/*.png|pdf           log(sigma) against the step, one line per method, per NFE
     samples/*.png|pdf             labelled sample panels: the teacher, then each method at each NFE
@@ -16,8 +17,8 @@ from pathlib import Path
 import torch
 
 from . import figures
-from .report import (_lookup, current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
-                     write_tidy)
+from .report import current_rows, read_scores_of, render, rows_frame, summarize, tables, with_stats, write_tidy
+from .errors import UserError
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
 from .store import ResultsRoot, atomic_write_bytes, verify_key
 from .studies import load_study, long_form, studies_for_grid, with_published
@@ -26,15 +27,23 @@ from .studies import load_study, long_form, studies_for_grid, with_published
 def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True,
                            plots: bool | None = None, level: float = DEFAULT_LEVEL,
                            n_resamples: int = DEFAULT_RESAMPLES, brackets: bool = False,
-                           jobs: int = 2, studies=None) -> dict:
+                           jobs: int = 2, studies=None, out=None, only=None) -> dict:
     """Print the tables of the current cells (with intervals and tests, `bench.stats`); with
     `write_files`, write the report files of each grid (figures only with `plots`, default
     `write_files`). `studies` (study files; default: the shipped studies of each grid reported) add
-    their published values (`bench.studies`). Returns {grid name: [paths written]}."""
+    their published values (`bench.studies`). `fmt` "csv" prints the long form (what
+    `results_long.csv` holds); `out` writes the output to that file instead of stdout; `only`
+    (`--only KEY=V1,V2` strings, `bench.report_filter`) keeps the lines it names and then writes no
+    report files (they always hold the whole grid). Returns {grid name: [paths written]}."""
     check_settings(level, n_resamples)
     plots = write_files if plots is None else plots
     rows, scores = read_scores_of(list(current_rows(root, grid)), root)
     df = rows_frame(rows, root, grid)
+    if only:
+        from . import report_filter
+
+        df = report_filter.apply(df, report_filter.parse(only))
+        write_files = plots = False
     tabs = tables(df)
     # --- published values beside the measured ones (bench.studies)
     if studies is None:
@@ -45,7 +54,18 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
     # ---
     std = tables(df, stat="std") if df["seed"].nunique() > 1 else None
     summary = summarize(df, scores, level, n_resamples)
-    print(render(tabs, fmt, digits, std, summary, brackets, level))
+    if fmt == "csv":  # the long form, as results_long.csv (one header: pandas.read_csv reads it)
+        text = long_form(with_stats(df, summary), studies).to_csv(index=False)
+    else:
+        text = render(tabs, fmt, digits, std, summary, brackets, level)
+    if out is None:
+        print(text, end="" if fmt in ("csv", "latex") else "\n")
+    else:
+        try:
+            atomic_write_bytes(Path(out), text.encode())
+        except OSError as err:
+            raise UserError(f"--out {out}: cannot write it ({err.strerror or err}); pass a writable path") from None
+        print(f"report: {fmt} written to {out}", file=sys.stderr)
     written = {}
     if not write_files:
         return written
@@ -60,9 +80,7 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         paths = write_tidy(long_form(long, studies), out, sort=False)
         paths.append(atomic_write_bytes(out / "tables.md", render(grid_tabs, "markdown", digits, grid_std,
                                                                   grid_summary, brackets, level).encode()))
-        lookup = _lookup(grid_summary)
-        tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits, grid_summary, brackets, lookup)
-                           for k, t in grid_tabs.items())
+        tex = render(grid_tabs, "latex", digits, grid_std, grid_summary, brackets, level)
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
         if not plots:
             written[name] = paths

@@ -150,7 +150,7 @@ def test_report_puts_published_rows_and_differences_under_their_method(study_fil
     (key, table), = tabs.items()
     assert list(table.index) == ["uniform", "uniform: published (P, Table 1)", f"uniform: {DIFFERENCE}",
                                  "god(shifts=False)", "god(shifts=False): published (P, Table 1)",
-                                 f"god(shifts=False): {DIFFERENCE}", "best heuristic"]
+                                 f"god(shifts=False): {DIFFERENCE}", report.BEST_HEURISTIC]
     assert table.loc[f"uniform: {DIFFERENCE}", "NFE=3"] == pytest.approx(0.01)
     assert table.loc["god(shifts=False): published (P, Table 1)", "NFE=3"] == 0.02  # NFE=4 was not run: no column
     assert all(is_extra_row(r) for r in table.index if ": " in r)
