@@ -1,11 +1,11 @@
 """Each GPU study (a study that names checkpoints) end to end on tiny stand-ins of the same adapter:
 it loads, lists what it needs in one message (exit 2 from `bench run --study`), then runs with 8
 samples on stand-in networks (`edm`: `tests.test_edm`'s fake EDM tree; `diffusers-ldm`: a tiny
-UNet2DModel + VQModel + DDPMScheduler pipeline folder built with diffusers' own classes; the FID through
-`tests.test_fid`'s stand-in feature extractor, with references built from random images), reports with
-the published rows beside the measured ones, and `check` calls every value "not comparable: stand-in
-model". A study whose model adapter the harness lacks (LD3 Table 22) is checked to say so in one line
-and to list every value as "not run"; it has no stand-in run."""
+UNet2DModel + VQModel + DDPMScheduler pipeline folder built with diffusers' own classes;
+`compvis-ldm`: `tests.test_compvis_ldm`'s fake latent-diffusion tree; the FID through `tests.test_fid`'s
+stand-in feature extractor, with references built from random images), reports with the published
+rows beside the measured ones, and `check` calls every value "not comparable: stand-in model". A study
+whose model adapter the harness lacks says so in one line and lists every value as "not run"."""
 from __future__ import annotations
 
 import pickle
@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from bench.__main__ import main
 from bench.launch import run_local
@@ -24,6 +25,8 @@ from bench.registry import MODELS
 from bench.report_files import print_and_write_report
 from bench.studies import STUDIES_DIR, check, format_check, load_study, missing, with_stand_in
 
+from .test_compvis_ldm import config as ldm_config
+from .test_compvis_ldm import forget_ldm, write_checkpoint
 from .test_edm import _fake_tree, _forget_tree
 from .test_fid import FakeExtractor
 
@@ -35,7 +38,6 @@ def _adapters(path) -> set[str]:
 
 
 RUNNABLE = [p for p in GPU_STUDIES if all(name in MODELS for name in _adapters(p))]
-NO_ADAPTER = [p for p in GPU_STUDIES if p not in RUNNABLE]
 
 # the learned and searched methods at the smallest settings that still fit (labels are kept)
 CHEAP = {
@@ -53,17 +55,24 @@ CHEAP = {
 STAND_IN_SUBSET = {"ld3-tables18-20": {"nfe": [4, 10]}}
 
 
-def test_studies_without_an_adapter_name_it_and_list_every_value_as_not_run(tmp_path, capsys):
-    assert [p.stem for p in NO_ADAPTER] == ["ld3-table22"]  # the class-conditional ImageNet LDM
-    for path in NO_ADAPTER:
-        study = load_study(path)
-        needs = missing(study, tmp_path / "r")
-        assert needs[0].startswith("model 'imagenet256': this harness has no model adapter 'ldm-cin'")
-        assert "https://ommer-lab.com/files/latent-diffusion/nitro/cin/model.ckpt" in needs[0]
-        results = check(study, tmp_path / "r")
-        assert results and all(r.status == "not run" for r in results)
-        assert main(["check", "--study", str(path), "--results", str(tmp_path / "r")]) == 0
-        assert f"{len(results)} not run" in capsys.readouterr().out
+def test_a_study_whose_adapter_is_missing_names_it_and_lists_every_value_as_not_run(tmp_path, capsys):
+    assert RUNNABLE == GPU_STUDIES  # every shipped study has its adapter
+    raw = yaml.safe_load((STUDIES_DIR / "ld3-table22.yaml").read_text())
+    grid = yaml.safe_load((STUDIES_DIR.parent / "grids" / "ld3-table22.yaml").read_text())
+    grid["models"][0]["name"] = "no-such-adapter"
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**raw, "grid": "grid.yaml"}))
+    study = load_study(path)
+    needs = missing(study, tmp_path / "r")
+    assert needs[0].startswith("model 'imagenet256': this harness has no model adapter 'no-such-adapter'")
+    assert "https://ommer-lab.com/files/latent-diffusion/nitro/cin/model.ckpt" in needs[0]
+    assert main(["run", "--study", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "no model adapter 'no-such-adapter'" in capsys.readouterr().err
+    results = check(study, tmp_path / "r")
+    assert results and all(r.status == "not run" for r in results)
+    assert main(["check", "--study", str(path), "--results", str(tmp_path / "r")]) == 0
+    assert f"{len(results)} not run" in capsys.readouterr().out
 
 
 def _edm_stand_ins(study, tmp_path) -> dict:
@@ -113,7 +122,18 @@ def _ldm_stand_ins(study, tmp_path) -> dict:
     return models
 
 
-STAND_INS = {"edm": _edm_stand_ins, "diffusers-ldm": _ldm_stand_ins}
+def _compvis_stand_ins(study, tmp_path) -> dict:
+    """{model label: spec} of tiny CompVis-style class-conditional LDMs (`tests.test_compvis_ldm`'s fake
+    latent-diffusion tree: 10 classes and the null class, 4x4x3 latents, 8x8 images), keeping the grid's
+    guidance."""
+    models = {}
+    for i, spec in enumerate(study.grid_raw["models"]):
+        built = write_checkpoint(tmp_path / f"ldm-{i}", ldm_config(), seed=i)
+        models[spec["label"]] = {**built, **({"guidance": spec["guidance"]} if "guidance" in spec else {})}
+    return models
+
+
+STAND_INS = {"edm": _edm_stand_ins, "diffusers-ldm": _ldm_stand_ins, "compvis-ldm": _compvis_stand_ins}
 
 
 def test_gpu_studies_exist():
@@ -176,3 +196,4 @@ def test_gpu_study_runs_on_stand_ins(path, tmp_path, monkeypatch, capsys):
             if p.startswith(str(tmp_path)):
                 _forget_tree(type(tmp_path)(p))
         _forget_tree(tmp_path / "src")
+        forget_ldm()
