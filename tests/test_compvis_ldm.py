@@ -238,13 +238,14 @@ def test_guidance_mixes_conditional_and_null_class_predictions(ldm_spec):
     assert guided.evals_per_call == 2
 
 
-def test_decode_is_the_models_decode_first_stage(ldm_spec):
+def test_decode_is_the_models_decode_first_stage_with_gradients(ldm_spec):
     model = make_model(ldm_spec)
-    z = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    z = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     images = model.decode(z)
     assert images.shape == (2, 3, 8, 8) and images.dtype == torch.float64
-    expect = model.ldm.first_stage_model.decode(z.float() / 0.5).double()  # scale_factor 0.5
-    torch.testing.assert_close(images, expect)
+    torch.testing.assert_close(images.detach(), model.ldm.decode_first_stage(z.detach().float()).double())
+    images.square().sum().backward()  # decode_first_stage itself runs under no_grad
+    assert z.grad is not None and bool(z.grad.abs().sum() > 0)
 
 
 def test_unconditional_and_x0_configs(tmp_path):

@@ -29,10 +29,12 @@ VP schedule in DPM-Solver's continuous time t in [1/N, 1]; the network gets the 
 n = t N - 1 (`bench.models._diffusers_time.vp_timestep`), as DPM-Solver's discrete model wrapper.
 The output is read by the config's `parameterization` ("eps", LDM's default, or "x0").
 
-Data: `data_shape` = (channels, image_size, image_size) of the config (the latent); `decode(z)` is
-the model's own `decode_first_stage(z)` (it divides by `scale_factor` and runs the autoencoder's
-decoder, quantizing first for a VQ model), images in [-1, 1]; `image_shape` = (out_ch,
-resolution, resolution) of the first stage's ddconfig.
+Data: `data_shape` = (channels, image_size, image_size) of the config (the latent); `decode(z)` =
+`first_stage_model.decode(z / scale_factor)`, images in [-1, 1]: what the model's own
+`decode_first_stage(z)` computes for these models (the VQ interface quantizes first), but with
+gradients (decode_first_stage runs under no_grad, and an LPIPS loss of a learned method on a latent
+model backpropagates through the decoder, `methods._learned.loss_for_model`); `image_shape` =
+(out_ch, resolution, resolution) of the first stage's ddconfig.
 
 Conditions. A model whose `cond_stage_config` is `ldm.modules.encoders.modules.ClassEmbedder` with
 n_classes = K + 1 is class-conditional with K classes; class K is its "unconditional" class (cin256-v2:
@@ -211,10 +213,11 @@ class CompVisLDM(GuidanceParam, LazyDenoiser):
         return self.guide(self.denoise, x, batch_time(t, x), cond)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents [B, C, h, w] -> images [B, C', H, W] in [-1, 1] (the model's decode_first_stage)."""
+        """Latents [B, C, h, w] -> images [B, C', H, W] in [-1, 1]: decode_first_stage's arithmetic,
+        differentiably (see the module docstring)."""
         self.load(x.device)
         dtype = next(self.ldm.parameters()).dtype
-        return self.ldm.decode_first_stage(x.to(dtype)).to(x.dtype)
+        return self.ldm.first_stage_model.decode(x.to(dtype) / float(self.ldm.scale_factor)).to(x.dtype)
 
 
 __all__ = ["CompVisLDM"]
