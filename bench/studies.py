@@ -358,17 +358,24 @@ def with_stand_in(study: Study, models: dict[str, dict], samples: dict | None = 
 # ------------------------------------------------------------------------------------- what a study needs
 def missing(study: Study, root="results") -> list[str]:
     """One line per file the study needs that is not there: checkpoints (with where they are published),
-    the model's other files, the metrics' weights and the FID reference statistics."""
+    the model's other files, the metrics' weights and the FID reference statistics; first, a model
+    adapter the harness does not have (such a study loads and lists its values but cannot run)."""
     from types import SimpleNamespace
 
     from .grid import plugin_label
     from .preflight import metric_problems, missing_paths
+    from .registry import MODELS
 
     named = {(c.model, c.parameter): c for c in study.checkpoints}
     lines, stated = [], set()
     specs = [{"name": m} if isinstance(m, str) else m for m in study.grid_raw.get("models", [])]
+    for spec in [s for s in specs if s.get("name") not in MODELS]:  # a study the harness cannot run yet
+        label = plugin_label(spec)
+        files = "; ".join(dict.fromkeys(f"{c.file}, from {c.url}" for c in study.checkpoints if c.model == label))
+        lines.append(f"model {label!r}: this harness has no model adapter {spec.get('name')!r} (bench/models/; "
+                     f"known: {', '.join(MODELS.names())})" + (f" to load {files}" if files else ""))
+    specs = [s for s in specs if s.get("name") in MODELS]
     for spec in specs:
-        spec = {"name": spec} if isinstance(spec, str) else spec
         label = plugin_label(spec)
         for param, value in spec.items():
             ckpt = named.get((label, param))

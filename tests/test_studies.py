@@ -193,3 +193,34 @@ def test_every_published_value_lists_its_source(path):
             text = text_file.read_text()
             assert any(re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", text) for f in _number_forms(v.value)), \
                 f"{v.where}: {v.value} is not in {text_file.name}"
+
+
+LD3_FULL_TABLES = {"Table 21": ("Table 21: Full FID comparison on LSUN-", "Table 22: Full FID comparison"),
+                   "Table 22": ("Table 22: Full FID comparison", "F.5 ADDITIONAL SAMPLES")}
+LD3_SOLVER_ORDER = ("dpmpp-3m", "ipndm-3m", "unipc-3m")  # the tables' solver sections, top to bottom
+LD3_ROW_NAMES = {"logsnr": "Time LogSNR", "uniform": "Time Uniform", "quadratic": "Time Quadratic",
+                 "edm": "Time EDM", "gits": "GITS", "dmn": "DMN", "ld3": "LD3"}
+
+
+@pytest.mark.parametrize("name", ["ld3-table21", "ld3-table22"])
+def test_ld3_latent_tables_match_the_papers_rows(name):
+    """Each method's values of LD3 Tables 21-22 are one row of the paper's table, in the section of the
+    block's solver (the text lists the DPM_Solver++, iPNDM and Uni_PC sections in that order, each
+    starting with its Time LogSNR row)."""
+    text_file = PAPERS / PAPER_TEXT["LD3"]
+    if not text_file.is_file():
+        pytest.skip(f"{text_file} is not here")
+    text = text_file.read_text()
+    study = load_study(STUDIES_DIR / f"{name}.yaml")
+    rows = {}
+    for v in study.values:
+        rows.setdefault((v.table, v.solver, v.method), []).append(f"{v.value:.2f}")
+    assert len(rows) == 3 * 7
+    for (table, solver, method), values in rows.items():
+        start, end = LD3_FULL_TABLES[table]
+        section = text[text.index(start): text.index(end, text.index(start) + 1)]
+        parts = section.split("Time LogSNR ")[1:]  # one part per solver section
+        assert len(parts) == 3
+        line = f"{LD3_ROW_NAMES[method]} {' '.join(values)}"
+        part = parts[LD3_SOLVER_ORDER.index(solver)]
+        assert (f"Time LogSNR {part}" if method == "logsnr" else part).count(line) == 1, f"{name}: {line!r}"
