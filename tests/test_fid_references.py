@@ -50,6 +50,11 @@ class SlowExtractor:
         self._note("compute-end")
         return feats
 
+    def from_samples(self, samples, progress=None):
+        from bench.images import to_uint8
+
+        return self.from_uint8(to_uint8(samples), progress=progress)
+
 
 def _images():
     return torch.randint(0, 256, (12, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -237,3 +242,39 @@ def test_fd_digits_scores_with_the_shared_frechet_maths(tmp_path, monkeypatch):
                            cwd=Path(__file__).resolve().parents[1])
     assert found.stdout.strip() == "False"
 
+
+
+def test_a_reference_written_before_the_split_is_read_and_reused(tmp_path, monkeypatch):
+    """The file name (key) and `.npz` layout are those the single-module fid.py wrote: a model's reference
+    already under the root (with that code's lock file beside it) is used as it is, not rebuilt."""
+    import io
+
+    from bench.metrics import MetricContext, make_metric
+
+    class Model:
+        name, data_shape = "legacy", (1, 2, 2)
+
+        def training_images(self):  # not called: the reference exists
+            raise AssertionError("the existing reference was rebuilt")
+
+    ext = SlowExtractor(tmp_path / "log")
+    monkeypatch.setattr(fidmod, "get_extractor", lambda path=None, device="cpu", batch_size=50: ext)
+    folder = tmp_path / "results" / "cache" / "fid-refs"
+    folder.mkdir(parents=True)
+    path = folder / f"legacy_clean_2x2_inception-{FAKE_SHA[:12]}.npz"
+    feats = np.random.default_rng(0).random((20, 4)).astype(np.float32)  # 4 features: SlowExtractor on 2x2 pixels
+    meta = {"dataset": "legacy", "source": "model legacy training_images()", "n": 20, "resolution": [2, 2],
+            "mode": "clean", "weights_sha256": FAKE_SHA}
+    buffer = io.BytesIO()
+    np.savez(buffer, mu=feats.astype(np.float64).mean(0), sigma=np.cov(feats.astype(np.float64), rowvar=False),
+             feats=feats, meta=np.array(json.dumps(meta, sort_keys=True)))
+    path.write_bytes(buffer.getvalue())
+    (folder / f".{path.name}.lock").write_bytes(b"")  # the former fcntl lock file
+    before = path.read_bytes()
+    ctx = MetricContext(teacher=None, model=Model(), generator=torch.Generator().manual_seed(0),
+                        results_root=tmp_path / "results")
+    samples = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    out = make_metric({"name": "fid", "kid_subsets": 3, "kid_subset_size": 5}).compute(samples, ctx)
+    assert np.isfinite(out["fid"]) and out["fid_weights"] == FAKE_SHA[:12]
+    assert path.read_bytes() == before
+    assert [line.split()[0] for line in (tmp_path / "log").read_text().splitlines()] == ["compute-start", "compute-end"]
