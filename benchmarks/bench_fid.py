@@ -27,9 +27,12 @@ import shlex
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `bench`, not an installed one
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def rate(n: int, seconds: float) -> str:

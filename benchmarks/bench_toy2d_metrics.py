@@ -14,8 +14,11 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `bench`, not an installed one
+
+import torch  # noqa: E402
 
 
 def main():
