@@ -8,9 +8,11 @@ The features are clean-fid's "clean" Inception features, computed by the same co
 uses (`bench.metrics.fid`: 8-bit images, PIL bicubic to 299x299, TorchScript Inception; the weights
 are found as the metric finds them, or given with --inception-path). The result is one `.npz` with
 the mean, covariance and features (KID comes from the same features) at
-`<refs dir>/<name>_clean_<H>x<W>_inception-<weights hash>.npz`; an existing file is reused unless
---force. The refs dir is --refs-dir, else `<--results>/cache/fid-refs`, else
-`$BENCH_RESULTS/cache/fid-refs`, else `results/cache/fid-refs` -- the place the metric looks by default.
+`<refs dir>/<name>_clean_<H>x<W>_inception-<weights hash>.npz` (`bench.metrics.fid_references`); an
+existing file is reused unless --force, and a concurrent build of the same reference waits for the
+first one and reuses its file (the store's common lock). The refs dir is --refs-dir, else the
+references folder of the results root --results (default: $BENCH_RESULTS, else `results`), i.e.
+`<root>/cache/fid-refs` (`bench.store.ResultsRoot.references_dir`) -- where the metric looks by default.
 Use the reference in a grid with `metrics: [{name: fid, ref: NAME}]`.
 
 Sources:
@@ -157,19 +159,20 @@ def array_to_uint8(array, what: str = "--array"):
 # ---------------------------------------------------------------------------- the command
 
 
-def refs_dir_of(args) -> Path:
-    from .metrics.fid import REFS_SUBDIR, refs_dir_for
+def refs_dir_of(args):
+    """The reference store the arguments name (`bench.metrics.fid_references.ReferenceStore`)."""
+    import os
+
+    from .metrics.fid_references import ReferenceStore
 
     if args.refs_dir:
-        return Path(args.refs_dir)
-    if args.results:
-        return Path(args.results) / REFS_SUBDIR
-    return refs_dir_for(None, None)
+        return ReferenceStore.of_folder(args.refs_dir)
+    return ReferenceStore.of_root(args.results or os.environ.get("BENCH_RESULTS") or None)
 
 
 def build(args) -> Path:
     """Build (or find) the reference the arguments describe; returns its path."""
-    from .metrics import fid
+    from .metrics import fid, fid_references
 
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
@@ -196,18 +199,18 @@ def build(args) -> Path:
         from .models import make_model
 
         model = make_model(args.model)
-        pixels = fid.model_reference_pixels(model)[limit]
+        pixels = fid_references.model_reference_pixels(model)[limit]
         name = args.name or model.name
         size, images, total = tuple(pixels.shape[2:]), pixels, pixels.shape[0]
         source = f"model {model.name} training_images()"
     if args.limit:
         source += f", first {args.limit}"
 
-    path = fid.reference_path(refs_dir, name, size, extractor.tag)
+    path = refs_dir.path(name, size, extractor.tag)
     existed = path.exists() and not args.force
-    path = fid.build_reference(extractor, images, name, size, refs_dir, source, total=total, force=args.force,
-                               progress=progress)
-    ref = fid.load_reference(path)
+    path = fid_references.build_reference(extractor, images, name, size, refs_dir, source, total=total,
+                                          force=args.force, progress=progress)
+    ref = fid_references.load_reference(path)
     if not args.quiet:
         state = "exists (use --force to rebuild)" if existed else "written"
         print(f"{path}: {state}; {ref.n} images of {size[0]}x{size[1]} ({ref.meta.get('source')}), Inception weights "

@@ -9,8 +9,12 @@ uses (the grid copies in `<root>/<grid>/grid.yaml`, and the given grid as it is 
 leftovers of killed writers anywhere under the root: temporaries of dead processes
 (`.<name>.<host>.<pid>.<random>.tmp`, written by `bench.store`'s atomic writers under rows, teacher
 sets, fits, references, reports and job records) and the `checkpoint.pt` of fits that finished
-(`bench.store.orphaned_checkpoints`). A run removes the leftovers at start-up too. `remove` deletes
-everything listed. Teacher sets are left alone: they are cheap to keep and shared across grids.
+(`bench.store.orphaned_checkpoints`). A run removes the leftovers at start-up too. It also lists the
+files of the root's FID/KID references folder that no current cell of any grid run under the root
+reads (`bench.metrics.fid_references.unused_references`): other data sets, resolutions or Inception
+weights, and fd-digits classifiers of another configuration. `remove` deletes everything listed,
+except references built by `fid-ref` from the user's images (listed as kept: the harness cannot
+rebuild them by itself). Teacher sets are left alone: they are cheap to keep and shared across grids.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .grid import Grid
+from .metrics.fid_references import unused_references
 from .report import current_grids
 from .store import ResultsRoot, orphaned_checkpoints, stale_temporaries
 
@@ -32,6 +37,8 @@ class Garbage:
     temporaries: list[Path] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
     scores: list[Path] = field(default_factory=list)
+    references: list[Path] = field(default_factory=list)  # FID references / fd-digits classifiers no cell reads
+    kept_references: list[tuple[Path, str]] = field(default_factory=list)  # the same, built from user images
 
 
 def collect(grid: Grid, root="results") -> Garbage:
@@ -42,9 +49,11 @@ def collect(grid: Grid, root="results") -> Garbage:
     samples = sorted(p for p in samples_dir.glob("*") if p.is_file() and p.suffix in (".png", ".pt")
                      and not p.name.startswith(".") and p.stem not in current) if samples_dir.is_dir() else []
     used = {c.fit_hash for c in grid.cells if c.fit_hash}
+    grids = [grid]
     for other in current_grids(root):
         if other.name != grid.name:
             used |= {c.fit_hash for c in other.cells if c.fit_hash}
+            grids.append(other)
     fits_dir = results.root / "cache" / "fits"
     fits = sorted(p for p in fits_dir.iterdir() if p.is_dir() and p.name not in used) if fits_dir.is_dir() else []
     unused = set(fits)
@@ -52,7 +61,9 @@ def collect(grid: Grid, root="results") -> Garbage:
     scores_dir = results.grid_dir(grid.name) / "scores"
     scores = sorted(p for p in scores_dir.glob("*.npz")
                     if p.stem not in current or not results.row_path(grid.name, p.stem).exists())
-    return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints, scores)
+    refs = unused_references(results, grids)
+    return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints, scores,
+                   refs.removable, refs.kept)
 
 
 def format_garbage(garbage: Garbage, deleted: bool = False) -> str:
@@ -64,8 +75,13 @@ def format_garbage(garbage: Garbage, deleted: bool = False) -> str:
     lines += [f"  row {p}" for p in garbage.rows] + [f"  fit {p}" for p in garbage.fits]
     lines += [f"  sample {p}" for p in garbage.samples] + [f"  scores {p}" for p in garbage.scores]
     lines += [f"  temporary {p}" for p in garbage.temporaries] + [f"  checkpoint {p}" for p in garbage.checkpoints]
+    if garbage.references or garbage.kept_references:
+        lines.append(f"FID/KID references no current cell reads: {len(garbage.references)} {verb}, "
+                     f"{len(garbage.kept_references)} kept (built from your images; delete them by hand if unneeded)")
+    lines += [f"  reference {p}" for p in garbage.references]
+    lines += [f"  kept reference {p} ({source})" for p, source in garbage.kept_references]
     if not deleted and any((garbage.rows, garbage.fits, garbage.samples, garbage.scores, garbage.temporaries,
-                            garbage.checkpoints)):
+                            garbage.checkpoints, garbage.references)):
         lines.append("rerun with --delete to remove them")
     return "\n".join(lines)
 
@@ -78,7 +94,7 @@ def remove(garbage: Garbage, root="results") -> None:
         ResultsRoot(root).scores_path(garbage.grid, path.stem).unlink(missing_ok=True)
     for path in garbage.fits:
         shutil.rmtree(path, ignore_errors=True)
-    for path in [*garbage.samples, *garbage.scores, *garbage.temporaries, *garbage.checkpoints]:
+    for path in [*garbage.samples, *garbage.scores, *garbage.temporaries, *garbage.checkpoints, *garbage.references]:
         path.unlink(missing_ok=True)
 
 

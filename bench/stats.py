@@ -66,7 +66,7 @@ POWER = 0.8
 NO_SCORES = "no per-sample scores (row written before they were kept)"
 SINGLE = "single estimate"
 # What a metric's kept vector holds, when it is not one value per evaluation prior: KID keeps its
-# per-subset values (`bench.metrics.fid.kernel_distance_subsets`; subset i is the same choice of
+# per-subset values (`bench.metrics.feature_distances.kernel_distance_subsets`; subset i is the same choice of
 # priors for every method, so they pair). Their interval says how much KID moves with clean-fid's
 # choice of subsets of these samples, not with another draw of samples; win rates and prior counts
 # are not computed from them.

@@ -308,6 +308,14 @@ class ResultsRoot:
     def teacher_lock(self, key_hash: str) -> FileLock:
         return lock(self.lock_path("teachers", key_hash))
 
+    # FID/KID reference statistics and the fd-digits classifier (bench.metrics.fid_references).
+    def references_dir(self) -> Path:
+        return self.root / "cache" / "fid-refs"
+
+    def reference_lock(self, name: str, timeout: float = -1) -> FileLock:
+        """The lock of one file of `references_dir()`, by its path relative to that folder."""
+        return lock(self.lock_path("fid-refs", name), timeout)
+
     def quarantine(self, path, reason: str) -> Path | None:
         """Move a corrupt artifact (file or folder) to <root>/quarantine/, say so on stderr; returns
         where it went (None if it vanished meanwhile)."""

@@ -1,5 +1,8 @@
 """Throughput of the `fid` metric's pieces on the CPU: images per second, and the distance times.
 
+Prints the command that reproduces its numbers, the torch version, threads and load average, then
+one line per stage.
+
     python benchmarks/bench_fid.py [--n 100] [--batch 50] [--threads 1] [--device cpu]
                                    [--end-to-end N --refs-dir DIR]
 
@@ -13,18 +16,23 @@ the metric's route from the features and by the d x d statistics route), and KID
 with clean-fid's defaults (100 subsets). With --end-to-end N, the `fid` metric runs on N samples drawn
 from the `digits` model's data, reference statistics in --refs-dir (built there on first use: 1797
 Inception evaluations, minutes on a CPU), and the wall time of the first and a second call is printed.
-The Inception weights are found as the metric finds them (see bench/metrics/fid.py). Run it on an
+The Inception weights are found as the metric finds them (bench/metrics/inception.py). Run it on an
 idle machine for clean numbers; the load average is printed.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `bench`, not an installed one
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def rate(n: int, seconds: float) -> str:
@@ -45,11 +53,14 @@ def main():
 
     from bench.images import to_uint8
     from bench.metrics import MetricContext, make_metric
-    from bench.metrics.fid import (feature_stats, frechet_distance, frechet_distance_features, get_extractor, iter_hwc,
-                                   kernel_distance, psd_sqrt)
+    from bench.metrics.feature_distances import (feature_stats, frechet_distance, frechet_distance_features,
+                                                 kernel_distance, psd_sqrt)
+    from bench.metrics.inception import get_extractor, iter_hwc
     from bench.models import make_model
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    threads = "" if "OMP_NUM_THREADS" not in os.environ else f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
+    print(f"command: {threads}python {shlex.join(sys.argv)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads of {os.cpu_count()} cpus, load average {load}")
     model = make_model("digits")
     samples = model.sample_data(args.n, torch.Generator().manual_seed(0))

