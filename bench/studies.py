@@ -405,9 +405,9 @@ def missing(study: Study, root="results") -> list[str]:
 def _fid_reference_exists(name: str, root) -> bool:
     from types import SimpleNamespace
 
-    from .metrics import fid
+    from .metrics import fid_references
 
-    folder = fid.refs_dir_for(None, SimpleNamespace(results_root=root))
+    folder = fid_references.refs_dir_for(None, SimpleNamespace(results_root=root))
     return any(Path(folder).glob(f"{name}_*.npz"))
 
 

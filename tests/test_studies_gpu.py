@@ -21,6 +21,7 @@ import yaml
 from bench.__main__ import main
 from bench.launch import run_local
 from bench.metrics import fid as fidmod
+from bench.metrics import fid_references
 from bench.registry import MODELS
 from bench.report_files import print_and_write_report
 from bench.studies import STUDIES_DIR, check, format_check, load_study, missing, with_stand_in
@@ -172,7 +173,7 @@ def test_gpu_study_runs_on_stand_ins(path, tmp_path, monkeypatch, capsys):
         rng = np.random.default_rng(0)
         for ref in study.fid_reference:
             images = rng.integers(0, 256, size=(16, 3, 8, 8), dtype=np.uint8)
-            fidmod.build_reference(extractor, images, ref.name, (8, 8), root / "cache" / "fid-refs", source="test")
+            fid_references.build_reference(extractor, images, ref.name, (8, 8), root / "cache" / "fid-refs", source="test")
         assert missing(stand_in, root) == []
         grid = stand_in.grid
         run_local(grid, root, quiet=True)

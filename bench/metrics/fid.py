@@ -41,8 +41,7 @@ from ..params import Params
 from ..registry import METRICS
 from .base import Metric, MetricContext
 from .feature_distances import kernel_distance, kernel_distance_subsets
-from .fid_references import (Reference, ReferenceStore, build_reference, ensure_model_reference, load_reference,
-                             reference_path, refs_dir_for, save_reference)
+from .fid_references import Reference, ReferenceStore, ensure_model_reference, load_reference
 from .inception import (HASH_LEN, MODE, InceptionFeatures, check_image_batch, get_extractor, inception_weights,
                         locate_inception)
 
@@ -154,5 +153,4 @@ class FID(Metric):
 
 # The names after "FID" stay importable from here for callers written against the single module
 # this one was split from (bench.studies, tests); new code imports them from their own modules.
-__all__ = ["FID", "MODE", "build_reference", "get_extractor", "inception_weights", "load_reference", "reference_path",
-           "refs_dir_for", "save_reference"]
+__all__ = ["FID"]
