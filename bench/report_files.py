@@ -7,6 +7,7 @@
     plots/*.png|pdf               metric against NFE, one style per method (`bench.figures`)
     schedules/*.png|pdf           log(sigma) against the step, one line per method, per NFE
     samples/*.png|pdf             labelled sample panels: the teacher, then each method at each NFE
+    index.html                    all of the above on one offline page, with a method filter (`bench.html_report`)
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from . import figures
+from . import figures, html_report
+from .figure_style import MethodStyles, grid_method_order
 from .report import (_lookup, current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
                      write_tidy)
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
@@ -64,14 +66,20 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         tex = "\n\n".join(latex_table(t, " | ".join(map(str, k)), digits, grid_summary, brackets, lookup)
                            for k, t in grid_tabs.items())
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
+        # one style and display name per method for every figure of the grid; the HTML page (bench.html_report)
+        styles = MethodStyles({r["method_label"] for r in grid_rows}, {r["method_label"] for r in grid_rows if r["heuristic"]},
+                              grid_method_order(root, name))
+        drawn: list[figures.Figure] = []
         if not plots:
+            paths.append(html_report.write_index(out, name, grid_tabs, grid_std, grid_summary, drawn, styles, digits,
+                                                 brackets, level, root))
             written[name] = paths
             print(f"report of {name}: {len(paths)} files in {out} (results_long.csv/.parquet, tables.md/.tex; "
-                  "no figures: --no-plots)", file=sys.stderr)
+                  "index.html; no figures: --no-plots)", file=sys.stderr)
             continue
         paths += figures.plot_metrics(grid_tabs, grid_std, df[df["grid"] == name], out / "plots",
-                                      summary=grid_summary, jobs=jobs)
-        paths += figures.plot_schedules(grid_rows, out / "schedules", jobs=jobs)
+                                      summary=grid_summary, jobs=jobs, styles=styles, catalog=drawn)
+        paths += figures.plot_schedules(grid_rows, out / "schedules", jobs=jobs, styles=styles, catalog=drawn)
         previews = {}
         for row in grid_rows:
             path = results.preview_path(name, row["cell"])
@@ -83,10 +91,12 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
                     previews[row["cell"]] = preview
                 except Exception:  # noqa: BLE001 - a missing panel entry, never a failed report
                     continue
-        paths += figures.sample_panel(grid_rows, previews, out / "samples")
+        paths += figures.sample_panel(grid_rows, previews, out / "samples", styles=styles, catalog=drawn)
+        paths.append(html_report.write_index(out, name, grid_tabs, grid_std, grid_summary, drawn, styles, digits,
+                                             brackets, level, root))
         written[name] = paths
         print(f"report of {name}: {len(paths)} files in {out} (results_long.csv/.parquet, tables.md/.tex, "
-              "plots/, schedules/, samples/)", file=sys.stderr)
+              "plots/, schedules/, samples/, index.html)", file=sys.stderr)
     return written
 
 
