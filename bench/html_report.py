@@ -26,7 +26,8 @@ from .figure_style import MethodStyles, split_hash
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { font-size: 1em; margin-bottom: .3em; }
+h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1em; margin-bottom: .3em; }
 code { background: #f4f4f4; padding: 0 .2em; }
 table.results { border-collapse: collapse; font-size: .85em; margin: .3em 0; }
 table.results th, table.results td { border-bottom: 1px solid #ddd; padding: .2em .6em; text-align: right; }
@@ -215,7 +216,8 @@ def write_index(out_dir, grid: str, tabs: dict, std: dict | None, summary: pd.Da
     command = f"python -m bench report --grid {grid}" + (f" --results {root}" if root is not None else "")
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>bench report: {_e(grid)}</title>\n<style>{_CSS}</style>\n<script>{_HEAD_SCRIPT}</script>\n</head>\n<body>\n"
+        f"<title>bench report: {_e(grid)}</title>\n<style>{_CSS}</style>\n<script>{_HEAD_SCRIPT}</script>\n"
+        "</head>\n<body>\n"
         f"<h1>bench report: {_e(grid)}</h1>\n<p>Written by <code>{_e(command)}</code>. "
         f"{' · '.join(contents)}</p>\n" + "\n".join(parts)
         + '\n<p id="page-check">Page check: not run (scripts disabled?).</p>\n'

@@ -224,8 +224,9 @@ def _chromium() -> str | None:
 
 def _browse(tmp_path, url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", *args, url],
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=10000", *args, url],
         capture_output=True, text=True, timeout=180, check=False)
 
 
@@ -288,8 +289,42 @@ def _probe_filter_and_a_broken_page(tmp_path, page, probe, broken):
     assert hidden_rows == tables and legend > 0 and hidden_legend == legend
 
     # the check can fail: a page with a missing image and a script error says so
-    broken.write_text(page.read_text().replace("</body>", '<img src="plots/missing.png"><script>nope();</script></body>'))
+    broken.write_text(page.read_text().replace("</body>",
+                                               '<img src="plots/missing.png"><script>nope();</script></body>'))
     done = _browse(tmp_path, broken.as_uri(), "--dump-dom")
     check = _page_check(done.stdout)
     assert int(check["loaded"]) == int(check["images"]) - 1 and int(check["errors"]) >= 2
     assert any(":CONSOLE" in line for line in done.stderr.splitlines())
+
+
+def test_metric_figure_styles_published_and_derived_rows(tmp_path, monkeypatch):
+    """A study's published values take their method's colour as hollow markers; a derived row the
+    figures do not know (not a method of the grid) is drawn as a band, never with a method's style."""
+    import numpy as np
+    import pandas as pd
+
+    from bench.studies import published_row
+
+    published = published_row("edm", "LD3", "Table 2")
+    table = pd.DataFrame({"NFE=3": [2.0, 3.0, 2.5, 2.0, 1.9, 0.5], "NFE=4": [1.5, 2.0, 1.4, 1.5, 1.4, 0.5]},
+                         index=["edm", "uniform", published, BEST_HEURISTIC, "best of all closed forms", NOISE_FLOOR])
+    table.attrs = {"higher_is_better": False, "published_of": {published: "edm"}}
+    df = pd.DataFrame({"method": ["edm", "uniform"], "heuristic": [True, True]})
+    styles = MethodStyles(["uniform", "edm"], {"uniform", "edm"}, ["uniform", "edm"])
+    seen, catalog = [], []
+    original = figures._draw_all
+    monkeypatch.setattr(figures, "_draw_all", lambda specs, *a: seen.extend(specs) or original(specs, *a))
+    key = ("g", "digits-net [weights d51b50c7826d]", "euler", "fd-digits [47e2a6f5f7ac]")
+    paths = figures.plot_metrics({key: table}, None, df, tmp_path, styles=styles, catalog=catalog)
+    assert {p.name for p in paths} == {"digits-net_euler_fd-digits.png", "digits-net_euler_fd-digits.pdf"}
+    (stem_, data), = seen
+    lines = {line[0]: line[-1] for line in data["lines"]}
+    assert lines["edm: published (LD3, Table 2)"]["color"] == styles.style("edm")["color"]
+    assert lines["edm: published (LD3, Table 2)"]["markerfacecolor"] == "none"
+    assert lines["best of all closed forms"]["zorder"] < lines["edm"]["zorder"]
+    assert lines["best of all closed forms"]["color"] not in {styles.style(m)["color"] for m in ("edm", "uniform")}
+    assert data["metric"] == "fd-digits" and data["model"] == "digits-net"
+    assert any("47e2a6f5f7ac" in n for n in data["notes"]) and any("d51b50c7826d" in n for n in data["notes"])
+    (figure,) = catalog
+    assert figure.title == "digits-net | euler | fd-digits ↓" and figure.methods == ["edm", "uniform"]
+    assert np.isfinite(np.array(data["lines"][0][1])).all()
