@@ -30,14 +30,15 @@ h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 h3 { font-size: 1em; margin-bottom: .3em; }
 code { background: #f4f4f4; padding: 0 .2em; }
 table.results { border-collapse: collapse; font-size: .85em; margin: .3em 0; }
-table.results th, table.results td { border-bottom: 1px solid #ddd; padding: .2em .6em; text-align: right; }
+table.results th, table.results td { border-bottom: 1px solid #ddd; padding: .2em .6em; text-align: right;
+  white-space: nowrap; }
 table.results th.row_heading { text-align: left; }
 ul.notes { font-size: .8em; color: #555; margin-top: .2em; }
 #method-filter { position: sticky; top: 0; background: #fff; border: 1px solid #ccc; padding: .4em .8em; z-index: 1; }
 #method-filter label { margin-right: 1em; white-space: nowrap; font-size: .9em; }
 .figures { display: flex; flex-wrap: wrap; gap: 1.2em; }
-figure { margin: 0; max-width: 100%; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure { margin: 0; flex: 0 1 560px; min-width: 0; }
+figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .8em; color: #444; max-width: 640px; }
 ul.legend { list-style: none; padding: 0; margin: .2em 0; }
 ul.legend li { display: inline-block; margin-right: .8em; }
@@ -150,10 +151,13 @@ def _method_id(styles: MethodStyles, label: str) -> str | None:
     return f"m{styles.order.index(label)}" if styles.is_method(label) else None
 
 
-def _hex(colour) -> str:
+def _swatch(styles: MethodStyles, label: str) -> str:
+    """A short line in the method's colour, dashed for a heuristic (as in the figures)."""
     from matplotlib.colors import to_hex
 
-    return to_hex(colour)
+    style = styles.style(label)
+    dash = "dashed" if style.get("linestyle") == "--" else "solid"
+    return f'<span class="swatch" style="border-top: 3px {dash} {to_hex(style["color"])}"></span>'
 
 
 def figure_html(figure, out_dir: Path, styles: MethodStyles) -> str:
@@ -164,11 +168,8 @@ def figure_html(figure, out_dir: Path, styles: MethodStyles) -> str:
     link = f' <a href="{_e(Path(src).with_suffix(".pdf").as_posix())}">PDF</a>' if pdf.is_file() else ""
     title, notes = figure.title, list(figure.notes)
     ids = [i for i in (_method_id(styles, m) for m in figure.methods) if i]
-    legend = "".join(
-        f'<li data-m="{_method_id(styles, m)}" title="{_e(m)}"><span class="swatch" style="border-top: 3px '
-        f'{"dashed" if styles.style(m).get("linestyle") == "--" else "solid"} {_hex(styles.style(m)["color"])}">'
-        f'</span>{_e(styles.display(m))}</li>'
-        for m in figure.methods if styles.is_method(m))
+    legend = "".join(f'<li data-m="{_method_id(styles, m)}" title="{_e(m)}">{_swatch(styles, m)}'
+                     f"{_e(styles.display(m))}</li>" for m in figure.methods if styles.is_method(m))
     items = "".join(f"<li>{_e(n)}</li>" for n in notes)
     return (f'<figure data-methods="{" ".join(ids)}"><img src="{_e(src)}" alt="{_e(title)}">'
             f'<figcaption><b>{_e(title)}</b>{link}'
@@ -190,7 +191,7 @@ def write_index(out_dir, grid: str, tabs: dict, std: dict | None, summary: pd.Da
     methods = [m for m in styles.order if any(m in t.index for t in tabs.values())
                or any(m in f.methods for f in figures)]
     boxes = "".join(f'<label title="{_e(m)}"><input type="checkbox" checked data-m="{_method_id(styles, m)}"> '
-                    f"{_e(styles.display(m))}</label>" for m in methods)
+                    f"{_swatch(styles, m)}{_e(styles.display(m))}</label>" for m in methods)
     shortened = styles.notes(methods)
     parts = [f'<fieldset id="method-filter"><legend>Methods shown</legend>{boxes}'
              '<button type="button" data-all="1">all</button> <button type="button" data-all="0">none</button>'
@@ -213,7 +214,12 @@ def write_index(out_dir, grid: str, tabs: dict, std: dict | None, summary: pd.Da
                      + "".join(figure_html(f, out_dir, styles) for f in group) + "</div>")
     if not drawn:
         parts.append("<p>No figures in this report (written with --no-plots, or none to draw).</p>")
-    command = f"python -m bench report --grid {grid}" + (f" --results {root}" if root is not None else "")
+    if root is None:
+        command = f"python -m bench report --grid <grid file of {grid}>"
+    else:
+        from .store import ResultsRoot
+
+        command = f"python -m bench report --grid {ResultsRoot(root).grid_copy_path(grid)} --results {root}"
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>bench report: {_e(grid)}</title>\n<style>{_CSS}</style>\n<script>{_HEAD_SCRIPT}</script>\n"
