@@ -32,10 +32,8 @@ import numpy as np
 import pandas as pd
 
 from .figure_style import MARKERS, MethodStyles, method_styles, split_hash, stem, unique_stems
-from .report import BEST_HEURISTIC, NOISE_FLOOR, arrow
+from .report import arrow
 from .studies import is_extra_row
-
-EXTRA_ROWS = (BEST_HEURISTIC, NOISE_FLOOR)
 
 
 @dataclass

@@ -38,6 +38,7 @@ ul.notes { font-size: .8em; color: #555; margin-top: .2em; }
 #method-filter label { margin-right: 1em; white-space: nowrap; font-size: .9em; }
 .figures { display: flex; flex-wrap: wrap; gap: 1.2em; }
 figure { margin: 0; flex: 0 1 560px; min-width: 0; }
+figure.wide { flex-basis: 100%; }
 figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .8em; color: #444; max-width: 640px; }
 ul.legend { list-style: none; padding: 0; margin: .2em 0; }
@@ -171,7 +172,8 @@ def figure_html(figure, out_dir: Path, styles: MethodStyles) -> str:
     legend = "".join(f'<li data-m="{_method_id(styles, m)}" title="{_e(m)}">{_swatch(styles, m)}'
                      f"{_e(styles.display(m))}</li>" for m in figure.methods if styles.is_method(m))
     items = "".join(f"<li>{_e(n)}</li>" for n in notes)
-    return (f'<figure data-methods="{" ".join(ids)}"><img src="{_e(src)}" alt="{_e(title)}">'
+    wide = ' class="wide"' if figure.kind == "samples" else ""
+    return (f'<figure{wide} data-methods="{" ".join(ids)}"><img src="{_e(src)}" alt="{_e(title)}">'
             f'<figcaption><b>{_e(title)}</b>{link}'
             + (f'<ul class="legend">{legend}</ul>' if legend else "")
             + (f'<ul class="notes">{items}</ul>' if items else "") + "</figcaption></figure>\n")
