@@ -1,22 +1,24 @@
 """How a method, a metric and a figure are named and drawn in `bench report`'s figures.
 
-* `MethodStyles`: one matplotlib style per method label, fixed for every figure of a grid's report.
-  A method's colour and marker come from its position in the grid's method list (`grid_method_order`:
+* `MethodStyles`: one matplotlib style per method, fixed for every figure of a grid's report. A
+  method's colour and marker come from its position in the grid's method list (`grid_method_order`:
   the `methods:` of the grid file as run, then any other label, sorted), never from its position
   in one figure, so a figure that shows a subset of the methods (the schedule plots show global
-  schedules only) draws each in the colour it has everywhere else. The palette is matplotlib's
-  tab10 then tab20's light shades without the greys (18 colours) crossed with 10 markers: 90
-  distinct (colour, marker) pairs before one repeats. Closed-form heuristics are dashed, searched
-  and learned methods solid. Rows a report derives rather than runs are drawn in grey/black only,
-  so they never look like a method: `BEST_HEURISTIC` (the name lives in `bench.report`) is a wide
-  translucent grey band drawn behind the methods, so the heuristic it follows stays visible on top of
-  it; any other derived row (e.g. a best-of-all-closed-forms row) is a band of another grey;
-  `NOISE_FLOOR` is a thin dotted black line.
+  schedules only) draws each in the colour it has everywhere else. Methods are keyed by the label
+  the report's tables give them (`MethodStyles.for_grid` reads it off `bench.report.rows_frame`), so
+  figures and tables name a method alike. The palette is matplotlib's tab10 then tab20's light
+  shades without the greys (18 colours) crossed with 10 markers: 90 distinct (colour, marker) pairs
+  before one repeats. Closed-form heuristics are dashed, searched and learned methods solid. Rows a
+  report derives rather than runs are drawn in grey/black only, so they never look like a method:
+  `BEST_HEURISTIC` (the name lives in `bench.report`) is a wide translucent grey band drawn behind
+  the methods, so the heuristic it follows stays visible on top of it; any other derived row (e.g.
+  a best-of-all-closed-forms row) is a band of another grey; `NOISE_FLOOR` is a thin dotted black line.
 * Display names: a metric or model label that carries a weights hash (`fd-digits [47e2a6f5f7ac]`,
   `digits-net [weights d51b50c7826d]`, written by `bench.report`) is shown by its name; the hash goes
-  to the figure's footnote and the HTML caption (`split_hash`). A `manual` method without a `label:`
-  (its label is the whole list) is shown as `manual`, or `manual-1`, `manual-2`, ... in grid order
-  when the grid has several; its full label goes to the footnote.
+  to the figure's footnote and the HTML caption (`split_hash`). A label that spells out a list of
+  more than `LONG_LIST` numbers (a `manual` list without a `label:`) is shown by the plugin's name,
+  `manual`, or `manual-1`, `manual-2`, ... in grid order when the grid has several; its full label
+  goes to the footnote.
 * File names: `slug` keeps letters, digits, `.`, `_` and `-` (lower case, so names differ on
   case-insensitive file systems too), no brackets, parentheses, spaces or hashes; `unique_stems`
   numbers stems that would otherwise coincide.
@@ -32,7 +34,8 @@ from .report import BEST_HEURISTIC, NOISE_FLOOR
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 # A label `bench.report` gives a metric or model whose numbers depend on a weights file.
 _HASHED = re.compile(r"^(?P<name>.*?) \[(?P<what>weights )?(?P<hash>[0-9a-f]{6,64})\]$")
-_MANUAL = re.compile(r"^manual\(.*\)$", re.S)
+_LIST = re.compile(r"\[([-+0-9.eE, ]*)\]")  # a flat list of numbers as Python prints it
+LONG_LIST = 4  # a label with a longer list is shown by a short name
 _SLUG_PART_MAX = 60
 
 
@@ -71,29 +74,57 @@ def grid_method_order(root, grid_name: str) -> list[str]:
 
 
 class MethodStyles:
-    """Styles and display names of the methods of one grid (see the module docstring)."""
+    """Styles and display names of the methods of one grid (see the module docstring).
 
-    def __init__(self, labels, heuristics=(), order=()):
-        labels = set(labels) - set(REFERENCE_STYLES)
-        first = [m for m in dict.fromkeys(order) if m not in REFERENCE_STYLES]
+    `aliases` maps a row's `method_label` to the label the report's tables give that method, when
+    they differ; every method is keyed by its table label, and any of its labels may be passed."""
+
+    def __init__(self, labels, heuristics=(), order=(), aliases=None):
+        self._aliases = dict(aliases or {})
+        canon = self._canon
+        labels = {canon(m) for m in labels} - set(REFERENCE_STYLES)
+        first = [m for m in dict.fromkeys(map(canon, order)) if m not in REFERENCE_STYLES]
         self.order = first + sorted(labels - set(first))
-        self.heuristics = frozenset(heuristics)
+        self.heuristics = frozenset(map(canon, heuristics))
         self._index = {m: i for i, m in enumerate(self.order)}
         self._others: dict[str, str] = {}
-        manual = [m for m in self.order if _MANUAL.match(m)]
-        self._display = {m: "manual" if len(manual) == 1 else f"manual-{i}" for i, m in enumerate(manual, start=1)}
-        taken = set(self.order) - set(manual)
-        for m, short in self._display.items():  # a user label that is already `manual-1` keeps it
-            while short in taken:
+        self._display: dict[str, str] = {}
+        long = [m for m in self.order if _has_long_list(m)]
+        taken = set(self.order) - set(long)
+        for m in long:
+            name = m.split("(")[0]
+            same = [x for x in long if x.split("(")[0] == name]
+            short = name if len(same) == 1 else f"{name}-{same.index(m) + 1}"
+            while short in taken:  # a user's label that is already `manual-1` keeps it
                 short += "'"
             self._display[m] = short
             taken.add(short)
 
+    @classmethod
+    def for_grid(cls, root, grid_name: str, rows: list[dict], df=None) -> "MethodStyles":
+        """The styles of one grid's report: its rows' methods, in the order of the grid file kept
+        under `root`, keyed by the labels of `df` (`bench.report.rows_frame`: the tables' labels)."""
+        aliases = {}
+        if df is not None and len(df):
+            by_cell = dict(zip(df["cell"], df["method"]))
+            aliases = {r["method_label"]: by_cell[r["cell"]] for r in rows
+                       if r["cell"] in by_cell and by_cell[r["cell"]] != r["method_label"]}
+        return cls({r["method_label"] for r in rows}, {r["method_label"] for r in rows if r["heuristic"]},
+                   grid_method_order(root, grid_name), aliases)
+
+    def _canon(self, label: str) -> str:
+        return self._aliases.get(label, label)
+
     def is_method(self, label: str) -> bool:
-        return label in self._index
+        return self._canon(label) in self._index
+
+    def position(self, label: str) -> int | None:
+        """The method's position in the grid's method list (None for a derived row)."""
+        return self._index.get(self._canon(label))
 
     def style(self, label: str) -> dict:
         """matplotlib keyword arguments for `label` (a method, or a row the report derives)."""
+        label = self._canon(label)
         if label in REFERENCE_STYLES:
             return dict(REFERENCE_STYLES[label])
         if label not in self._index:  # a derived row of another kind
@@ -106,7 +137,9 @@ class MethodStyles:
                 "linestyle": "--" if label in self.heuristics else "-", "linewidth": 1.3, "zorder": 3}
 
     def display(self, label: str) -> str:
-        """The name shown in legends and panels: short for a `manual` list without a `label:`."""
+        """The name shown in legends and panels: the tables' label, shortened where it spells out a
+        long list of numbers (a `manual` list without a `label:`)."""
+        label = self._canon(label)
         return self._display.get(label, label)
 
     def shorten(self, text: str) -> str:
@@ -117,7 +150,14 @@ class MethodStyles:
 
     def notes(self, labels) -> list[str]:
         """Footnote lines for the shortened labels among `labels`: 'manual = manual(sigmas=[...])'."""
-        return [f"{self._display[m]} = {m}" for m in labels if m in self._display]
+        shown = dict.fromkeys(map(self._canon, labels))
+        return [f"{self._display[m]} = {m}" for m in shown if m in self._display]
+
+
+def _has_long_list(label: str) -> bool:
+    """Whether `label` spells out a list of more than `LONG_LIST` numbers (as a grid entry's
+    parameters print: `manual(sigmas=[80.0, 12.0, ...])`)."""
+    return any(len(m.split(",")) > LONG_LIST for m in _LIST.findall(str(label)))
 
 
 def method_styles(methods, heuristics, order=()) -> dict[str, dict]:

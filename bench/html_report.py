@@ -149,7 +149,8 @@ def table_html(key: tuple, table: pd.DataFrame, spread, lookup, digits: int, bra
 
 def _method_id(styles: MethodStyles, label: str) -> str | None:
     """The filter's id of a method ('m0', 'm1', ...: its position in the grid's method list)."""
-    return f"m{styles.order.index(label)}" if styles.is_method(label) else None
+    position = styles.position(label)
+    return None if position is None else f"m{position}"
 
 
 def _swatch(styles: MethodStyles, label: str) -> str:
@@ -190,8 +191,9 @@ def write_index(out_dir, grid: str, tabs: dict, std: dict | None, summary: pd.Da
 
     out_dir = Path(out_dir)
     lookup = None if summary is None or summary.empty else _lookup(summary)
-    methods = [m for m in styles.order if any(m in t.index for t in tabs.values())
-               or any(m in f.methods for f in figures)]
+    shown = {styles.position(m) for t in tabs.values() for m in t.index} | \
+        {styles.position(m) for f in figures for m in f.methods}
+    methods = [m for i, m in enumerate(styles.order) if i in shown]
     boxes = "".join(f'<label title="{_e(m)}"><input type="checkbox" checked data-m="{_method_id(styles, m)}"> '
                     f"{_swatch(styles, m)}{_e(styles.display(m))}</label>" for m in methods)
     shortened = styles.notes(methods)

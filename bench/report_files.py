@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import figures, html_report
-from .figure_style import MethodStyles, grid_method_order
+from .figure_style import MethodStyles
 from .report import (_lookup, current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
                      write_tidy)
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
@@ -67,8 +67,7 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
                            for k, t in grid_tabs.items())
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
         # one style and display name per method for every figure of the grid; the HTML page (bench.html_report)
-        styles = MethodStyles({r["method_label"] for r in grid_rows},
-                              {r["method_label"] for r in grid_rows if r["heuristic"]}, grid_method_order(root, name))
+        styles = MethodStyles.for_grid(root, name, grid_rows, df[df["grid"] == name])
         drawn: list[figures.Figure] = []
         if not plots:
             paths.append(html_report.write_index(out, name, grid_tabs, grid_std, grid_summary, drawn, styles, digits,

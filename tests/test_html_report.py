@@ -158,14 +158,24 @@ def test_slugs_and_unique_stems():
 
 
 def test_manual_lists_get_short_names_and_their_lists_go_to_a_note():
-    a = "manual(interpolate=True, sigmas=[80.0, 1.0, 0.002])"
-    b = "manual(sigmas=[80.0, 3.0, 0.002])"
+    a = "manual(interpolate=True, sigmas=[80.0, 9.0, 1.0, 0.2, 0.002])"
+    b = "manual(sigmas=[80.0, 10.0, 3.0, 0.3, 0.002])"
     styles = MethodStyles([a, b, "edm", "manual-1"], order=["edm", a, b])
     assert styles.display(a) == "manual-1'" and styles.display(b) == "manual-2"  # a user's `manual-1` keeps its name
     assert styles.display("manual-1") == "manual-1"
     assert MethodStyles([a, "edm"]).display(a) == "manual"
+    assert MethodStyles(["manual(sigmas=[80.0, 1.0, 0.002])"]).display("manual(sigmas=[80.0, 1.0, 0.002])") == \
+        "manual(sigmas=[80.0, 1.0, 0.002])"  # a short list stays as it is
     assert styles.notes([b]) == [f"manual-2 = {b}"]
     assert styles.shorten(f"best set {{{a}, edm}}") == "best set {manual-1', edm}"
+
+
+def test_methods_are_keyed_by_the_tables_labels():
+    """Where the tables label a method otherwise than its rows (`aliases`), either label finds one style."""
+    full, short = "manual(sigmas=[80.0, 9.0, 1.0, 0.2, 0.002])", "manual(sigmas=[5 values, 3f2a1c])"
+    styles = MethodStyles([full, "edm"], {full, "edm"}, ["edm", full], aliases={full: short})
+    assert styles.style(full) == styles.style(short) and styles.is_method(short)
+    assert styles.display(full) == short and styles.position(full) == 1 and styles.order == ["edm", short]
 
 
 class _Refs(HTMLParser):
