@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
-from . import figures, html_report
-from .figure_style import MethodStyles
+from . import figures
 from .report import (_lookup, current_rows, latex_table, read_scores_of, render, rows_frame, summarize, tables, with_stats,
                      write_tidy)
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
 from .store import ResultsRoot, atomic_write_bytes, verify_key
 from .studies import load_study, long_form, studies_for_grid, with_published
+from . import html_report  # report/index.html
+from .figure_style import MethodStyles
 
 
 def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True,
