@@ -1,35 +1,49 @@
 """Figures for a paper, written by `bench report` as PNG and PDF (matplotlib, Agg backend).
 
 * `plot_metrics`: one figure per (grid, model, solver, metric) table: the metric against NFE, one
-  line per method. Every method keeps one colour and one marker across all figures of a report
-  (assigned in sorted order from 18 non-grey colours and 10 markers); closed-form heuristics are
-  dashed, searched and learned methods solid, the "best heuristic" and "noise floor" rows dotted
-  grey; a study's published values (`bench.studies`) are hollow markers of their method's colour
-  and marker, without a line. Error bars show each point's interval (`bench.stats`: bootstrap over
-  priors, t over seeds), else the standard deviation over seeds when there are several; NFE ticks
-  are the integers run; the legend sits outside the axes; the title carries the direction (↓ / ↑).
+  line per method. Every method keeps one style across all figures of a grid's report
+  (`bench.figure_style.MethodStyles`: colour and marker from the method's position in the grid's
+  method list; closed-form heuristics dashed, searched and learned methods solid; the best
+  heuristic a grey band behind the methods, the noise floor dotted black); a study's published
+  values (`bench.studies`) are hollow markers of their method's colour and marker, without a line.
+  Error bars show each point's interval (`bench.stats`: bootstrap over priors, t over seeds), else
+  the standard deviation over seeds when there are several; NFE ticks are the integers run; the
+  legend sits outside the axes; the y label carries the direction (↓ / ↑). Titles, axes and file
+  names name a metric or model without its weights hash; the hash, and the full label of a
+  shortened `manual` method, are in a footnote under the axes (and in the HTML report's caption).
 * `plot_schedules`: per (grid, model, solver) and NFE, the timesteps of every global schedule as
   log(sigma) (the VE-equivalent noise level, comparable across time variables) against the step.
 * Figures are drawn in parallel processes (joblib) and a figure whose data did not change since the
   last report (a SHA-256 per figure in `.figures.json` beside it) is not drawn again.
 * `sample_panel`: per (grid, model, solver), the same evaluation priors as a labelled grid of
   images: the teacher's endpoints first, then one row per method and one column per NFE.
+* File names are short shell-safe slugs (`bench.figure_style.stem`), made unique per folder.
+  Each function appends a `Figure` (what it shows) to `catalog` when given one: the HTML report
+  (`bench.html_report`) is built from it.
 """
 from __future__ import annotations
 
 import io
-import itertools
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .report import BEST_HEURISTIC, NOISE_FLOOR, arrow
+from .figure_style import MARKERS, MethodStyles, method_styles, split_hash, stem, unique_stems
+from .report import arrow
 from .studies import is_extra_row
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-EXTRA_ROWS = (BEST_HEURISTIC, NOISE_FLOOR)
+
+@dataclass
+class Figure:
+    """One figure of a report, as the HTML report shows it."""
+    kind: str  # "metric", "schedule" or "samples"
+    png: Path
+    title: str  # labels without weights hashes (those are in `notes`)
+    notes: list[str] = field(default_factory=list)  # footnote lines
+    methods: list[str] = field(default_factory=list)  # the method labels it shows
 
 
 def _pyplot():
@@ -41,21 +55,13 @@ def _pyplot():
     return plt
 
 
-def method_styles(methods, heuristics) -> dict[str, dict]:
-    """{method: matplotlib kwargs}: a distinct (colour, marker) per method, dashed for heuristics."""
-    plt = _pyplot()
-    # tab10's nine colours and then tab20's light ones, greys left out (grey marks the extra rows)
-    tab20 = plt.get_cmap("tab20").colors
-    colours = [tab20[2 * i] for i in range(10) if i != 7] + [tab20[2 * i + 1] for i in range(10) if i != 7]
-    styles = {}
-    pairs = zip(itertools.cycle(MARKERS), itertools.cycle(colours))  # 90 distinct (marker, colour) pairs
-    ordered = sorted(m for m in set(methods) if m not in EXTRA_ROWS)
-    for method, (marker, colour) in zip(ordered, pairs):
-        styles[method] = {"color": colour, "marker": marker, "markersize": 4,
-                          "linestyle": "--" if method in heuristics else "-", "linewidth": 1.3}
-    for method in EXTRA_ROWS:
-        styles[method] = {"color": "0.45", "marker": None, "linestyle": ":", "linewidth": 1.5}
-    return styles
+def _footnote(fig, notes: list[str]) -> None:
+    """The notes as small grey text under the axes (kept in the saved figure by bbox_inches='tight')."""
+    import textwrap
+
+    if notes:
+        text = "\n".join(line for note in notes for line in textwrap.wrap(note, 95))
+        fig.text(0.01, -0.01, text, fontsize=5.5, color="0.3", va="top", ha="left")
 
 
 def _save(fig, path: Path) -> list[Path]:
@@ -67,10 +73,6 @@ def _save(fig, path: Path) -> list[Path]:
         fig.savefig(buffer, format=suffix[1:], dpi=150, bbox_inches="tight")
         out.append(atomic_write_bytes(path.with_suffix(suffix), buffer.getvalue()))
     return out
-
-
-def _safe(*parts) -> str:
-    return "_".join(str(p).replace("/", "-").replace(" ", "").replace("|", "-") for p in parts)
 
 
 def _draw_all(specs: list[tuple], draw, out_dir, jobs: int) -> list[Path]:
@@ -110,19 +112,22 @@ def _draw_all(specs: list[tuple], draw, out_dir, jobs: int) -> list[Path]:
 
 
 def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summary: pd.DataFrame | None = None,
-                 jobs: int = 1) -> list[Path]:
+                 jobs: int = 1, styles: MethodStyles | None = None, catalog: list | None = None) -> list[Path]:
     """One figure per table; error bars: the interval of `summary` (`bench.report.summarize`) where it
-    has one, else the standard deviation over seeds."""
+    has one, else the standard deviation over seeds. `styles`: the grid's (default: from `df`'s
+    methods, in sorted order)."""
     heuristics = set(df[df["heuristic"]]["method"])
-    styles = method_styles(df["method"].unique(), heuristics)
+    if styles is None:
+        styles = MethodStyles(df["method"].unique(), heuristics)
     lookup = None if summary is None or summary.empty else \
         summary.set_index(["grid", "model", "solver", "metric", "method", "nfe"]).sort_index()
+    stems = unique_stems({key: stem(key[1], key[2], key[3]) for key in tabs})
     specs = []
     for key, table in tabs.items():
         grid, model, solver, metric = key
         nfes = [int(c.split("=")[1]) for c in table.columns]
         spread = None if std is None else std.get(key)
-        lines = []
+        lines, shown = [], []
         published_of = table.attrs.get("published_of", {})
         for method, values in table.iterrows():
             y = values.to_numpy(dtype=float)
@@ -130,10 +135,11 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summar
                 continue
             if is_extra_row(method):  # a study's published values: hollow markers of the method's colour
                 if method in published_of:
-                    style = styles[published_of[method]]
-                    hollow = {"color": style["color"], "linestyle": "none", "marker": style["marker"] or "o",
-                              "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2}
-                    lines.append((method, y.tolist(), None, hollow))
+                    style = styles.style(published_of[method])
+                    hollow = {"color": style["color"], "linestyle": "none", "marker": style.get("marker") or "o",
+                              "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2, "zorder": 3}
+                    label = method.replace(published_of[method], styles.display(published_of[method]), 1)
+                    lines.append((label, y.tolist(), None, hollow))
                 continue
             err = None
             if lookup is not None:
@@ -147,10 +153,19 @@ def plot_metrics(tabs: dict, std: dict | None, df: pd.DataFrame, out_dir, summar
                     err = [np.nan_to_num(y - low).tolist(), np.nan_to_num(high - y).tolist()]
             if err is None and spread is not None and method in spread.index:
                 err = spread.loc[method].to_numpy(dtype=float).tolist()
-            lines.append((method, y.tolist(), err, styles[method]))
-        specs.append((_safe(model, solver, metric),
-                      {"nfes": nfes, "lines": lines, "metric": metric, "model": model, "solver": solver,
-                       "higher": bool(table.attrs.get("higher_is_better", False))}))
+            lines.append((styles.display(method), y.tolist(), err, styles.style(method)))
+            if styles.is_method(method):
+                shown.append(method)
+        metric_name, metric_note = split_hash(metric)
+        model_name, model_note = split_hash(model)
+        higher = bool(table.attrs.get("higher_is_better", False))
+        notes = [n for n in (metric_note, model_note) if n] + styles.notes(shown)
+        specs.append((stems[key],
+                      {"nfes": nfes, "lines": lines, "metric": metric_name, "model": model_name, "solver": solver,
+                       "higher": higher, "notes": notes}))
+        if catalog is not None:
+            catalog.append(Figure("metric", Path(out_dir) / f"{stems[key]}.png",
+                                  f"{model_name} | {solver} | {metric_name} {arrow(higher)}", notes, shown))
     return _draw_all(specs, _draw_metric, out_dir, jobs)
 
 
@@ -171,6 +186,7 @@ def _draw_metric(data: dict, path: Path) -> list[Path]:
     ax.set_title(f"{data['model']} | {data['solver']}", fontsize=9)
     ax.grid(alpha=0.25)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    _footnote(fig, data.get("notes", []))
     paths = _save(fig, path)
     plt.close(fig)
     return paths
@@ -195,28 +211,43 @@ def _sigma_of(model_spec: dict, t: np.ndarray) -> np.ndarray:
     return _MODEL_CACHE[key].schedule.sigma_ve(torch.as_tensor(t, dtype=torch.float64)).numpy()
 
 
-def plot_schedules(rows: list[dict], out_dir, jobs: int = 1) -> list[Path]:
+def plot_schedules(rows: list[dict], out_dir, jobs: int = 1, styles: MethodStyles | None = None,
+                   catalog: list | None = None) -> list[Path]:
     """log(sigma) against the step for every global schedule, one figure per (grid, model, solver)
-    and NFE. Per-instance schedules (no single `schedule` in the row) are left out."""
+    and NFE. Per-instance schedules (no single `schedule` in the row) are left out. `styles`: the
+    grid's (default: from these rows' methods, in sorted order)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row.get("schedule") and row["seed"] == min(r["seed"] for r in rows):
             groups.setdefault((row["grid"], row["model_label"], row["solver_label"], row["nfe"]), []).append(row)
-    methods = sorted({r["method_label"] for rs in groups.values() for r in rs})
-    heuristics = {r["method_label"] for rs in groups.values() for r in rs if r["heuristic"]}
-    styles = method_styles(methods, heuristics)
+    if styles is None:
+        styles = MethodStyles({r["method_label"] for rs in groups.values() for r in rs},
+                              {r["method_label"] for rs in groups.values() for r in rs if r["heuristic"]})
+    stems = unique_stems({(model, solver): stem(model, solver) for _, model, solver, _ in groups})
     specs, sigma_cache = [], {}
     for (grid, model, solver, nfe), group in sorted(groups.items()):
-        lines = []
+        lines, shown = [], []
         for row in sorted(group, key=lambda r: r["method_label"]):
             t = np.asarray(row["schedule"]["t"][0], dtype=np.float64)
             key = (json_key(row["model"]), tuple(t))
             if key not in sigma_cache:
                 sigma_cache[key] = _sigma_of(row["model"], t)
-            lines.append((row["method_label"], np.log(sigma_cache[key]).tolist(), styles[row["method_label"]]))
-        specs.append((f"schedule_{_safe(model, solver)}_nfe{nfe}",
-                      {"lines": lines, "title": f"{model} | {solver} | NFE={nfe}"}))
+            method = row["method_label"]
+            lines.append((styles.display(method), np.log(sigma_cache[key]).tolist(), styles.style(method)))
+            shown.append(method)
+        notes = _weights_notes(group) + styles.notes(shown)
+        name = f"schedule_{stems[(model, solver)]}_nfe{nfe}"
+        specs.append((name, {"lines": lines, "title": f"{model} | {solver} | NFE={nfe}", "notes": notes}))
+        if catalog is not None:
+            catalog.append(Figure("schedule", Path(out_dir) / f"{name}.png", f"{model} | {solver} | NFE={nfe}",
+                                  notes, shown))
     return _draw_all(specs, _draw_schedule, out_dir, jobs)
+
+
+def _weights_notes(group: list[dict]) -> list[str]:
+    """The footnote naming the model's weights hash (rows of models that ship weights carry one)."""
+    shas = sorted({r["model_weights_sha256"] for r in group if isinstance(r.get("model_weights_sha256"), str)})
+    return [f"{group[0]['model_label']}: weights {sha[:12]} (SHA-256, first digits)" for sha in shas]
 
 
 def _draw_schedule(data: dict, path: Path) -> list[Path]:
@@ -232,6 +263,7 @@ def _draw_schedule(data: dict, path: Path) -> list[Path]:
     ax.set_title(data["title"], fontsize=9)
     ax.grid(alpha=0.25)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    _footnote(fig, data.get("notes", []))
     paths = _save(fig, path)
     plt.close(fig)
     return paths
@@ -241,7 +273,8 @@ def json_key(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def sample_panel(rows: list[dict], previews: dict[str, dict], out_dir, per_cell: int = 6) -> list[Path]:
+def sample_panel(rows: list[dict], previews: dict[str, dict], out_dir, per_cell: int = 6,
+                 styles: MethodStyles | None = None, catalog: list | None = None) -> list[Path]:
     """Labelled panels of the same priors: the teacher first, then each method at each NFE.
     `previews` maps a cell hash to {"samples": [k, C, H, W], "teacher": [k, C, H, W]} in [-1, 1]."""
     plt = _pyplot()
@@ -249,6 +282,9 @@ def sample_panel(rows: list[dict], previews: dict[str, dict], out_dir, per_cell:
     for row in rows:
         if row["cell"] in previews and row["seed"] == min(r["seed"] for r in rows):
             groups.setdefault((row["grid"], row["model_label"], row["solver_label"]), []).append(row)
+    if styles is None:
+        styles = MethodStyles({r["method_label"] for r in rows}, {r["method_label"] for r in rows if r["heuristic"]})
+    stems = unique_stems({(model, solver): stem(model, solver) for _, model, solver in groups})
     paths = []
     for (grid, model, solver), group in sorted(groups.items()):
         nfes = sorted({r["nfe"] for r in group})
@@ -267,7 +303,7 @@ def sample_panel(rows: list[dict], previews: dict[str, dict], out_dir, per_cell:
                 if (method, nfe) in by:
                     ax.imshow(_strip(by[(method, nfe)]["samples"][:k]), cmap="gray", vmin=0, vmax=1,
                               interpolation="nearest")
-        for row_i, label in enumerate(["teacher", *methods]):
+        for row_i, label in enumerate(["teacher", *map(styles.display, methods)]):
             axes[row_i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
         for ax in axes.flat:
             ax.set_xticks([])
@@ -275,8 +311,14 @@ def sample_panel(rows: list[dict], previews: dict[str, dict], out_dir, per_cell:
             for spine in ax.spines.values():
                 spine.set_visible(False)
         fig.suptitle(f"{model} | {solver}: the same priors", fontsize=9)
-        paths += _save(fig, Path(out_dir) / f"samples_{_safe(model, solver)}")
+        notes = _weights_notes(group) + styles.notes(methods)
+        _footnote(fig, notes)
+        path = Path(out_dir) / f"samples_{stems[(model, solver)]}"
+        paths += _save(fig, path)
         plt.close(fig)
+        if catalog is not None:
+            catalog.append(Figure("samples", path.with_suffix(".png"), f"{model} | {solver}: the same priors",
+                                  notes, list(methods)))
     return paths
 
 
@@ -290,4 +332,4 @@ def _strip(images) -> np.ndarray:
     return out[..., 0] if c == 1 else out
 
 
-__all__ = ["method_styles", "plot_metrics", "plot_schedules", "sample_panel"]
+__all__ = ["Figure", "MARKERS", "method_styles", "plot_metrics", "plot_schedules", "sample_panel"]

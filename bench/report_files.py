@@ -8,6 +8,7 @@
     plots/*.png|pdf               metric against NFE, one style per method (`bench.figures`)
     schedules/*.png|pdf           log(sigma) against the step, one line per method, per NFE
     samples/*.png|pdf             labelled sample panels: the teacher, then each method at each NFE
+    index.html                    all of the above on one offline page, with a method filter (`bench.html_report`)
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from .errors import UserError
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, check_settings
 from .store import ResultsRoot, atomic_write_bytes, verify_key
 from .studies import load_study, long_form, studies_for_grid, with_published
+from . import html_report  # report/index.html
+from .figure_style import MethodStyles
 
 
 def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, write_files: bool = True,
@@ -82,14 +85,19 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
                                                                   grid_summary, brackets, level).encode()))
         tex = render(grid_tabs, "latex", digits, grid_std, grid_summary, brackets, level)
         paths.append(atomic_write_bytes(out / "tables.tex", tex.encode()))
+        # one style and display name per method for every figure of the grid; the HTML page (bench.html_report)
+        styles = MethodStyles.for_grid(root, name, grid_rows, df[df["grid"] == name])
+        drawn: list[figures.Figure] = []
         if not plots:
+            paths.append(html_report.write_index(out, name, grid_tabs, grid_std, grid_summary, drawn, styles, digits,
+                                                 brackets, level, root))
             written[name] = paths
             print(f"report of {name}: {len(paths)} files in {out} (results_long.csv/.parquet, tables.md/.tex; "
-                  "no figures: --no-plots)", file=sys.stderr)
+                  "index.html; no figures: --no-plots)", file=sys.stderr)
             continue
         paths += figures.plot_metrics(grid_tabs, grid_std, df[df["grid"] == name], out / "plots",
-                                      summary=grid_summary, jobs=jobs)
-        paths += figures.plot_schedules(grid_rows, out / "schedules", jobs=jobs)
+                                      summary=grid_summary, jobs=jobs, styles=styles, catalog=drawn)
+        paths += figures.plot_schedules(grid_rows, out / "schedules", jobs=jobs, styles=styles, catalog=drawn)
         previews = {}
         for row in grid_rows:
             path = results.preview_path(name, row["cell"])
@@ -101,10 +109,12 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
                     previews[row["cell"]] = preview
                 except Exception:  # noqa: BLE001 - a missing panel entry, never a failed report
                     continue
-        paths += figures.sample_panel(grid_rows, previews, out / "samples")
+        paths += figures.sample_panel(grid_rows, previews, out / "samples", styles=styles, catalog=drawn)
+        paths.append(html_report.write_index(out, name, grid_tabs, grid_std, grid_summary, drawn, styles, digits,
+                                             brackets, level, root))
         written[name] = paths
         print(f"report of {name}: {len(paths)} files in {out} (results_long.csv/.parquet, tables.md/.tex, "
-              "plots/, schedules/, samples/)", file=sys.stderr)
+              "plots/, schedules/, samples/, index.html)", file=sys.stderr)
     return written
 
 

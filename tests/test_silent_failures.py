@@ -429,7 +429,7 @@ def test_a_sample_preview_of_another_cell_is_left_out_of_the_panels(tmp_path, mo
     results = ResultsRoot(tmp_path)
     shutil.copy(results.preview_path("pv", a.hash), results.preview_path("pv", b.hash))
     seen = {}
-    monkeypatch.setattr(figures, "sample_panel", lambda rows, previews, out: seen.update(previews) or [])
+    monkeypatch.setattr(figures, "sample_panel", lambda rows, previews, out, **kw: seen.update(previews) or [])
     print_and_write_report(tmp_path, grid, "text")
     assert set(seen) == {a.hash}  # b's file holds a's samples: no panel entry rather than a wrong one
 
