@@ -364,7 +364,7 @@ def export_grid(grid_path, results="results", out_dir=None) -> dict:
         schedule = schedules[key]
         row_path = root.row_path(grid.name, cell.hash)
         row = _checked_row(row_path)
-        fitted = cell.needs_fit and (root.fit_dir(cell.fit_hash) / "fit.json").exists()
+        fitted = cell.needs_fit and root.fit_done(cell.fit_hash)
         disc, source = None, None
         row_disc = _disc_from_row(row["schedule"]) if row is not None and row.get("schedule") is not None else None
         if row_disc is not None and not (cell.needs_fit and not fitted):
