@@ -157,7 +157,8 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
             teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
             # seeded from the entries as written, so a changed default keeps the fit's randomness
             generator=generator_for(cell.seed_key(), "fit"), device=device, progress=progress,
-            artifact_dir=fit_dir, train_size=cell.samples["train"], quarantine=root.quarantine,
+            artifact_dir=fit_dir, checkpoint_path=root.fit_checkpoint_path(cell.fit_hash),
+            train_size=cell.samples["train"], quarantine=root.quarantine,
         )
         method.fit(ctx)
         info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
