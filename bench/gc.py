@@ -50,7 +50,7 @@ def collect(grid: Grid, root="results") -> Garbage:
     unused = set(fits)
     checkpoints = [p for p in orphaned_checkpoints(results.root) if p.parent not in unused]
     scores = [p for p in results.score_files(grid.name)
-              if p.stem not in current or not results.row_path(grid.name, p.stem).exists()]
+              if p.stem not in current or not results.row_exists(grid.name, p.stem)]
     return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints, scores)
 
 

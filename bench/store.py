@@ -333,6 +333,14 @@ class ResultsRoot:
         """True when the cell's row file is there (a progress count; `row_done` checks it reads)."""
         return self.row_path(grid_name, cell_hash).exists()
 
+    def read_row(self, grid_name: str, cell_hash: str) -> dict | None:
+        """The cell's row (`bench.rows.read_row`), None when it has none; a row that does not read
+        raises `CorruptArtifact` (or `OSError`) and stays where it is."""
+        from .rows import read_row
+
+        path = self.row_path(grid_name, cell_hash)
+        return read_row(path) if path.exists() else None
+
     def row_readable(self, grid_name: str, cell_hash: str) -> bool:
         """True when the cell's row exists and parses (nothing is moved)."""
         from .rows import row_ok
