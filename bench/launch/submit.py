@@ -146,6 +146,19 @@ def _rel(path: Path) -> str:
     return str(path) if rel.startswith("..") else rel
 
 
+class _Jobs:
+    """A round's new submission: its ledger record, the submitit executor and the two callables."""
+
+    def __init__(self, sweep: "SubmititSweep", todo: Plan):
+        self.sub = ledger.new_submission(sweep.root, sweep.grid.name, sweep.config.executor, sweep.command)
+        todo.submission = self.sub
+        self.executor = make_executor(sweep.config, self.sub.log_folder, sweep.device, f"bench-{sweep.grid.name}")
+        setup = WorkerSetup(threads=sweep.config.cpus_per_job, plugins=tuple(plugin_modules(todo.pending)))
+        device = job_device(sweep.device)
+        self.fit_task = FitTask(str(sweep.root.root), device, setup, str(self.sub.path))
+        self.cells_task = CellsTask(str(sweep.root.root), device, setup, str(self.sub.path))
+
+
 class SubmititSweep:
     """One `bench run` with `--executor submitit-local|slurm`: submit what is missing, wait for it
     (unless `config.detach`), and submit cells once more that ran before their requeued fit."""
@@ -198,78 +211,86 @@ class SubmititSweep:
 
     def submit_and_wait(self) -> tuple[Plan, bool]:
         """One round: plan, submit, wait. Returns the plan and whether the round waited for its jobs."""
-        grid, root, config, device = self.grid, self.root, self.config, self.device
+        grid, config = self.grid, self.config
         _, todo, busy = start(grid, self.given, clean=None)
         cell_chunks = chunks(todo.pending, config.cells_per_job)
         running = f", {len(todo.in_flight)} in queued or running jobs" if todo.in_flight else ""
         self.say(f"{grid.name}: {len(grid.cells)} cells, {len(todo.done)} done{running}; submitting {len(todo.fits)} "
                  f"fits and {len(todo.pending)} cells in {len(cell_chunks)} jobs ({config.executor})")
-        active = busy.jobs
-        if not todo.pending and not active:
+        if not todo.pending and not busy.jobs:
             return todo, False
-
-        active_fits = [(s, t) for s, t in active if t.kind == "fit"]
-        active_cells = [(s, t) for s, t in active if t.kind == "cells"]
-        watched_cells = {c.hash for c in todo.pending} | {c.hash for c in todo.in_flight}
-        watched_fits = {c.fit_hash for c in todo.fits} | {t.fit for _, t in active_fits}
-        sub = None
-        if todo.pending:
-            sub = ledger.new_submission(root, grid.name, config.executor, self.command)
-            todo.submission = sub
-            executor = make_executor(config, sub.log_folder, device, f"bench-{grid.name}")
-            setup = WorkerSetup(threads=config.cpus_per_job, plugins=tuple(plugin_modules(todo.pending)))
-            fit_task = FitTask(str(root.root), job_device(device), setup, str(sub.path))
-            cells_task = CellsTask(str(root.root), job_device(device), setup, str(sub.path))
-
-        def row_written(key):
-            return root.row_exists(grid.name, key)
-
+        jobs = _Jobs(self, todo) if todo.pending else None
         try:
             if config.executor == "slurm":
-                if sub is not None:
-                    if todo.fits:
-                        jobs = _sbatch(executor.map_array, fit_task, todo.fits)
-                        for job, cell in zip(jobs, todo.fits):
-                            sub.add(ledger.TaskRef("fit", job.job_id, [cell.hash], cell.fit_hash))
-                        sub.save()
-                    # the fit arrays (whole arrays: they hold fits only) of this and earlier submissions;
-                    # afterany: a failed fit fails its cells with FitMissing instead of blocking them
-                    deps = sorted({t.job_id.split("_")[0] for t in sub.tasks} |
-                                  {t.job_id.split("_")[0] for _, t in active_fits})
-                    if deps:
-                        executor.update_parameters(slurm_dependency="afterany:" + ":".join(deps))
-                    jobs = _sbatch(executor.map_array, cells_task, cell_chunks)
-                    for job, chunk in zip(jobs, cell_chunks):
-                        sub.add(ledger.TaskRef("cells", job.job_id, [c.hash for c in chunk]))
-                    sub.save()
-                    self.say(f"submitted {len(sub.tasks)} Slurm jobs; logs in {_rel(sub.log_folder)}")
-                if config.detach:
-                    self.say(f"detached; `python -m bench status --grid {self.grid_ref}` shows progress")
-                    return todo, False
-                new = [(sub, t) for t in sub.tasks] if sub is not None else []
-                self.wait(lambda: new + active, watched_cells, row_written, f"{grid.name}")
-            else:  # submitit-local: the fits, then the cells, each phase from this process
-                window = config.array_parallelism or max(1, (os.cpu_count() or 1) // config.cpus_per_job)
-                if todo.fits or active_fits:
-                    queue = None
-                    if todo.fits:
-                        queue = _LocalQueue(executor, fit_task, todo.fits, "fit", sub, window,
-                                            job_devices(device, len(todo.fits)), self.live)
-                    fit_pairs = queue.pairs if queue else []
-                    self.wait(lambda: fit_pairs + active_fits, watched_fits, root.fit_done, f"{grid.name} fits",
-                              queue, unit="fit")
-                queue = None
-                if cell_chunks:
-                    queue = _LocalQueue(executor, cells_task, cell_chunks, "cells", sub, window,
-                                        job_devices(device, len(cell_chunks)), self.live)
-                cell_pairs = queue.pairs if queue else []
-                self.wait(lambda: cell_pairs + active_cells, watched_cells, row_written, f"{grid.name} cells", queue)
+                return todo, self.slurm_round(todo, cell_chunks, jobs, busy.jobs)
+            self.local_round(todo, cell_chunks, jobs, busy.jobs)
         except KeyboardInterrupt:
             if config.executor == "slurm":
                 print(f"bench: stopped waiting; the jobs go on: `python -m bench status --grid {self.grid_ref}`",
                       file=sys.stderr)
             raise
         return todo, True
+
+    def watched(self, todo: Plan, active_fits) -> tuple[set[str], set[str]]:
+        """The cells (and fits) whose progress a round shows: its own and those of running jobs."""
+        cells = {c.hash for c in todo.pending} | {c.hash for c in todo.in_flight}
+        fits = {c.fit_hash for c in todo.fits} | {t.fit for _, t in active_fits}
+        return cells, fits
+
+    def row_written(self, cell_hash: str) -> bool:
+        return self.root.row_exists(self.grid.name, cell_hash)
+
+    def slurm_round(self, todo: Plan, cell_chunks, jobs: "_Jobs | None", active) -> bool:
+        """Submit the fits' array, then the cells' array depending on every fit job; wait unless
+        detached. Returns whether it waited."""
+        active_fits = [(s, t) for s, t in active if t.kind == "fit"]
+        if jobs is not None:
+            sub, executor = jobs.sub, jobs.executor
+            if todo.fits:
+                for job, cell in zip(_sbatch(executor.map_array, jobs.fit_task, todo.fits), todo.fits):
+                    sub.add(ledger.TaskRef("fit", job.job_id, [cell.hash], cell.fit_hash))
+                sub.save()
+            # the fit arrays (whole arrays: they hold fits only) of this and earlier submissions;
+            # afterany: a failed fit fails its cells with FitMissing instead of blocking them
+            deps = sorted({t.job_id.split("_")[0] for t in sub.tasks} |
+                          {t.job_id.split("_")[0] for _, t in active_fits})
+            if deps:
+                executor.update_parameters(slurm_dependency="afterany:" + ":".join(deps))
+            for job, chunk in zip(_sbatch(executor.map_array, jobs.cells_task, cell_chunks), cell_chunks):
+                sub.add(ledger.TaskRef("cells", job.job_id, [c.hash for c in chunk]))
+            sub.save()
+            self.say(f"submitted {len(sub.tasks)} Slurm jobs; logs in {_rel(sub.log_folder)}")
+        if self.config.detach:
+            self.say(f"detached; `python -m bench status --grid {self.grid_ref}` shows progress")
+            return False
+        new = [(jobs.sub, t) for t in jobs.sub.tasks] if jobs is not None else []
+        watched_cells, _ = self.watched(todo, active_fits)
+        self.wait(lambda: new + active, watched_cells, self.row_written, f"{self.grid.name}")
+        return True
+
+    def local_round(self, todo: Plan, cell_chunks, jobs: "_Jobs | None", active) -> None:
+        """submitit-local: the fits, then the cells, each phase from this process, at most a window
+        of jobs at a time."""
+        config, device, name = self.config, self.device, self.grid.name
+        active_fits = [(s, t) for s, t in active if t.kind == "fit"]
+        active_cells = [(s, t) for s, t in active if t.kind == "cells"]
+        watched_cells, watched_fits = self.watched(todo, active_fits)
+        window = config.array_parallelism or max(1, (os.cpu_count() or 1) // config.cpus_per_job)
+
+        def queue(task_of, items, kind):
+            if not items:
+                return None
+            return _LocalQueue(jobs.executor, task_of(jobs), items, kind, jobs.sub, window,
+                               job_devices(device, len(items)), self.live)
+
+        if todo.fits or active_fits:
+            fits = queue(lambda j: j.fit_task, todo.fits, "fit")
+            fit_pairs = fits.pairs if fits else []
+            self.wait(lambda: fit_pairs + active_fits, watched_fits, self.root.fit_done, f"{name} fits", fits,
+                      unit="fit")
+        cells = queue(lambda j: j.cells_task, cell_chunks, "cells")
+        cell_pairs = cells.pairs if cells else []
+        self.wait(lambda: cell_pairs + active_cells, watched_cells, self.row_written, f"{name} cells", cells)
 
     def wait(self, pairs, watched: set[str], is_done, desc: str, queue: _LocalQueue | None = None,
              unit: str = "cell") -> dict:
