@@ -49,7 +49,7 @@ class LocalExecutor:
     def run(self, grid: Grid) -> Plan:
         """Run every missing cell of `grid`; returns the plan it ran. Raises `SweepFailed` after the
         whole sweep when some fits or cells failed."""
-        self._grid = grid
+        self._grid, self.failures, self._record = grid, 0, None
         self.root, todo, _ = start(grid, self.given, clean=True)
         if not self.quiet:
             busy = f", {len(todo.in_flight)} left to running jobs" if todo.in_flight else ""
