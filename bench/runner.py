@@ -2,7 +2,7 @@
 
 `run_cell` is a pure function of the cell and the results root, so it can run in this process, a
 worker process or a Slurm job alike (submitit's model: results on disk, nothing returned that
-matters). A finished cell is a row file that reads cleanly (`bench.rows`); a cell whose row exists
+matters). A finished cell is a row that reads cleanly (`ResultsRoot.row_done`); a cell whose row exists
 is skipped, one whose row is corrupt is quarantined and recomputed. Fits are cached under the cell's
 fit key, so every cell that shares it (same resolved model, solver, steps, method, seed, teacher and
 training size) reuses one artifact; `fit.json` records the fit key and the SHA-256 of `state.pt`, both
@@ -197,11 +197,6 @@ def decode(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
         return x
     with torch.no_grad():
         return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
-
-
-def row_done(root: ResultsRoot, cell: Cell, quarantine: bool = True) -> bool:
-    """`ResultsRoot.row_done`: the store decides whether a cell's row is done."""
-    return root.row_done(cell, quarantine)
 
 
 def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=False,
