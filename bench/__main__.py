@@ -63,7 +63,7 @@ def check_device(device: str) -> str:
 def cmd_run(args):
     from .grid import load_grid
     from .launch import launch
-    from .launch_config import make_launch_config, parse_sbatch_flags
+    from .launch_config import launch_overrides, make_launch_config
     from .preflight import check_paths
     from .store import check_writable
 
@@ -79,13 +79,7 @@ def cmd_run(args):
     grid = load_grid(args.grid, force=args.force)
     check_paths(grid.cells)  # every missing weight / prompt file at once, before anything runs
     check_writable(args.results)
-    config = make_launch_config(
-        grid.launch, executor=args.executor, jobs=args.jobs, partition=args.partition,
-        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
-        timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
-        cells_per_job=args.cells_per_job, max_requeues=args.max_requeues, python=args.python,
-        sbatch=parse_sbatch_flags(args.sbatch) or None, detach=args.detach or None,
-    )
+    config = make_launch_config(grid.launch, **launch_overrides(args))
     launch(grid, root=args.results, config=config, device=args.device, quiet=args.quiet,
            command=[sys.executable, "-m", "bench", *(args.argv or [])])
     if not args.quiet and not config.detach:
@@ -308,29 +302,9 @@ def _print_export_warnings(paths) -> None:
 
 def _add_launch_options(run: argparse.ArgumentParser) -> None:
     """`run`'s executor flags; each overrides the same field of the grid's `launch:` section."""
-    from .launch_config import EXECUTORS
+    from .launch_config import add_launch_flags
 
-    group = run.add_argument_group("launch (each flag overrides the grid's `launch:` section)")
-    group.add_argument("--executor", choices=EXECUTORS,
-                       help="local: this process or --jobs workers; submitit-local: submitit jobs on this "
-                            "machine; slurm: Slurm jobs (default: launch.executor, else local)")
-    group.add_argument("--jobs", type=int, help="local: parallel worker processes (default: 1)")
-    group.add_argument("--detach", action="store_true",
-                       help="slurm: submit and return at once; `bench status` follows the sweep")
-    group.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
-    group.add_argument("--gpus-per-job", type=int, metavar="N", help="default: 1 with --device cuda, else 0")
-    group.add_argument("--cpus-per-job", type=int, metavar="N", help="CPUs and torch threads per job (default: 1)")
-    group.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job (default: the cluster's)")
-    group.add_argument("--timeout-min", type=int, metavar="MIN",
-                       help="time limit per job; fits resume after it (default: 60)")
-    group.add_argument("--array-parallelism", type=int, metavar="N",
-                       help="array tasks running at once (default: slurm 256, submitit-local cores/cpus)")
-    group.add_argument("--cells-per-job", type=int, metavar="N", help="evaluation cells per array task (default: 4)")
-    group.add_argument("--max-requeues", type=int, metavar="N",
-                       help="resubmissions of a timed-out or preempted job (default: 3)")
-    group.add_argument("--python", metavar="CMD", help="the jobs' Python (default: this interpreter)")
-    group.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
-                       help="extra sbatch option, e.g. --sbatch qos=high (repeatable)")
+    add_launch_flags(run.add_argument_group("launch (each flag overrides the grid's `launch:` section)"))
 
 
 def build_parser() -> argparse.ArgumentParser:

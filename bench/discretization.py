@@ -127,6 +127,9 @@ class FitContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: Callable[..., Any] | None = None
     artifact_dir: Path | None = None
+    # where save_checkpoint writes (the runner passes `ResultsRoot.fit_checkpoint_path`); default:
+    # checkpoint.pt in artifact_dir
+    checkpoint_path: Path | None = None
     fit_nfe: int = 0
     checkpoint_seconds: float = field(default_factory=lambda: _env_seconds("BENCH_CHECKPOINT_SECONDS", 60.0))
     # Cost of the earlier attempts of a resumed fit (from its checkpoint) and the resume count.
@@ -164,15 +167,18 @@ class FitContext:
 
             payload = {"state": state, "fit_seconds": self.total_seconds(), "fit_nfe": self.total_nfe(),
                        "resumes": self.resumes, "fit_key": Path(self.artifact_dir).name}
-            atomic_write_torch(Path(self.artifact_dir) / "checkpoint.pt", payload)
+            atomic_write_torch(self._checkpoint_file(), payload)
         self._last_save = time.perf_counter()
+
+    def _checkpoint_file(self) -> Path:
+        return Path(self.checkpoint_path) if self.checkpoint_path else Path(self.artifact_dir) / "checkpoint.pt"
 
     def load_checkpoint(self) -> dict | None:
         """The state last given to `save_checkpoint` by an interrupted fit of the same key, or None.
         Loading it adds the interrupted attempts' seconds and evaluations to this fit's totals."""
         if self.artifact_dir is None:
             return None
-        path = Path(self.artifact_dir) / "checkpoint.pt"
+        path = self._checkpoint_file()
         if not path.exists():
             return None
         from .store import CorruptArtifact, read_torch, verify_key

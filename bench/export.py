@@ -325,17 +325,14 @@ def _meta(cell: Cell, source: str, **extra) -> dict:
             "fit_key": cell.fit_hash, "source": source, **extra}
 
 
-def _checked_row(path: Path) -> dict | None:
-    """The row at `path` through `bench.rows.read_row` (checksum, schema, and the cell it names against
+def _checked_row(root: ResultsRoot, grid_name: str, cell_hash: str) -> dict | None:
+    """The cell's row through `ResultsRoot.read_row` (checksum, schema, and the cell it names against
     its file name), or None when there is none; a row that fails is named on stderr and not exported
     (the next `run` quarantines and recomputes it)."""
-    from .rows import read_row
     from .store import CorruptArtifact
 
-    if not path.exists():
-        return None
     try:
-        return read_row(path)
+        return root.read_row(grid_name, cell_hash)
     except CorruptArtifact as err:
         print(f"bench: not exporting {err} (the next run recomputes it)", file=sys.stderr)
         return None
@@ -362,9 +359,8 @@ def export_grid(grid_path, results="results", out_dir=None) -> dict:
         if key not in schedules:
             schedules[key] = make_model(cell.model).schedule
         schedule = schedules[key]
-        row_path = root.row_path(grid.name, cell.hash)
-        row = _checked_row(row_path)
-        fitted = cell.needs_fit and (root.fit_dir(cell.fit_hash) / "fit.json").exists()
+        row = _checked_row(root, grid.name, cell.hash)
+        fitted = cell.needs_fit and root.fit_done(cell.fit_hash)
         disc, source = None, None
         row_disc = _disc_from_row(row["schedule"]) if row is not None and row.get("schedule") is not None else None
         if row_disc is not None and not (cell.needs_fit and not fitted):

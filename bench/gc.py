@@ -44,8 +44,8 @@ class Garbage:
 def collect(grid: Grid, root="results") -> Garbage:
     results = ResultsRoot(root)
     current = {c.hash for c in grid.cells}
-    rows = sorted(p for p in results.rows_dir(grid.name).glob("*.json") if p.stem not in current)
-    samples_dir = results.grid_dir(grid.name) / "samples"
+    rows = [p for p in results.row_files(grid.name) if p.stem not in current]
+    samples_dir = results.samples_dir(grid.name)
     samples = sorted(p for p in samples_dir.glob("*") if p.is_file() and p.suffix in (".png", ".pt")
                      and not p.name.startswith(".") and p.stem not in current) if samples_dir.is_dir() else []
     used = {c.fit_hash for c in grid.cells if c.fit_hash}
@@ -54,13 +54,12 @@ def collect(grid: Grid, root="results") -> Garbage:
         if other.name != grid.name:
             used |= {c.fit_hash for c in other.cells if c.fit_hash}
             grids.append(other)
-    fits_dir = results.root / "cache" / "fits"
+    fits_dir = results.fits_dir()
     fits = sorted(p for p in fits_dir.iterdir() if p.is_dir() and p.name not in used) if fits_dir.is_dir() else []
     unused = set(fits)
     checkpoints = [p for p in orphaned_checkpoints(results.root) if p.parent not in unused]
-    scores_dir = results.grid_dir(grid.name) / "scores"
-    scores = sorted(p for p in scores_dir.glob("*.npz")
-                    if p.stem not in current or not results.row_path(grid.name, p.stem).exists())
+    scores = [p for p in results.score_files(grid.name)
+              if p.stem not in current or not results.row_exists(grid.name, p.stem)]
     refs = unused_references(results, grids)
     return Garbage(grid.name, rows, fits, samples, stale_temporaries(results.root), checkpoints, scores,
                    refs.removable, refs.kept)

@@ -1,34 +1,35 @@
-"""Executor settings: a grid's `launch:` section, validated, plus command-line overrides -> `LaunchConfig`.
+"""Executor settings: a grid's `launch:` section and the flags of `python -m bench run`, one model.
 
-A grid may carry the settings of the machine or cluster it is meant for; every field is optional
-and a command-line flag of `python -m bench run` overrides it:
+Each setting is declared once, as a field of `LaunchSettings` (a `bench.params.Params` pydantic
+model: type, default, check and the help text of its flag). The grid's `launch:` section is
+validated by it when the grid loads (errors name `grid.launch.<field>`); `run`'s launch flags are
+generated from it (`add_launch_flags`: `--cells-per-job` for `cells_per_job`, ...) and override the
+grid's fields (`make_launch_config`; errors name the flag). `LaunchConfig` adds what only the
+command line chooses (`--detach`). Every field is optional; settings an executor has no use for are
+ignored (a grid written for a cluster still runs with `--executor local`):
 
     launch:
-      executor: slurm          # local | submitit-local | slurm            (--executor)
-      jobs: 1                  # local: worker processes                    (--jobs)
-      partition: gpu           # Slurm partition (default: the cluster's)   (--partition)
-      gpus_per_job: 1          # default: 1 with --device cuda, else 0      (--gpus-per-job)
-      cpus_per_job: 2          # also the job's torch threads (default 1)   (--cpus-per-job)
-      mem_gb: 16               # default: the cluster's                     (--mem-gb)
-      timeout_min: 60          # per job; fits resume after it (default 60) (--timeout-min)
-      array_parallelism: 32    # array tasks at once (default: Slurm 256,   (--array-parallelism)
-                               #   submitit-local: cores / cpus_per_job)
-      cells_per_job: 4         # evaluation cells per array task (default 4) (--cells-per-job)
-      max_requeues: 3          # resubmissions of a timed-out fit (default 3) (--max-requeues)
-      python: /path/to/python  # interpreter of the jobs (default: this one)  (--python)
-      sbatch: {account: abc, qos: high}   # extra sbatch options            (--sbatch KEY=VALUE)
+      executor: slurm
+      partition: gpu
+      cpus_per_job: 2
+      sbatch: {account: abc, qos: high}
 
-`parse_launch_section` checks the section when the grid is loaded (errors name `grid.launch.<field>`);
-`make_launch_config` merges the flags in (errors name the flag). Settings an executor has no use
-for are ignored (a grid written for a cluster still runs with `--executor local`). The executors themselves live in
-`bench.launch`, the submitit library's conventions (`timeout_min`, `cpus_per_task`, `gpus_per_node`,
-`mem_gb`, `slurm_array_parallelism`, `slurm_additional_parameters`) in `bench.launch.make_executor`.
+Defaults follow submitit's conventions where they exist (`timeout_min`, `cpus_per_task`,
+`gpus_per_node`, `mem_gb`, `slurm_array_parallelism`, `slurm_additional_parameters`; mapped in
+`bench.launch.submit.make_executor`); unset Slurm settings are the cluster's own defaults. The
+checks are pydantic validators raising `PydanticCustomError` with what a value must be.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import types
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from .errors import GridError, UserError
+from .params import Params
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 
@@ -42,21 +43,95 @@ MANAGED_SBATCH = {
 }
 
 
-@dataclass(frozen=True)
-class LaunchConfig:
-    executor: str = "local"
-    jobs: int = 1
-    partition: str | None = None
-    gpus_per_job: int | None = None
-    cpus_per_job: int = 1
-    mem_gb: float | None = None
-    timeout_min: int = 60
-    array_parallelism: int | None = None
-    cells_per_job: int = 4
-    max_requeues: int = 3
-    python: str | None = None
-    sbatch: dict = field(default_factory=dict)
-    detach: bool = False  # command line only: submit and return without waiting
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _checked(test, must: str) -> PlainValidator:
+    """A pydantic validator that keeps the values `test` accepts and otherwise says what the value
+    must be (the error `launch_value`, with `must` in its context)."""
+    def check(value):
+        if not test(value):
+            raise PydanticCustomError("launch_value", "must be {must}", {"must": must})
+        return value
+
+    return PlainValidator(check)
+
+
+def _sbatch_options(value):
+    if not isinstance(value, dict):
+        raise PydanticCustomError("launch_value", "must be {must}",
+                                  {"must": "a mapping of sbatch options, e.g. {account: abc, qos: high}"})
+    normalized = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or key.startswith("-") or any(c.isspace() for c in key):
+            must = f"a mapping whose keys are sbatch option names without dashes, e.g. qos (got {key!r})"
+            raise PydanticCustomError("launch_value", "must be {must}", {"must": must})
+        if not isinstance(item, (str, int, float, bool)):
+            raise PydanticCustomError("launch_value", "must be {must}",
+                                      {"must": f"a mapping of plain values (got {key}: {item!r})"})
+        norm = key.replace("_", "-")
+        if norm in MANAGED_SBATCH:
+            owner = MANAGED_SBATCH[norm]
+            fix = f"set launch.{owner} ({flag(owner)}) instead" if owner else "the launcher sets it"
+            raise PydanticCustomError("sbatch_managed", "sbatch option {key} is managed by bench: {fix}",
+                                      {"key": key, "fix": fix})
+        normalized[norm] = item
+    return normalized
+
+
+Executor = Annotated[Literal["local", "submitit-local", "slurm"],
+                     _checked(lambda v: v in EXECUTORS, f"one of {', '.join(EXECUTORS)}")]
+PositiveInt = Annotated[int, _checked(lambda v: _is_int(v) and v >= 1, "a positive integer")]
+NonNegativeInt = Annotated[int, _checked(lambda v: _is_int(v) and v >= 0, "an integer >= 0")]
+PositiveNumber = Annotated[float, _checked(
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number")]
+Name = Annotated[str, _checked(lambda v: isinstance(v, str) and bool(v) and not any(c.isspace() for c in v),
+                               "a name without spaces")]
+Command = Annotated[str, _checked(lambda v: isinstance(v, str) and bool(v.strip()),
+                                  "a command that starts Python, e.g. /opt/venv/bin/python")]
+SbatchOptions = Annotated[dict, PlainValidator(_sbatch_options)]
+
+
+def _cli(metavar: str | None = None, **extra) -> dict:
+    return {"metavar": metavar, **extra}
+
+
+class LaunchSettings(Params):
+    """The grid's `launch:` section; each field is also a flag of `python -m bench run`, whose help
+    is the field's description (plus its default when that is a number)."""
+
+    executor: Executor = Field(
+        "local", json_schema_extra=_cli(choices=EXECUTORS),
+        description="local: this process or --jobs workers; submitit-local: submitit jobs on this machine; "
+                    "slurm: Slurm jobs (default: launch.executor, else local)")
+    jobs: PositiveInt = Field(1, description="local: parallel worker processes")
+    partition: Name | None = Field(None, description="Slurm partition (default: the cluster's default)")
+    gpus_per_job: NonNegativeInt | None = Field(None, json_schema_extra=_cli("N"),
+                                                description="default: 1 with --device cuda, else 0")
+    cpus_per_job: PositiveInt = Field(1, json_schema_extra=_cli("N"),
+                                      description="CPUs and torch threads per job")
+    mem_gb: PositiveNumber | None = Field(None, json_schema_extra=_cli("GB"),
+                                          description="memory per job (default: the cluster's)")
+    timeout_min: PositiveInt = Field(60, json_schema_extra=_cli("MIN"),
+                                     description="time limit per job; fits resume after it")
+    array_parallelism: PositiveInt | None = Field(
+        None, json_schema_extra=_cli("N"),
+        description="array tasks running at once (default: slurm 256, submitit-local cores/cpus)")
+    cells_per_job: PositiveInt = Field(4, json_schema_extra=_cli("N"),
+                                       description="evaluation cells per array task")
+    max_requeues: NonNegativeInt = Field(3, json_schema_extra=_cli("N"),
+                                         description="resubmissions of a timed-out or preempted job")
+    python: Command | None = Field(None, json_schema_extra=_cli("CMD"),
+                                   description="the jobs' Python (default: this interpreter)")
+    sbatch: SbatchOptions = Field(default_factory=dict, json_schema_extra=_cli("KEY=VALUE"),
+                                  description="extra sbatch option, e.g. --sbatch qos=high (repeatable)")
+
+
+class LaunchConfig(LaunchSettings):
+    """The settings a run uses: the grid's, the flags over them, and the command line's own."""
+
+    detach: bool = Field(False, description="slurm: submit and return at once; `bench status` follows the sweep")
 
     def gpus(self, device: str) -> int:
         """GPUs per job: the configured number, else one on a CUDA device and none on the CPU."""
@@ -65,97 +140,45 @@ class LaunchConfig:
         return 1 if str(device).startswith("cuda") else 0
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+GRID_FIELDS = tuple(LaunchSettings.model_fields)
+COMMAND_LINE_ONLY = tuple(f for f in LaunchConfig.model_fields if f not in LaunchSettings.model_fields)
 
 
-def _positive_int(v) -> str | None:
-    return None if _is_int(v) and v >= 1 else "a positive integer"
-
-
-def _non_negative_int(v) -> str | None:
-    return None if _is_int(v) and v >= 0 else "an integer >= 0"
-
-
-def _positive_number(v) -> str | None:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-    return None if ok else "a positive number"
-
-
-def _name(v) -> str | None:
-    return None if isinstance(v, str) and v and not any(c.isspace() for c in v) else "a name without spaces"
-
-
-def _executor(v) -> str | None:
-    return None if v in EXECUTORS else f"one of {', '.join(EXECUTORS)}"
-
-
-def _python(v) -> str | None:
-    return None if isinstance(v, str) and v.strip() else "a command that starts Python, e.g. /opt/venv/bin/python"
-
-
-def _sbatch(v) -> str | None:
-    if not isinstance(v, dict):
-        return "a mapping of sbatch options, e.g. {account: abc, qos: high}"
-    for key, value in v.items():
-        if not isinstance(key, str) or not key or key.startswith("-") or any(c.isspace() for c in key):
-            return f"a mapping whose keys are sbatch option names without dashes, e.g. qos (got {key!r})"
-        if not isinstance(value, (str, int, float, bool)):
-            return f"a mapping of plain values (got {key}: {value!r})"
-    return None
-
-
-# field -> (check returning what the value must be, or None when it is fine)
-CHECKS = {
-    "executor": _executor, "jobs": _positive_int, "partition": _name, "gpus_per_job": _non_negative_int,
-    "cpus_per_job": _positive_int, "mem_gb": _positive_number, "timeout_min": _positive_int,
-    "array_parallelism": _positive_int, "cells_per_job": _positive_int, "max_requeues": _non_negative_int,
-    "python": _python, "sbatch": _sbatch,
-}
-GRID_FIELDS = tuple(CHECKS)  # `detach` is a command-line choice, not a property of the grid
-
-
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _check_sbatch_keys(options: dict, where) -> dict:
-    normalized = {}
-    for key, value in options.items():
-        norm = key.replace("_", "-")
-        if norm in MANAGED_SBATCH:
-            owner = MANAGED_SBATCH[norm]
-            fix = f"set launch.{owner} ({_flag(owner)}) instead" if owner else "the launcher sets it"
-            raise where(key, f"sbatch option {key!r} is managed by bench: {fix}")
-        normalized[norm] = value
-    return normalized
+def _validate(model, values: dict, name, sbatch_where, error):
+    """`model(**values)`, or one `error` naming the field (`name(field)`) and what it must be."""
+    try:
+        return model(**values)
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        extra = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+        if extra:
+            hint = f" ({flag(extra[0])} is a command-line flag)" if extra[0] in COMMAND_LINE_ONLY else ""
+            raise error(f"{name(extra[0])} is not a known field{hint}; known: {', '.join(GRID_FIELDS)}") from None
+        first = errors[0]
+        field, ctx = str(first["loc"][0]), first.get("ctx") or {}
+        if first["type"] == "sbatch_managed":
+            raise error(f"{sbatch_where(ctx['key'])}: sbatch option {ctx['key']!r} is managed by bench: "
+                        f"{ctx['fix']}") from None
+        if first["type"] == "launch_value":
+            raise error(f"{name(field)} must be {ctx['must']}, got {first['input']!r}") from None
+        raise error(f"{name(field)}: {first['msg']}") from None
 
 
 def parse_launch_section(raw) -> dict:
-    """The grid's `launch:` mapping, checked; returns a plain dict of the fields it sets."""
+    """The grid's `launch:` mapping, checked; returns a plain dict of the fields it sets (null
+    fields are left unset)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise GridError(f"grid.launch must be a mapping such as {{executor: slurm, partition: gpu}}, got {raw!r}")
-    unknown = sorted(set(raw) - set(GRID_FIELDS))
-    if unknown:
-        hint = " (--detach is a command-line flag)" if unknown[0] == "detach" else ""
-        raise GridError(f"grid.launch.{unknown[0]} is not a known field{hint}; known: {', '.join(GRID_FIELDS)}")
-    out = {}
-    for key, value in raw.items():
-        if value is None:
-            continue
-        problem = CHECKS[key](value)
-        if problem:
-            raise GridError(f"grid.launch.{key} must be {problem}, got {value!r}")
-        out[key] = value
-
-    def where(key, msg):
-        return GridError(f"grid.launch.sbatch.{key}: {msg}")
-
-    if "sbatch" in out:
-        out["sbatch"] = _check_sbatch_keys(out["sbatch"], where)
-    return out
+    values = {k: v for k, v in raw.items() if v is not None}
+    settings = _validate(LaunchSettings, values, lambda f: f"grid.launch.{f}", lambda k: f"grid.launch.sbatch.{k}",
+                         GridError)
+    return settings.model_dump(exclude_unset=True)
 
 
 def parse_sbatch_flags(items: list[str] | None) -> dict:
@@ -177,30 +200,14 @@ def make_launch_config(grid_launch: dict | None = None, **overrides) -> LaunchCo
     """Merge the grid's checked `launch:` fields with command-line overrides (None = not given).
 
     `sbatch` overrides are merged key by key over the grid's; every other flag replaces the field."""
-    values = dict(grid_launch or {})
-    known = {f.name for f in fields(LaunchConfig)}
-    for key, value in overrides.items():
-        if key not in known:
+    for key in overrides:
+        if key not in LaunchConfig.model_fields:
             raise TypeError(f"make_launch_config() got an unknown field {key!r}")
-        if value is None:
-            continue
-        if key == "detach":
-            values["detach"] = bool(value)
-            continue
-        if key == "sbatch":
-            problem = CHECKS["sbatch"](value)
-            if problem:
-                raise UserError(f"--sbatch must be {problem}")
-
-            def where(k, msg):
-                return UserError(f"--sbatch {k}: {msg}")
-
-            values["sbatch"] = {**values.get("sbatch", {}), **_check_sbatch_keys(value, where)}
-            continue
-        problem = CHECKS[key](value)
-        if problem:
-            raise UserError(f"{_flag(key)} must be {problem}, got {value!r}")
-        values[key] = value
+    given = {k: (bool(v) if k == "detach" else v) for k, v in overrides.items() if v is not None}
+    flags = _validate(LaunchConfig, given, flag, lambda k: f"--sbatch {k}", UserError)
+    values = {**(grid_launch or {}), **flags.model_dump(include=set(given))}
+    if "sbatch" in given:
+        values["sbatch"] = {**(grid_launch or {}).get("sbatch", {}), **flags.sbatch}
     config = LaunchConfig(**values)
     if config.detach and config.executor != "slurm":
         raise UserError(
@@ -210,4 +217,43 @@ def make_launch_config(grid_launch: dict | None = None, **overrides) -> LaunchCo
     return config
 
 
-__all__ = ["EXECUTORS", "LaunchConfig", "make_launch_config", "parse_launch_section", "parse_sbatch_flags"]
+def _flag_type(annotation) -> Any:
+    """The argparse type of a field: int, float or str, from its (optional, annotated) type."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _flag_type(args[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return _flag_type(args[0])
+    return annotation if annotation in (int, float) else str
+
+
+def add_launch_flags(group) -> None:
+    """Add one flag per `LaunchConfig` field to an argparse (group): `--cells-per-job N`, ..."""
+    for name, info in LaunchConfig.model_fields.items():
+        extra = info.json_schema_extra or {}
+        kwargs: dict = {"help": info.description}
+        if _is_int(info.default):  # a plain default is said once, here; others in the description
+            kwargs["help"] += f" (default: {info.default})"
+        if info.annotation is bool:
+            kwargs["action"] = "store_true"
+        elif name == "sbatch":
+            kwargs.update(action="append", metavar=extra["metavar"])
+        elif extra.get("choices"):
+            kwargs["choices"] = extra["choices"]
+        else:
+            kwargs["type"] = _flag_type(info.annotation)
+            if extra.get("metavar"):
+                kwargs["metavar"] = extra["metavar"]
+        group.add_argument(flag(name), dest=name, **kwargs)
+
+
+def launch_overrides(args) -> dict:
+    """The launch flags given on the command line (None: not given), for `make_launch_config`."""
+    values = {name: getattr(args, name, None) for name in LaunchConfig.model_fields}
+    values["sbatch"] = parse_sbatch_flags(values["sbatch"]) or None
+    values["detach"] = values["detach"] or None
+    return values
+
+
+__all__ = ["EXECUTORS", "LaunchConfig", "LaunchSettings", "add_launch_flags", "launch_overrides",
+           "make_launch_config", "parse_launch_section", "parse_sbatch_flags"]

@@ -72,19 +72,18 @@ def current_grids(root, grid=None) -> list:
 def current_rows(root="results", grid=None):
     """Yield the row (a dict) of every current cell of `grid` (or of every grid under the results
     root) that has one; a row that does not read cleanly is named on stderr and skipped."""
-    from .rows import read_row
     from .store import CorruptArtifact, ResultsRoot
 
     results = ResultsRoot(root)
     for g in current_grids(root, grid):
         for cell in g.cells:
-            path = results.row_path(g.name, cell.hash)
-            if not path.exists():
-                continue
             try:
-                yield read_row(path)
+                row = results.read_row(g.name, cell.hash)
             except (CorruptArtifact, OSError) as err:
                 print(f"bench: skipping {err} (the next run recomputes it)", file=sys.stderr)
+                continue
+            if row is not None:
+                yield row
 
 
 def load_rows(root="results", grid=None) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 `run_cell` is a pure function of the cell and the results root, so it can run in this process, a
 worker process or a Slurm job alike (submitit's model: results on disk, nothing returned that
-matters). A finished cell is a row file that reads cleanly (`bench.rows`); a cell whose row exists
+matters). A finished cell is a row that reads cleanly (`ResultsRoot.row_done`); a cell whose row exists
 is skipped, one whose row is corrupt is quarantined and recomputed. Fits are cached under the cell's
 fit key, so every cell that shares it (same resolved model, solver, steps, method, seed, teacher and
 training size) reuses one artifact; `fit.json` records the fit key and the SHA-256 of `state.pt`, both
@@ -35,8 +35,8 @@ from .metrics import MetricContext, make_metric
 from .models import make_model
 from .models._lazy import LazyDenoiser
 from .registry import METHODS
-from .rows import read_row, write_row
-from .scores import row_scores, write_scores
+from .rows import write_row
+from .scores import write_scores
 from .seeding import generator_for, stable_hash
 from .solvers import make_solver
 from .store import (CorruptArtifact, ResultsRoot, Timeout, atomic_write_json, atomic_write_torch, is_root_fault,
@@ -110,8 +110,9 @@ def load_fit(method, fit_dir: Path, root: ResultsRoot, device, fit_key=None) -> 
     """The fit info of a finished fit, with `method` loaded from it; None when there is none. A
     fit whose files do not parse, whose state fails its checksum, or which holds another fit key than
     `fit_key` (default: the folder's name) is quarantined (None)."""
-    info_path, state_path = fit_dir / "fit.json", fit_dir / "state.pt"
-    if not info_path.exists():
+    fit_hash = fit_dir.name
+    info_path, state_path = root.fit_record_path(fit_hash), root.fit_state_path(fit_hash)
+    if not root.fit_done(fit_hash):
         return None
     try:
         record = read_json(info_path)
@@ -156,16 +157,17 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
             teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
             # seeded from the entries as written, so a changed default keeps the fit's randomness
             generator=generator_for(cell.seed_key(), "fit"), device=device, progress=progress,
-            artifact_dir=fit_dir, train_size=cell.samples["train"], quarantine=root.quarantine,
+            artifact_dir=fit_dir, checkpoint_path=root.fit_checkpoint_path(cell.fit_hash),
+            train_size=cell.samples["train"], quarantine=root.quarantine,
         )
         method.fit(ctx)
         info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
                 **method.fit_info()}
         counting.calls = counting.rows = 0
-        atomic_write_torch(fit_dir / "state.pt", method.state_dict())
-        record = {"fit_key": cell.fit_key(), "info": info, "state_sha256": sha256_of_file(fit_dir / "state.pt")}
-        atomic_write_json(fit_dir / "fit.json", record)  # written last: marks the fit done
-        (fit_dir / "checkpoint.pt").unlink(missing_ok=True)  # the finished fit supersedes it
+        state_path = atomic_write_torch(root.fit_state_path(cell.fit_hash), method.state_dict())
+        record = {"fit_key": cell.fit_key(), "info": info, "state_sha256": sha256_of_file(state_path)}
+        atomic_write_json(root.fit_record_path(cell.fit_hash), record)  # written last: marks the fit done
+        root.fit_checkpoint_path(cell.fit_hash).unlink(missing_ok=True)  # the finished fit supersedes it
     return method, {**info, "cached": False}
 
 
@@ -197,45 +199,17 @@ def decode(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
         return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-def row_done(root: ResultsRoot, cell: Cell, quarantine: bool = True) -> bool:
-    """True when the cell's row reads cleanly, with its per-sample scores (`bench.scores`); a corrupt
-    one is quarantined (when asked) and False. A row whose scores file is missing or corrupt is
-    quarantined with the file, so the cell is recomputed."""
-    path = root.row_path(cell.grid, cell.hash)
-    if not path.exists():
-        return False
-    try:
-        row = read_row(path)
-    except CorruptArtifact as err:
-        if quarantine:
-            root.quarantine(path, err.reason)
-        return False
-    except OSError:
-        return False
-    try:
-        row_scores(root, row)
-    except CorruptArtifact as err:
-        if quarantine:
-            root.quarantine(path, f"its {err.reason}")
-            if err.path.exists():
-                root.quarantine(err.path, err.reason)
-        return False
-    except OSError:
-        return False
-    return True
-
-
 def run_cell(cell: Cell, root="results", device="cpu", progress=None, overwrite=False,
              wait: bool = True) -> Path | None:
     """Run one cell and write its row; skip it if its row exists and reads cleanly. Returns the
     row's path, or None when `wait` is False and another process holds the cell."""
     root = ResultsRoot(root) if not isinstance(root, ResultsRoot) else root
     row_path = root.row_path(cell.grid, cell.hash)
-    if not overwrite and row_done(root, cell):
+    if not overwrite and root.row_done(cell):
         return row_path
     try:
         with root.cell_lock(cell.grid, cell.hash, timeout=-1 if wait else 0):
-            if not overwrite and row_done(root, cell):
+            if not overwrite and root.row_done(cell):
                 return row_path  # computed by the process that held the lock
             return _compute_cell(cell, root, row_path, device, progress)
     except Timeout:

@@ -18,6 +18,10 @@ names (`verify_key`), so a file copied or moved under another key is quarantined
 taken for the other's result. `read_torch` reads a torch file and turns any failure into one
 `CorruptArtifact` reason a user can act on (not torch's internals).
 
+`ResultsRoot` is the one authority on this layout and on what is done: a row is done when it reads
+cleanly with its per-sample scores (`row_done`), a fit when its `fit.json` exists (`fit_done`). No
+other module builds these paths or tests for these files by name.
+
 Faults of the results root itself (a full disk, a read-only folder, a file where a folder belongs)
 are not a cell's failure: every cell would fail the same way. They raise `ResultsRootError`, a
 `UserError` whose one line names the path and the cause (`root_error` maps an `OSError` to it);
@@ -30,9 +34,10 @@ Layout of a results root (default `results/`):
     <root>/<grid name>/samples/<cell hash>.pt  its first samples and teacher endpoints (report panels)
     <root>/<grid name>/scores/<cell hash>.npz  per-sample scores of its metrics (`bench.scores`)
     <root>/<grid name>/report/                 tables and plots
-    <root>/<grid name>/jobs/                   submission records and failures (`bench.status`)
+    <root>/<grid name>/jobs/                   the job ledger: submission records (`bench.launch.ledger`)
     <root>/cache/teachers/<key hash>.pt        teacher endpoints
-    <root>/cache/fits/<fit key hash>/          fitted methods: state.pt and fit.json
+    <root>/cache/fits/<fit key hash>/          fitted methods: state.pt, fit.json (written last: the fit
+                                               is done) and, while a fit runs, checkpoint.pt
     <root>/cache/fid-refs/                     FID/KID reference statistics, fd-digits classifier
     <root>/locks/                              lock files (empty; safe to delete when nothing runs)
     <root>/quarantine/                         artifacts that did not parse, kept for inspection
@@ -244,10 +249,12 @@ def remove_stale_temporaries(directory: Path) -> int:
 def orphaned_checkpoints(root) -> list[Path]:
     """`checkpoint.pt` files of finished fits (a `fit.json` beside them): a fit killed between writing
     its result and removing its checkpoint leaves one; the finished fit supersedes it."""
-    fits = Path(root) / "cache" / "fits"
+    results = ResultsRoot(root)
+    fits = results.fits_dir()
     if not fits.is_dir():
         return []
-    return sorted(p for p in fits.glob("*/checkpoint.pt") if (p.parent / "fit.json").is_file())
+    return sorted(results.fit_checkpoint_path(p.name) for p in fits.iterdir()
+                  if results.fit_checkpoint_path(p.name).is_file() and results.fit_done(p.name))
 
 
 def lock(path, timeout: float = -1) -> FileLock:
@@ -290,8 +297,89 @@ class ResultsRoot:
     def teacher_path(self, key_hash: str) -> Path:
         return self.root / "cache" / "teachers" / f"{key_hash}.pt"
 
+    def fits_dir(self) -> Path:
+        return self.root / "cache" / "fits"
+
     def fit_dir(self, fit_hash: str) -> Path:
-        return self.root / "cache" / "fits" / fit_hash
+        return self.fits_dir() / fit_hash
+
+    def fit_record_path(self, fit_hash: str) -> Path:
+        """`fit.json`: the fit key, the fit info and the state's SHA-256; written last."""
+        return self.fit_dir(fit_hash) / "fit.json"
+
+    def fit_state_path(self, fit_hash: str) -> Path:
+        return self.fit_dir(fit_hash) / "state.pt"
+
+    def fit_checkpoint_path(self, fit_hash: str) -> Path:
+        """Where `FitContext.save_checkpoint` keeps a running fit's progress (its `artifact_dir`)."""
+        return self.fit_dir(fit_hash) / "checkpoint.pt"
+
+    def fit_done(self, fit_hash: str) -> bool:
+        """True when the fit finished (its `fit.json` exists); a corrupt one is found, quarantined
+        and refitted when it is loaded (`bench.runner.load_fit`)."""
+        return self.fit_record_path(fit_hash).exists()
+
+    def row_files(self, grid_name: str) -> list[Path]:
+        """Every row file of the grid's folder (current cells or not)."""
+        return sorted(self.rows_dir(grid_name).glob("*.json"))
+
+    def samples_dir(self, grid_name: str) -> Path:
+        return self.grid_dir(grid_name) / "samples"
+
+    def score_files(self, grid_name: str) -> list[Path]:
+        return sorted((self.grid_dir(grid_name) / "scores").glob("*.npz"))
+
+    def row_exists(self, grid_name: str, cell_hash: str) -> bool:
+        """True when the cell's row file is there (a progress count; `row_done` checks it reads)."""
+        return self.row_path(grid_name, cell_hash).exists()
+
+    def read_row(self, grid_name: str, cell_hash: str) -> dict | None:
+        """The cell's row (`bench.rows.read_row`), None when it has none; a row that does not read
+        raises `CorruptArtifact` (or `OSError`) and stays where it is."""
+        from .rows import read_row
+
+        path = self.row_path(grid_name, cell_hash)
+        return read_row(path) if path.exists() else None
+
+    def row_readable(self, grid_name: str, cell_hash: str) -> bool:
+        """True when the cell's row exists and parses (nothing is moved)."""
+        from .rows import row_ok
+
+        return row_ok(self.row_path(grid_name, cell_hash))
+
+    def row_done(self, cell, quarantine: bool = True) -> bool:
+        """True when the cell's row reads cleanly, with its per-sample scores (`bench.scores`); a
+        corrupt one is quarantined (when asked) and False. A row whose scores file is missing or
+        corrupt is quarantined with the file, so the cell is recomputed."""
+        from .rows import read_row
+        from .scores import row_scores
+
+        path = self.row_path(cell.grid, cell.hash)
+        if not path.exists():
+            return False
+        try:
+            row = read_row(path)
+        except CorruptArtifact as err:
+            if quarantine:
+                self.quarantine(path, err.reason)
+            return False
+        except OSError:
+            return False
+        try:
+            row_scores(self, row)
+        except CorruptArtifact as err:
+            if quarantine:
+                self.quarantine(path, f"its {err.reason}")
+                if err.path.exists():
+                    self.quarantine(err.path, err.reason)
+            return False
+        except OSError:
+            return False
+        return True
+
+    def jobs_dir(self, grid_name: str) -> Path:
+        """The grid's job ledger (`bench.launch.ledger`)."""
+        return self.grid_dir(grid_name) / "jobs"
 
     def report_dir(self, grid_name: str) -> Path:
         return self.grid_dir(grid_name) / "report"

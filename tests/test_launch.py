@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bench import status as st
+from bench.launch import ledger, probes
 from bench.__main__ import main
 from bench.discretization import HeuristicMethod
 from bench.errors import GridError, UserError
@@ -155,7 +156,7 @@ def test_submitit_local_runs_fits_then_cells_and_matches_local(tiny_grid, tmp_pa
     # a rerun submits nothing
     again = run_submitit(grid, tmp_path / "jobs", config, quiet=True)
     assert again.submission is None and not again.pending and len(again.done) == 4
-    assert len(st.load_submissions(ResultsRoot(tmp_path / "jobs"), "tiny")) == 1
+    assert len(ledger.load_submissions(ResultsRoot(tmp_path / "jobs"), "tiny")) == 1
 
 
 def _children(pid: int) -> list[int]:
@@ -197,7 +198,7 @@ def test_a_preempted_fit_resumes_from_its_checkpoint(tiny_grid, tmp_path):
             step = torch.load(fit_dir / "checkpoint.pt", weights_only=False)["state"]["step"]
         time.sleep(0.1)
     assert step >= 2, f"the fit job did not start: {outcome}"
-    (sub,) = st.load_submissions(ResultsRoot(tmp_path), "tiny")
+    (sub,) = ledger.load_submissions(ResultsRoot(tmp_path), "tiny")
     (fit_job,) = [t for t in sub.tasks if t.kind == "fit"]
     (task_pid,) = _children(int(fit_job.job_id))  # the controller's one task
     os.kill(task_pid, signal.SIGUSR2)
@@ -242,7 +243,7 @@ def test_failed_cells_are_reported_and_rerun_completes_them(tiny_grid, write_gri
     done_rows = {p: p.stat().st_mtime_ns for p in (tmp_path / "tiny" / "rows").glob("*.json")}
     fail_file.unlink()
     assert main(args) == 0
-    latest = st.load_submissions(ResultsRoot(tmp_path), "tiny")[-1]
+    latest = ledger.load_submissions(ResultsRoot(tmp_path), "tiny")[-1]
     assert sorted(h for t in latest.tasks for h in t.cells) == sorted(i.key for i in status.cells if i.state == "failed")
     assert all(p.stat().st_mtime_ns == m for p, m in done_rows.items())
     assert st.sweep_status(grid, tmp_path).counts() == {"done": 4}
@@ -255,7 +256,7 @@ def test_failed_cells_are_reported_and_rerun_completes_them(tiny_grid, write_gri
 
 
 def _record(root, grid, executor, tasks, host=None):
-    sub = st.new_submission(ResultsRoot(root), grid.name, executor, ["test"])
+    sub = ledger.new_submission(ResultsRoot(root), grid.name, executor, ["test"])
     if host:
         sub.host = host
     for t in tasks:
@@ -267,12 +268,12 @@ def _record(root, grid, executor, tasks, host=None):
 def test_status_tells_running_queued_lost_and_pending_apart(tiny_grid, tmp_path, monkeypatch):
     grid = parse_grid(tiny_grid)
     c = [cell.hash for cell in grid.cells]
-    sub = _record(tmp_path, grid, "slurm", [st.TaskRef("cells", "12_0", [c[0]]), st.TaskRef("cells", "12_1", [c[1]]),
-                                            st.TaskRef("cells", "12_2", [c[2]])])
+    sub = _record(tmp_path, grid, "slurm", [ledger.TaskRef("cells", "12_0", [c[0]]), ledger.TaskRef("cells", "12_1", [c[1]]),
+                                            ledger.TaskRef("cells", "12_2", [c[2]])])
     stderr = sub.paths("12_2").stderr
     stderr.write_text("submitit INFO ...\nslurmstepd-vm: error: *** JOB 15 ON vm CANCELLED AT 2026-01-01T00:00:00 ***\n"
                       "srun: forcing job termination\n")
-    monkeypatch.setattr(st, "slurm_queue", lambda ids: {"12_0": "RUNNING", "12_1": "PENDING"})
+    monkeypatch.setattr(probes, "slurm_queue", lambda ids: {"12_0": "RUNNING", "12_1": "PENDING"})
     status = st.sweep_status(grid, tmp_path)
     by_hash = {i.key: i for i in status.cells}
     assert [by_hash[h].state for h in c] == ["running", "queued", "failed", "pending"]
@@ -283,7 +284,7 @@ def test_status_tells_running_queued_lost_and_pending_apart(tiny_grid, tmp_path,
     text = st.format_status(status)
     assert "failed   " + c[2][:12] in text and "job 12_2" in text and "CANCELLED" in text
     # without squeue, Slurm jobs without a result are unknown, not failed
-    monkeypatch.setattr(st, "slurm_queue", lambda ids: None)
+    monkeypatch.setattr(probes, "slurm_queue", lambda ids: None)
     assert st.sweep_status(grid, tmp_path).counts() == {"unknown": 3, "pending": 1}
 
 
@@ -293,13 +294,13 @@ def test_status_reads_results_and_local_processes(tiny_grid, tmp_path):
     grid = parse_grid(tiny_grid)
     c = [cell.hash for cell in grid.cells]
     sub = _record(tmp_path, grid, "submitit-local", [
-        st.TaskRef("cells", "999999999", [c[0]]),  # no such process, no result: lost
-        st.TaskRef("cells", "2", [c[1]]),  # finished with an error
-        st.TaskRef("cells", str(os.getpid()), [c[2]]),  # a live process that is not a submitit job
+        ledger.TaskRef("cells", "999999999", [c[0]]),  # no such process, no result: lost
+        ledger.TaskRef("cells", "2", [c[1]]),  # finished with an error
+        ledger.TaskRef("cells", str(os.getpid()), [c[2]]),  # a live process that is not a submitit job
     ])
     with open(sub.paths("2").result_pickle, "wb") as f:
         pickle.dump(("error", "Traceback (most recent call last):\n  ...\nRuntimeError: 1 of 1 cells failed"), f)
-    other = _record(tmp_path, grid, "submitit-local", [st.TaskRef("cells", "1", [c[3]])], host="elsewhere")
+    other = _record(tmp_path, grid, "submitit-local", [ledger.TaskRef("cells", "1", [c[3]])], host="elsewhere")
     status = {i.key: i for i in st.sweep_status(grid, tmp_path).cells}
     assert status[c[0]].state == "failed" and status[c[0]].error.startswith("the job ended without a result")
     assert status[c[1]].state == "failed" and status[c[1]].error == "RuntimeError: 1 of 1 cells failed"
@@ -311,12 +312,12 @@ def test_status_reads_results_and_local_processes(tiny_grid, tmp_path):
 def test_cells_in_running_jobs_are_left_alone(tiny_grid, tmp_path, monkeypatch):
     grid = parse_grid(tiny_grid)
     busy = grid.cells[1].hash
-    _record(tmp_path, grid, "slurm", [st.TaskRef("cells", "40_0", [busy])])
-    monkeypatch.setattr(st, "slurm_queue", lambda ids: {"40_0": "RUNNING"})
+    _record(tmp_path, grid, "slurm", [ledger.TaskRef("cells", "40_0", [busy])])
+    monkeypatch.setattr(probes, "slurm_queue", lambda ids: {"40_0": "RUNNING"})
     todo = run_local(grid, root=tmp_path, quiet=True)
     assert [c.hash for c in todo.in_flight] == [busy]
     assert set(rows(tmp_path)) == {c.hash for c in grid.cells} - {busy}
-    monkeypatch.setattr(st, "slurm_queue", lambda ids: {})  # the job is gone: the cell is failed now
+    monkeypatch.setattr(probes, "slurm_queue", lambda ids: {})  # the job is gone: the cell is failed now
     assert [c.hash for c in plan(grid, ResultsRoot(tmp_path)).pending] == [busy]
     assert st.sweep_status(grid, tmp_path).counts() == {"done": 3, "failed": 1}
 
@@ -327,12 +328,12 @@ def test_status_reports_failed_fits(tiny_grid, tmp_path):
     grid = parse_grid(_fitted_grid(tiny_grid))
     fitted = [c for c in grid.cells if c.fit_hash]
     sub = _record(tmp_path, grid, "submitit-local", [
-        st.TaskRef("fit", "3", [fitted[0].hash], fitted[0].fit_hash),
-        st.TaskRef("cells", "4", [fitted[0].hash]),
+        ledger.TaskRef("fit", "3", [fitted[0].hash], fitted[0].fit_hash),
+        ledger.TaskRef("cells", "4", [fitted[0].hash]),
     ])
     with open(sub.paths("3").result_pickle, "wb") as f:
         pickle.dump(("error", "Traceback (most recent call last):\nValueError: diverged"), f)
-    st.write_failure(sub.failures_dir, fitted[0].hash, RuntimeError("the fit abc is missing\nmore"), "tb", "4", None)
+    ledger.write_failure(sub.failures_dir, fitted[0].hash, RuntimeError("the fit abc is missing\nmore"), "tb", "4", None)
     status = st.sweep_status(grid, tmp_path)
     (fit,) = [i for i in status.fits if i.key == fitted[0].fit_hash]
     assert fit.state == "failed" and fit.error == "ValueError: diverged" and "steps=3" in fit.label

@@ -18,7 +18,6 @@ from bench.errors import GridError, UserError
 from bench.grid import parse_grid
 from bench.launch import run_local
 from bench.rows import read_row
-from bench.runner import row_done
 from bench.store import CorruptArtifact, HOST, ResultsRoot, verify_key
 
 from . import store_plugins  # noqa: F401  (registers the test plugins)
@@ -412,7 +411,7 @@ def test_a_garbage_teacher_file_is_quarantined_with_a_plain_reason(setup, capsys
     err = capsys.readouterr().err
     assert "is corrupt (not a torch file written by bench" in err
     assert "Weights only" not in err and "weights_only" not in err
-    assert row_done(ResultsRoot(root), grid.cells[0])
+    assert ResultsRoot(root).row_done(grid.cells[0])
 
 
 def test_a_sample_preview_of_another_cell_is_left_out_of_the_panels(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from bench import status as st
+from bench.launch import ledger
 from bench.__main__ import main
 from bench.discretization import HeuristicMethod
 from bench.grid import parse_grid
@@ -140,7 +141,7 @@ def test_slurm_rows_equal_local_rows_and_a_requeued_fit_resumes(cluster, tmp_pat
     assert again.submission is None and len(again.in_flight) == 6
     # one submission; a second, of cells only, only when Slurm started a cells task in the moment the
     # preempted fit was being requeued (those cells fail with FitMissing and are submitted once more)
-    subs = st.load_submissions(ResultsRoot(root), "slurmtest")
+    subs = ledger.load_submissions(ResultsRoot(root), "slurmtest")
     assert subs[0].id == sub.id and all(t.kind == "cells" for s in subs[1:] for t in s.tasks) and len(subs) <= 2
     fitted = torch.load(fit_dir / "state.pt", weights_only=False)
     assert fitted["attempts"] == 2 and 2 <= fitted["resumed_from"] < 10 and fitted["rho"] == 1.0 + 10 * 0.25
@@ -215,7 +216,7 @@ def test_the_command_line_runs_a_grid_on_slurm(cluster, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "submitting 0 fits and 2 cells in 1 jobs (slurm)" in run.stderr
     assert len(rows(tmp_path)) == 2
-    (sub,) = st.load_submissions(ResultsRoot(tmp_path), "slurmtest")
+    (sub,) = ledger.load_submissions(ResultsRoot(tmp_path), "slurmtest")
     script = next(sub.log_folder.glob("*_submission.sh")).read_text()
     assert "#SBATCH --comment=bench-test" in script and "#SBATCH --time=10" in script
     assert sub.command[:3] == bench and "--executor" in sub.command
