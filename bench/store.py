@@ -400,6 +400,10 @@ class ResultsRoot:
     def references_dir(self) -> Path:
         return self.root / "cache" / "fid-refs"
 
+    def reference_files(self) -> list[Path]:
+        """The statistics files (`.npz`) of `references_dir()`, sorted."""
+        return sorted(self.references_dir().glob("*.npz"))
+
     def reference_lock(self, name: str, timeout: float = -1) -> FileLock:
         """The lock of one file of `references_dir()`, by its path relative to that folder."""
         return lock(self.lock_path("fid-refs", name), timeout)

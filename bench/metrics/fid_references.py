@@ -353,7 +353,7 @@ def unused_references(root, grids) -> UnusedReferences:
     if used is None:
         return out
     patterns, paths, fd_digits = used
-    for path in sorted(store.folder.glob("*.npz")):
+    for path in store.root.reference_files():
         match = _FILE_RE.fullmatch(path.name)
         if match is None or path.resolve() in paths:
             continue
