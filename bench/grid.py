@@ -147,6 +147,7 @@ class Grid:
     launch: dict
     path: Path | None = None
     raw: dict | None = None  # the grid file's mapping, kept beside the rows for `report` and `gc`
+    all_cells: list[Cell] | None = None  # every cell, when `cells` is a selection (`bench run --only`)
 
     def save_copy(self, root) -> None:
         """Keep the grid as run under `<root>/<name>/grid.yaml` (atomically)."""
