@@ -183,6 +183,16 @@ def cmd_gc(args):
         remove(garbage, args.results)
 
 
+def cmd_compare(args):
+    """The same cells in two results roots; exit 1 past tolerance (`bench.compare`)."""
+    from .compare import compare_roots, format_comparison
+
+    grid = load_grid_arg(args.grid) if args.grid else None
+    result = compare_roots(args.root_a, args.root_b, grid, rtol=args.rtol, atol=args.atol)
+    print(format_comparison(result, args.root_a, args.root_b))
+    return 1 if result.failed else 0
+
+
 def load_grid_arg(path):
     from .grid import load_grid
 
@@ -398,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--results", default="results", help="results root (default: results)")
     gc.add_argument("--delete", action="store_true", help="remove them (default: only list)")
     gc.set_defaults(func=cmd_gc)
+
+    from .compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    cmp = sub.add_parser("compare", help="the same cells in two results roots: metrics past tolerance, cells in "
+                                         "one root only; exit 1 past tolerance")
+    cmp.add_argument("root_a", metavar="ROOT_A", help="a results root")
+    cmp.add_argument("root_b", metavar="ROOT_B", help="another results root")
+    cmp.add_argument("--grid", help="compare only this grid's current cells (default: every grid in either root)")
+    cmp.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                     help=f"relative tolerance, as math.isclose's rel_tol (default: {DEFAULT_RTOL:g})")
+    cmp.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                     help=f"absolute tolerance, as math.isclose's abs_tol (default: {DEFAULT_ATOL:g})")
+    cmp.set_defaults(func=cmd_compare)
 
     from .fidref import add_parser as add_fid_ref_parser
 
