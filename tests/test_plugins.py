@@ -64,6 +64,16 @@ class PluginEuler(Euler):
 '''
 
 
+# A listed module that registers nothing the cells use: only the `plugins:` list brings it to a worker.
+EXTRA = """
+import os
+
+if os.environ.get("BENCH_TEST_PIDS"):
+    with open(os.environ["BENCH_TEST_PIDS"], "a") as f:
+        f.write(f"extra {os.getpid()}\\n")
+"""
+
+
 def write_plugin(folder: Path, module: str) -> str:
     prefix = module.replace("_", "-")
     (folder / f"{module}.py").write_text(textwrap.dedent(PLUGIN).replace("{prefix}", prefix))
@@ -154,7 +164,8 @@ def test_plugin_module_reaches_two_worker_processes_and_report(tiny_grid, tmp_pa
     plugin_dir = tmp_path / "plugins"
     plugin_dir.mkdir()
     prefix = write_plugin(plugin_dir, module)
-    tiny_grid.update(plugins=[module], methods=[f"{prefix}-halfway", "uniform"], solvers=[f"{prefix}-euler"],
+    (plugin_dir / "grid_plugin_extra.py").write_text(EXTRA)
+    tiny_grid.update(plugins=[module, "grid_plugin_extra"], methods=[f"{prefix}-halfway", "uniform"], solvers=[f"{prefix}-euler"],
                      nfe=[3, 4])
     grid_path = tmp_path / "tiny.yaml"
     grid_path.write_text(yaml.safe_dump(tiny_grid))
@@ -169,9 +180,10 @@ def test_plugin_module_reaches_two_worker_processes_and_report(tiny_grid, tmp_pa
     assert proc.returncode == 0, err
     assert len(list((results / "tiny" / "rows").glob("*.json"))) == 4
     used = [line.split() for line in pids.read_text().splitlines()]
-    workers = {int(pid) for _, pid in used}
-    assert {what for what, _ in used} == {"method", "solver"}
+    workers = {int(pid) for what, pid in used if what != "extra"}
+    assert {what for what, _ in used} == {"method", "solver", "extra"}
     assert proc.pid not in workers and workers  # the cells ran in worker processes
+    assert workers <= {int(pid) for what, pid in used if what == "extra"}  # each imported the whole list
 
     report = _bench(["report", "--grid", str(grid_path), "--results", str(results), "--no-plots"], env)
     assert report.returncode == 0, report.stderr
@@ -180,3 +192,29 @@ def test_plugin_module_reaches_two_worker_processes_and_report(tiny_grid, tmp_pa
     report = _bench(["report", "--results", str(results), "--no-plots"], env)
     assert report.returncode == 0, report.stderr
     assert f"{prefix}-halfway" in report.stdout
+
+
+@pytest.mark.slow  # submitit-local starts a process per job
+def test_plugin_module_reaches_submitit_jobs_without_pythonpath(tiny_grid, tmp_path, monkeypatch):
+    """Jobs import the listed modules from the folder the parent found them in (no PYTHONPATH)."""
+    from bench.launch import run_submitit
+    from bench.launch_config import make_launch_config
+
+    module = "grid_plugin_jobs_submitit"
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    prefix = write_plugin(plugin_dir, module)
+    (plugin_dir / "grid_plugin_extra_submitit.py").write_text(EXTRA)
+    monkeypatch.syspath_prepend(str(plugin_dir))  # the parent's path only; the jobs' environment lacks it
+    pids = tmp_path / "pids.txt"
+    monkeypatch.setenv("BENCH_TEST_PIDS", str(pids))
+    tiny_grid.update(plugins=[module, "grid_plugin_extra_submitit"], methods=[f"{prefix}-halfway"],
+                     solvers=[f"{prefix}-euler"], nfe=[3])
+    grid = parse_grid(tiny_grid)
+    config = make_launch_config({}, executor="submitit-local", timeout_min=10)
+    run_submitit(grid, tmp_path / "results", config, quiet=True)
+    assert len(list((tmp_path / "results" / "tiny" / "rows").glob("*.json"))) == 1
+    used = [line.split() for line in pids.read_text().splitlines()]
+    job = {int(pid) for what, pid in used if what == "solver"}
+    assert job and os.getpid() not in job
+    assert job <= {int(pid) for what, pid in used if what == "extra"}
