@@ -192,6 +192,12 @@ def test_plugin_module_reaches_two_worker_processes_and_report(tiny_grid, tmp_pa
     report = _bench(["report", "--results", str(results), "--no-plots"], env)
     assert report.returncode == 0, report.stderr
     assert f"{prefix}-halfway" in report.stdout
+    # and the other commands that read the grid
+    export = _bench(["export", "--grid", str(grid_path), "--results", str(results), "--out", str(tmp_path / "out")], env)
+    assert export.returncode == 0, export.stderr
+    assert export.stdout.startswith("4 schedules")
+    status = _bench(["status", "--grid", str(grid_path), "--results", str(results)], env)
+    assert status.returncode == 0, status.stderr
 
 
 @pytest.mark.slow  # submitit-local starts a process per job
