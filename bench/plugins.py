@@ -68,6 +68,11 @@ def import_plugins(names, where: str = "grid.plugins") -> None:
 def load(names) -> tuple[str, ...]:
     """Check and import a grid's plugin modules (`names`: the grid file's mapping, or a list)."""
     names = plugin_names(names) if isinstance(names, dict) else tuple(names)
+    if names:
+        from .registry import METHODS, METRICS, MODELS, SCHEDULES, SOLVERS
+
+        for registry in (SCHEDULES, MODELS, SOLVERS, METHODS, METRICS):
+            registry.names()  # built-ins first, so a plugin reusing a built-in name fails on its own import
     import_plugins(names)
     return names
 

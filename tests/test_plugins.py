@@ -142,6 +142,17 @@ def test_a_plugin_that_raises_on_import_is_named(tiny_grid, tmp_path, monkeypatc
         parse_grid(tiny_grid)
 
 
+def test_a_plugin_reusing_a_built_in_name_is_named(tiny_grid, tmp_path, monkeypatch):
+    (tmp_path / "clashing_plugin_q.py").write_text(
+        "from bench.registry import METHODS\n\n\n@METHODS.register('edm')\nclass Mine:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tiny_grid["plugins"] = ["clashing_plugin_q"]
+    with pytest.raises(GridError, match=r"grid\.plugins\[0\]: importing 'clashing_plugin_q' raised ValueError: "
+                                        r"method 'edm' is registered twice"):
+        parse_grid(tiny_grid)
+    assert METHODS.get("edm").__module__ == "baselines.edm"
+
+
 def test_unknown_plugin_module_in_the_cli_is_one_line(tiny_grid, tmp_path, capsys):
     tiny_grid["plugins"] = ["no_such_plugin_module_q"]
     path = tmp_path / "g.yaml"
