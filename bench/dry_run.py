@@ -100,7 +100,7 @@ def describe(grid: Grid, root, source: str = "") -> str:
             state, cost = "done  ", "cached"
         else:
             estimate = fit_estimate(cell)
-            state = "to run" if key in needed_fits else "unused"  # every cell of an "unused" fit has its row
+            state = "to run" if key in needed_fits else "unneeded"  # every cell of this fit has its row
             if estimate is None:
                 cost = f"not estimated ({cell.method['name']} gives no estimate)"
                 unknown += key in needed_fits
