@@ -2,11 +2,13 @@
 
     python -m bench run --grid grids/toy2d.yaml [--jobs N] [--device cuda] [--results DIR]
                         [--executor local|submitit-local|slurm] [--detach] [--cells-per-job N] ...
+                        [--set nfe=[4,6]] [--only method=edm,ld3] [--dry-run]
     python -m bench status --grid grids/toy2d.yaml [--all] [--json]
     python -m bench report [--grid grids/toy2d.yaml] [--format text|markdown|csv|latex] [--out FILE]
                            [--only KEY=V1,V2 ...]
     python -m bench check --study studies/indis-toy.yaml | --grid grids/indis-toy.yaml [--results DIR]
     python -m bench gc --grid grids/toy2d.yaml [--delete]
+    python -m bench compare ROOT_A ROOT_B [--grid grids/toy2d.yaml] [--rtol R] [--atol A]
     python -m bench list
     python -m bench show-schedule --model toy2d --method edm --nfe 5 [--solver euler]
     python -m bench export --grid grids/toy2d.yaml [--results DIR] [--out DIR]
@@ -61,7 +63,6 @@ def check_device(device: str) -> str:
 
 
 def cmd_run(args):
-    from .grid import load_grid
     from .launch import launch
     from .launch_config import launch_overrides, make_launch_config
     from .preflight import check_paths
@@ -76,7 +77,15 @@ def cmd_run(args):
         args.grid = str(study.grid_path)
     elif not args.grid:
         raise UserError("run needs --grid GRID or --study STUDY")
-    grid = load_grid(args.grid, force=args.force)
+    from .overrides import load_grid_for_run
+
+    grid = load_grid_for_run(args.grid, sets=args.set, only=args.only, force=args.force)
+    if args.dry_run:  # the cells, fits and teacher sets, their cost and what is done; nothing runs
+        from .dry_run import describe
+
+        print(describe(grid, args.results, source=" ".join([args.grid] + [f"--set {s}" for s in args.set or []]
+                                                           + [f"--only {o}" for o in args.only or []])))
+        return
     check_paths(grid.cells)  # every missing weight / prompt file at once, before anything runs
     check_writable(args.results)
     config = make_launch_config(grid.launch, **launch_overrides(args))
@@ -168,6 +177,16 @@ def cmd_gc(args):
     print(format_garbage(garbage, deleted=args.delete))
     if args.delete:
         remove(garbage, args.results)
+
+
+def cmd_compare(args):
+    """The same cells in two results roots; exit 1 past tolerance (`bench.compare`)."""
+    from .compare import compare_roots, format_comparison
+
+    grid = load_grid_arg(args.grid) if args.grid else None
+    result = compare_roots(args.root_a, args.root_b, grid, rtol=args.rtol, atol=args.atol)
+    print(format_comparison(result, args.root_a, args.root_b))
+    return 1 if result.failed else 0
 
 
 def load_grid_arg(path):
@@ -319,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--force", action="store_true",
                      help="accept sizes beyond the sane limits (NFE > 1000, teacher steps > 10000)")
+    run.add_argument("--set", action="append", metavar="KEY=YAML",
+                     help="override a grid field, validated as the grid file is: --set nfe=[4,6], "
+                          "--set samples.eval=256 (repeatable; bench/overrides.py)")
+    run.add_argument("--only", action="append", metavar="FIELD=V1,V2",
+                     help="run only the cells whose model/solver/method (name or label), nfe or seed is one "
+                          "of the values, e.g. --only method=edm,ld3 (repeatable: all must hold)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the cells, fits and teacher sets, their cost in network evaluations and "
+                          "what the results root already holds; run nothing")
     _add_launch_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -365,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--results", default="results", help="results root (default: results)")
     gc.add_argument("--delete", action="store_true", help="remove them (default: only list)")
     gc.set_defaults(func=cmd_gc)
+
+    from .compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    cmp = sub.add_parser("compare", help="the same cells in two results roots: metrics past tolerance, cells in "
+                                         "one root only; exit 1 past tolerance")
+    cmp.add_argument("root_a", metavar="ROOT_A", help="a results root")
+    cmp.add_argument("root_b", metavar="ROOT_B", help="another results root")
+    cmp.add_argument("--grid", help="compare only this grid's current cells (default: every grid in either root)")
+    cmp.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                     help=f"relative tolerance, as math.isclose's rel_tol (default: {DEFAULT_RTOL:g})")
+    cmp.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                     help=f"absolute tolerance, as math.isclose's abs_tol (default: {DEFAULT_ATOL:g})")
+    cmp.set_defaults(func=cmd_compare)
 
     from .fidref import add_parser as add_fid_ref_parser
 

@@ -28,6 +28,10 @@ Sources:
   --model NAME  the model's training set (`training_images()`, e.g. the 1797 `digits`), under the
                 model's name -- the reference the `fid` metric builds for that model on first use.
 --limit N keeps the first N images (for a quick check; give such a reference its own --name).
+
+Progress: a bar on a terminal (the extractor's); without one (CI, nohup, Slurm logs) plain lines with
+an ETA, as `run` prints them (`bench.progress.Progress`), counting the images whose features are done
+(at each batch boundary the extractor asks for the next image, so every image before it is done).
 """
 from __future__ import annotations
 
@@ -208,8 +212,10 @@ def build(args) -> Path:
 
     path = refs_dir.path(name, size, extractor.tag)
     existed = path.exists() and not args.force
-    path = fid_references.build_reference(extractor, images, name, size, refs_dir, source, total=total,
+    lines = _Lines(total, args.batch, f"fid-ref {name} images", quiet=args.quiet)
+    path = fid_references.build_reference(extractor, lines.wrap(images), name, size, refs_dir, source, total=total,
                                           force=args.force, progress=progress)
+    lines.close()
     ref = fid_references.load_reference(path)
     if not args.quiet:
         state = "exists (use --force to rebuild)" if existed else "written"
@@ -217,6 +223,43 @@ def build(args) -> Path:
               f"{extractor.weights.short} from {extractor.weights.source}; use it as metric fid with ref: {name}",
               file=sys.stderr)
     return path
+
+
+class _Lines:
+    """Progress lines (no terminal) while the extractor takes the images batch by batch."""
+
+    def __init__(self, total: int, batch: int, desc: str, quiet: bool):
+        from .progress import Progress
+
+        self.batch, self.counted, self.pulled = batch, 0, 0
+        self.progress = None if quiet or sys.stderr.isatty() else Progress(total, desc, unit="img")
+
+    def wrap(self, images):
+        """`images` (a tensor, an iterable or a callable returning either) counted as they are taken."""
+        if self.progress is None:
+            return images
+        if callable(images):
+            return lambda: self._count(images())
+        return lambda: self._count(images)
+
+    def _count(self, images):
+        import torch
+
+        from .metrics.fid import iter_hwc
+
+        for img in iter_hwc(images) if isinstance(images, torch.Tensor) else images:
+            if self.pulled and self.pulled % self.batch == 0:
+                self.progress.update(self.pulled - self.counted)
+                self.counted = self.pulled
+            self.pulled += 1
+            yield img
+
+    def close(self):
+        if self.progress is not None and self.pulled > self.counted:  # the last batch (nothing if reused)
+            self.progress.update(self.pulled - self.counted)
+            self.counted = self.pulled
+        if self.progress is not None:
+            self.progress.close()
 
 
 def cmd_fid_ref(args):

@@ -15,6 +15,7 @@ A grid file (see `grids/*.yaml`):
     exclude: [{method: edm, nfe: 3}]   # drop every cell matching all given fields;
                                   # a list matches any entry: {method: [oss, ld3], nfe: [9, 10]}
     launch: {...}                 # executor settings (bench.launch_config)
+    plugins: [my_plugins]         # modules imported first, in every process (bench.plugins)
 
 Every problem is reported as one `GridError` naming the field and the fix, before anything runs:
 unknown or duplicate keys (a YAML mapping that repeats a key is an error, not "the last one wins"),
@@ -54,7 +55,8 @@ from .registry import METHODS, METRICS, MODELS, SOLVERS
 from .seeding import MAX_SPLIT_SIZE, stable_hash
 
 AXES = ("models", "solvers", "nfe", "methods", "seeds")
-KNOWN_KEYS = set(AXES) | {"name", "description", "metrics", "teacher", "samples", "dtype", "exclude", "launch"}
+KNOWN_KEYS = set(AXES) | {"name", "description", "metrics", "teacher", "samples", "dtype", "exclude", "launch",
+                          "plugins"}
 EXCLUDE_FIELDS = {"model", "solver", "nfe", "method", "seed"}
 GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Sizes past these are almost always typos (1e8 for 1e3); `bench run --force` accepts them.
@@ -93,6 +95,7 @@ class Cell:
     dtype: str
     needs_fit: bool = field(default=False, compare=False)
     resolved: dict = field(default_factory=dict, compare=False)  # {model, solver, method, metrics, teacher}
+    plugins: tuple = field(default=(), compare=False)  # the grid's `plugins:` modules, imported by workers
 
     def seed_key(self) -> str:
         """The hash of the entries as written: it seeds the fit's and the metrics' generators."""
@@ -144,6 +147,7 @@ class Grid:
     launch: dict
     path: Path | None = None
     raw: dict | None = None  # the grid file's mapping, kept beside the rows for `report` and `gc`
+    all_cells: list[Cell] | None = None  # every cell, when `cells` is a selection (`bench run --only`)
 
     def save_copy(self, root) -> None:
         """Keep the grid as run under `<root>/<name>/grid.yaml` (atomically)."""
@@ -311,6 +315,9 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
     if not isinstance(description, str) or "\n" in description.strip():
         raise GridError("grid.description must be one line of text saying what the grid studies (quote it if it "
                         "holds ': '); explain settings in comments")
+    from .plugins import load as load_plugins
+
+    plugins = load_plugins(raw)  # third-party modules register their plugins before any name is looked up
 
     models = _plugin_specs(raw, "models", MODELS)
     solvers = _plugin_specs(raw, "solvers", SOLVERS)
@@ -392,7 +399,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
         cells.append(Cell(
             grid=name, model=model, solver=solver, nfe=nfe, steps=steps, method=method, seed=seed,
             metrics=tuple(metrics), teacher=teacher, samples=samples, dtype=dtype,
-            needs_fit=METHODS.get(method["name"]).needs_fit, resolved=resolved,
+            needs_fit=METHODS.get(method["name"]).needs_fit, resolved=resolved, plugins=plugins,
         ))
     if not cells:
         raise GridError("grid.exclude removes every cell; loosen the exclude rules")

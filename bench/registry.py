@@ -2,8 +2,12 @@
 
 Plugins register themselves with a decorator (`@METHODS.register("uniform")`). A registry imports
 its built-in plugin packages the first time it is asked for a name, so importing `bench` stays
-cheap; third-party discretization methods are found through the `bench.methods` entry-point group
-(`[project.entry-points."bench.methods"] name = "package.module"`), whose module registers itself.
+cheap. Third-party plugins of every kind are found through one entry-point group per registry
+(`ENTRY_POINT_GROUPS`: `bench.methods`, `bench.solvers`, `bench.models`, `bench.metrics`,
+`bench.schedules`; in a package's pyproject.toml `[project.entry-points."bench.solvers"]
+name = "package.module"`), whose module registers itself when loaded. Every process loads them (the
+parent and every worker or job), since the registry loads its groups on first use; a grid's
+`plugins:` list (`bench.plugins`) covers modules that are not installed as packages.
 
 Aliases (`METHODS.alias("karras", "edm", note)`): another tool's name for a plugin that already
 exists (k-diffusion's `karras` is `edm`); `get` returns the same class, `bench list` shows the alias
@@ -61,7 +65,12 @@ class Registry:
                     importlib.import_module(f"{package}.{info.name}")
         if self.entry_point_group:
             for entry in metadata.entry_points(group=self.entry_point_group):
-                entry.load()
+                try:
+                    entry.load()
+                except Exception as err:  # noqa: BLE001 - a broken third-party package: one line naming it
+                    raise UserError(f"entry point {entry.name} = {entry.value!r} of group {self.entry_point_group!r} "
+                                    f"failed to load ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                                    "fix or uninstall the package that declares it") from None
 
     def names(self) -> list[str]:
         self._load()
@@ -88,8 +97,11 @@ class Registry:
         return sorted(self._items.items())
 
 
-SCHEDULES = Registry("schedule", ("bench.schedules",))
-METHODS = Registry("method", ("baselines", "methods"), entry_point_group="bench.methods")
-SOLVERS = Registry("solver", ("bench.solvers",))
-MODELS = Registry("model", ("bench.models",))
-METRICS = Registry("metric", ("bench.metrics",))
+ENTRY_POINT_GROUPS = {"schedule": "bench.schedules", "method": "bench.methods", "solver": "bench.solvers",
+                      "model": "bench.models", "metric": "bench.metrics"}
+
+SCHEDULES = Registry("schedule", ("bench.schedules",), entry_point_group=ENTRY_POINT_GROUPS["schedule"])
+METHODS = Registry("method", ("baselines", "methods"), entry_point_group=ENTRY_POINT_GROUPS["method"])
+SOLVERS = Registry("solver", ("bench.solvers",), entry_point_group=ENTRY_POINT_GROUPS["solver"])
+MODELS = Registry("model", ("bench.models",), entry_point_group=ENTRY_POINT_GROUPS["model"])
+METRICS = Registry("metric", ("bench.metrics",), entry_point_group=ENTRY_POINT_GROUPS["metric"])

@@ -1,6 +1,7 @@
 """Sweeps on a real Slurm cluster (`bash scripts/slurm-cluster.sh up` starts a one-node one here).
 
-Skipped when no cluster answers `sinfo`, unless BENCH_SLURM=1 (CI), which makes that a failure.
+Skipped when no cluster answers `sinfo`, unless BENCH_SLURM=1 (CI), which makes that a failure;
+skipped, saying so, when BENCH_SKIP_SLURM=1 (`./run-tests.sh --no-slurm`).
 The launcher runs in this process (so the jobs can import this module's test plugins, which
 `bench.launch.plugin_modules` hands them); the jobs run the venv's Python through submitit.
 """
@@ -65,6 +66,9 @@ def _cluster_problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def cluster():
+    if os.environ.get("BENCH_SKIP_SLURM") == "1":
+        pytest.skip("BENCH_SKIP_SLURM=1 (./run-tests.sh --no-slurm): the Slurm stage was skipped, no cluster "
+                    "was set up")
     problem = _cluster_problem()
     if problem:
         if os.environ.get("BENCH_SLURM") == "1":

@@ -60,6 +60,10 @@ def plugin_modules(cells) -> list[tuple[str, str | None]]:
                 depth = len(parts) if p.name == "__init__.py" else len(parts) - 1
                 base = str(p.parents[depth])
             modules[name] = base
+    from ..plugins import modules as grid_plugin_modules
+
+    for name, base in grid_plugin_modules(cells).items():  # the grid's `plugins:` list, for every worker
+        modules.setdefault(name, base)
     return sorted(modules.items())
 
 

@@ -88,7 +88,7 @@ def start(grid: Grid, root, clean: bool | None = None) -> tuple[ResultsRoot, Pla
 def note_other_rows(grid: Grid, root: ResultsRoot) -> None:
     """Say when the grid's folder holds rows no current cell uses (other parameters, defaults or
     versions, or an older row schema): they are kept, never tabled, and `bench gc` removes them."""
-    current = {c.hash for c in grid.cells}
+    current = {c.hash for c in grid.all_cells or grid.cells}  # cells left out by `run --only` are current
     others = sum(1 for p in root.row_files(grid.name) if p.stem not in current)
     if others:
         print(f"{grid.name}: {others} rows of other keys (older parameters, defaults or versions) are kept but not "
