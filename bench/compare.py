@@ -83,8 +83,7 @@ def _grid_names(root: Path) -> list[str]:
 
 def _rows(root: ResultsRoot, grid: str, keys, side: str, result: Comparison) -> dict[str, dict]:
     """{cell key: row} of the readable rows of `grid` under `root` (all of them when `keys` is None)."""
-    folder = root.rows_dir(grid)
-    paths = sorted(folder.glob("*.json")) if keys is None else [root.row_path(grid, k) for k in keys]
+    paths = root.row_files(grid) if keys is None else [root.row_path(grid, k) for k in keys]
     rows = {}
     for path in paths:
         if not path.is_file():

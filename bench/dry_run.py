@@ -65,7 +65,7 @@ def describe(grid: Grid, root, source: str = "") -> str:
     for cell in grid.cells:
         if cell.fit_hash:
             fits.setdefault(cell.fit_hash, []).append(cell)
-    fit_done = {key for key in fits if (root.fit_dir(key) / "fit.json").exists()}
+    fit_done = {key for key in fits if root.fit_done(key)}
     needed_fits = {c.fit_hash for c in todo if c.fit_hash and c.fit_hash not in fit_done}
 
     models: dict[str, object] = {}

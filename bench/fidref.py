@@ -245,7 +245,7 @@ class _Lines:
     def _count(self, images):
         import torch
 
-        from .metrics.fid import iter_hwc
+        from .metrics.inception import iter_hwc
 
         for img in iter_hwc(images) if isinstance(images, torch.Tensor) else images:
             if self.pulled and self.pulled % self.batch == 0:

@@ -14,6 +14,7 @@ import pytest
 
 from bench import fidref
 from bench.metrics import fid as fidmod
+from bench.metrics import fid_references, inception
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,7 @@ class BatchingExtractor:
 
     def __init__(self, batch_size):
         sha = hashlib.sha256(b"batching").hexdigest()
-        self.weights = fidmod.WeightsFile(path=Path("/fake/inception.pt"), sha256=sha, source="test")
+        self.weights = inception.WeightsFile(path=Path("/fake/inception.pt"), sha256=sha, source="test")
         self.batch_size = batch_size
         self.done = 0
 
@@ -49,7 +50,7 @@ class BatchingExtractor:
         return np.concatenate(out)
 
     def from_uint8(self, pixels, progress=None, desc=""):
-        return self.from_hwc(fidmod.iter_hwc(pixels), total=pixels.shape[0], progress=progress)
+        return self.from_hwc(inception.iter_hwc(pixels), total=pixels.shape[0], progress=progress)
 
 
 def parse(argv):
@@ -82,7 +83,7 @@ def test_progress_lines_count_images_with_features(monkeypatch, tmp_path, capsys
     for line in progress:
         n = re.match(r"fid-ref data images: (\d+)/", line).group(1)
         assert err.index(f"featurized {n}") < err.index(line)
-    assert fidmod.load_reference(path).n == 10
+    assert fid_references.load_reference(path).n == 10
     # a reference that exists is reused: no feature work, no progress line
     fidref.build(args)
     assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("fid-ref data images")]
@@ -95,7 +96,7 @@ def test_progress_lines_count_images_with_features(monkeypatch, tmp_path, capsys
 def test_fid_ref_command_prints_progress_lines_in_a_log(tmp_path):
     """The real command with the real Inception, stderr a pipe (no terminal): progress lines with an ETA."""
     try:
-        fidmod.inception_weights(None)
+        inception.inception_weights(None)
     except Exception as err:  # noqa: BLE001 - no weights file on this machine
         pytest.skip(f"no Inception weights: {err}")
     images = np.random.default_rng(0).integers(0, 256, size=(6, 8, 8)).astype(np.uint8)
