@@ -3,8 +3,9 @@
 * `plot_metrics`: one figure per (grid, model, solver, metric) table: the metric against NFE, one
   line per method. Every method keeps one style across all figures of a grid's report
   (`bench.figure_style.MethodStyles`: colour and marker from the method's position in the grid's
-  method list; closed-form heuristics dashed, searched and learned methods solid; the best
-  heuristic a grey band behind the methods, the noise floor dotted black); a study's published
+  method list; closed-form heuristics dashed, searched and learned methods solid; the best of the
+  papers' heuristics and the best closed form grey bands behind the methods, the noise floor dotted
+  black: derived rows, never listed among a figure's methods); a study's published
   values (`bench.studies`) are hollow markers of their method's colour and marker, without a line.
   Error bars show each point's interval (`bench.stats`: bootstrap over priors, t over seeds), else
   the standard deviation over seeds when there are several; NFE ticks are the integers run; the
