@@ -34,8 +34,6 @@ from pathlib import Path
 from .report import BEST_CLOSED_FORM, BEST_HEURISTIC, NOISE_FLOOR
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-# A label `bench.report` gives a metric or model whose numbers depend on a weights file.
-_HASHED = re.compile(r"^(?P<name>.*?) \[(?P<what>weights )?(?P<hash>[0-9a-f]{6,64})\]$")
 _LIST = re.compile(r"\[([-+0-9.eE, ]*)\]")  # a flat list of numbers as Python prints it
 LONG_LIST = 4  # a label with a longer list is shown by a short name
 _SLUG_PART_MAX = 60
@@ -171,12 +169,12 @@ def method_styles(methods, heuristics, order=()) -> dict[str, dict]:
 
 
 def split_hash(label: str) -> tuple[str, str | None]:
-    """('fd-digits', 'fd-digits: weights 47e2a6f5f7ac') for 'fd-digits [47e2a6f5f7ac]'; (label, None)
-    for a label without a weights hash."""
-    match = _HASHED.match(str(label))
-    if not match:
-        return str(label), None
-    return match["name"], f"{match['name']}: weights {match['hash']} (SHA-256, first digits)"
+    """('fd-digits', the note naming 47e2a6f5f7ac) for 'fd-digits [47e2a6f5f7ac]'; (label, None) for a
+    label without a weights hash. The same parsing and words as the tables' (`bench.report_format`)."""
+    from .report_format import split_tag, tag_note
+
+    name, tag = split_tag(label)
+    return name, None if tag is None else tag_note(name, tag)
 
 
 def slug(text: str) -> str:

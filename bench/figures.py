@@ -248,7 +248,9 @@ def plot_schedules(rows: list[dict], out_dir, jobs: int = 1, styles: MethodStyle
 def _weights_notes(group: list[dict]) -> list[str]:
     """The footnote naming the model's weights hash (rows of models that ship weights carry one)."""
     shas = sorted({r["model_weights_sha256"] for r in group if isinstance(r.get("model_weights_sha256"), str)})
-    return [f"{group[0]['model_label']}: weights {sha[:12]} (SHA-256, first digits)" for sha in shas]
+    from .report_format import tag_note
+
+    return [tag_note(group[0]["model_label"], f"weights {sha[:12]}") for sha in shas]
 
 
 def _draw_schedule(data: dict, path: Path) -> list[Path]:

@@ -132,9 +132,9 @@ def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataF
         footnotes.append(f"{mark} {note.text}")
     tags = []
     if metric_tag:
-        tags.append(f"{metric_name}: feature network weights {metric_tag} (first hex digits of its SHA-256)")
+        tags.append(rf.tag_note(metric_name, metric_tag))
     if model_tag:
-        tags.append(f"{model_name}: {model_tag} (first hex digits of the weights file's SHA-256)")
+        tags.append(rf.tag_note(model_name, model_tag))
     # the legend: only what this table shows
     bold = {"markdown": "bold", "latex": "bold", "html": "bold"}.get(fmt, "*")
     parts = [f"{DOWN if not higher else UP} {'higher' if higher else 'lower'} is better"]

@@ -154,8 +154,10 @@ def test_slugs_and_unique_stems():
     assert slug("digits-net [weights d51b50c7826d]") == "digits-net"
     assert slug("dpmpp(order=3, lower_order_final=True)") == "dpmpp-order-3-lower_order_final-true"
     assert slug("a b|c/d") == "a-b-c-d" and slug("((()))") == "x"
-    assert split_hash("fd-digits [47e2a6f5f7ac]") == ("fd-digits", "fd-digits: weights 47e2a6f5f7ac "
-                                                     "(SHA-256, first digits)")
+    assert split_hash("fd-digits [47e2a6f5f7ac]") == ("fd-digits", "fd-digits: feature network weights "
+                                                     "47e2a6f5f7ac (first hex digits of its SHA-256)")
+    assert split_hash("digits-net [weights d51b50c7826d]")[1] == \
+        "digits-net: weights d51b50c7826d (first hex digits of the weights file's SHA-256)"
     assert split_hash("my [label]") == ("my [label]", None)  # a user's brackets are no hash
     keys = {("m", "fd-digits [aaaaaaaaaaaa]"): stem("m", "fd-digits [aaaaaaaaaaaa]"),
             ("m", "fd-digits [bbbbbbbbbbbb]"): stem("m", "fd-digits [bbbbbbbbbbbb]"),
@@ -347,6 +349,10 @@ def test_metric_figure_styles_published_and_derived_rows(tmp_path, monkeypatch):
     assert lines["best of all closed forms"]["color"] not in {styles.style(m)["color"] for m in ("edm", "uniform")}
     assert data["metric"] == "fd-digits" and data["model"] == "digits-net"
     assert any("47e2a6f5f7ac" in n for n in data["notes"]) and any("d51b50c7826d" in n for n in data["notes"])
+    from bench.report_text import table_pieces
+
+    tags = table_pieces(key, table, "markdown").tags  # the lines under the table: the same words
+    assert len(tags) == 2 and set(tags) <= set(data["notes"])
     (figure,) = catalog
     assert figure.title == "digits-net | euler | fd-digits ↓" and figure.methods == ["edm", "uniform"]
     assert np.isfinite(np.array(data["lines"][0][1])).all()
