@@ -11,8 +11,10 @@
   before one repeats. Closed-form heuristics are dashed, searched and learned methods solid. Rows a
   report derives rather than runs are drawn in grey/black only, so they never look like a method:
   `BEST_HEURISTIC` (the name lives in `bench.report`) is a wide translucent grey band drawn behind
-  the methods, so the heuristic it follows stays visible on top of it; any other derived row (e.g.
-  a best-of-all-closed-forms row) is a band of another grey; `NOISE_FLOOR` is a thin dotted black line.
+  the methods, so the heuristic it follows stays visible on top of it; `BEST_CLOSED_FORM` a narrower,
+  lighter band (drawn over the first where the two coincide, still under the methods); any other
+  derived row is a band of another grey; `NOISE_FLOOR` is a thin dotted black line. A derived row
+  never gets a filter entry in the HTML report (`is_method` is false for it).
 * Display names: a metric or model label that carries a weights hash (`fd-digits [47e2a6f5f7ac]`,
   `digits-net [weights d51b50c7826d]`, written by `bench.report`) is shown by its name; the hash goes
   to the figure's footnote and the HTML caption (`split_hash`). A label that spells out a list of
@@ -29,11 +31,9 @@ import functools
 import re
 from pathlib import Path
 
-from .report import BEST_HEURISTIC, NOISE_FLOOR
+from .report import BEST_CLOSED_FORM, BEST_HEURISTIC, NOISE_FLOOR
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-# A label `bench.report` gives a metric or model whose numbers depend on a weights file.
-_HASHED = re.compile(r"^(?P<name>.*?) \[(?P<what>weights )?(?P<hash>[0-9a-f]{6,64})\]$")
 _LIST = re.compile(r"\[([-+0-9.eE, ]*)\]")  # a flat list of numbers as Python prints it
 LONG_LIST = 4  # a label with a longer list is shown by a short name
 _SLUG_PART_MAX = 60
@@ -51,6 +51,8 @@ def _palette() -> tuple:
 REFERENCE_STYLES = {
     BEST_HEURISTIC: {"color": "0.35", "alpha": 0.3, "linestyle": "-", "linewidth": 7, "marker": None,
                      "solid_capstyle": "round", "zorder": 1.5},
+    BEST_CLOSED_FORM: {"color": "0.6", "alpha": 0.45, "linestyle": "-", "linewidth": 4, "marker": None,
+                       "solid_capstyle": "round", "zorder": 1.6},
     NOISE_FLOOR: {"color": "0.0", "linestyle": ":", "linewidth": 1.2, "marker": None, "zorder": 2.5},
 }
 # other derived rows: bands of these greys, in order of first use
@@ -167,12 +169,12 @@ def method_styles(methods, heuristics, order=()) -> dict[str, dict]:
 
 
 def split_hash(label: str) -> tuple[str, str | None]:
-    """('fd-digits', 'fd-digits: weights 47e2a6f5f7ac') for 'fd-digits [47e2a6f5f7ac]'; (label, None)
-    for a label without a weights hash."""
-    match = _HASHED.match(str(label))
-    if not match:
-        return str(label), None
-    return match["name"], f"{match['name']}: weights {match['hash']} (SHA-256, first digits)"
+    """('fd-digits', the note naming 47e2a6f5f7ac) for 'fd-digits [47e2a6f5f7ac]'; (label, None) for a
+    label without a weights hash. The same parsing and words as the tables' (`bench.report_format`)."""
+    from .report_format import split_tag, tag_note
+
+    name, tag = split_tag(label)
+    return name, None if tag is None else tag_note(name, tag)
 
 
 def slug(text: str) -> str:

@@ -3,8 +3,9 @@
 * `plot_metrics`: one figure per (grid, model, solver, metric) table: the metric against NFE, one
   line per method. Every method keeps one style across all figures of a grid's report
   (`bench.figure_style.MethodStyles`: colour and marker from the method's position in the grid's
-  method list; closed-form heuristics dashed, searched and learned methods solid; the best
-  heuristic a grey band behind the methods, the noise floor dotted black); a study's published
+  method list; closed-form heuristics dashed, searched and learned methods solid; the best of the
+  papers' heuristics and the best closed form grey bands behind the methods, the noise floor dotted
+  black: derived rows, never listed among a figure's methods); a study's published
   values (`bench.studies`) are hollow markers of their method's colour and marker, without a line.
   Error bars show each point's interval (`bench.stats`: bootstrap over priors, t over seeds), else
   the standard deviation over seeds when there are several; NFE ticks are the integers run; the
@@ -247,7 +248,9 @@ def plot_schedules(rows: list[dict], out_dir, jobs: int = 1, styles: MethodStyle
 def _weights_notes(group: list[dict]) -> list[str]:
     """The footnote naming the model's weights hash (rows of models that ship weights carry one)."""
     shas = sorted({r["model_weights_sha256"] for r in group if isinstance(r.get("model_weights_sha256"), str)})
-    return [f"{group[0]['model_label']}: weights {sha[:12]} (SHA-256, first digits)" for sha in shas]
+    from .report_format import tag_note
+
+    return [tag_note(group[0]["model_label"], f"weights {sha[:12]}") for sha in shas]
 
 
 def _draw_schedule(data: dict, path: Path) -> list[Path]:

@@ -1,8 +1,9 @@
 """`<root>/<grid>/report/index.html`: one page with a grid's tables, figures, schedules and sample panels.
 
 The page is self-contained and works offline: the tables are inline HTML (pandas' Styler over the
-cell texts `bench.report` prints: mean ± half-width of the interval, best set bold, † for a tie, the
-column notes and the legend line), the figures are the report's own PNG files referenced by relative
+pieces `bench.report_text.table_pieces` builds for every format: mean ± half-width of the interval,
+best set bold, † for a tie, the per-NFE statistics lines, the table's legend line, its convention
+footnotes and weights tags, exactly what tables.md prints), the figures are the report's own PNG files referenced by relative
 paths inside `report/` (each with a link to its PDF), styles are inline CSS, and one small inline
 script does the rest, with no library and nothing fetched:
   * a method filter: a checkbox per method hides that method's table rows and its entries in the
@@ -10,8 +11,10 @@ script does the rest, with no library and nothing fetched:
   * a page check: once the page has loaded, `#page-check` says how many images loaded
     (`naturalWidth > 0`) and how many script or resource errors the page saw (its `data-*`
     attributes carry the counts, read by the headless-browser test).
-Metric and model labels are shown without their weights hash (`bench.figure_style.split_hash`); the
-hash is in the line under the table or figure.
+Metric and model labels are shown without their weights hash; the hash is in the lines under the
+table (`table_pieces`' tags) or figure (`bench.figure_style.split_hash`). Rows a report derives (the
+best of the papers' heuristics, the best closed form, the noise floor) are table rows without a
+filter class and figure lines without a filter entry.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figure_style import MethodStyles, split_hash
+from .figure_style import MethodStyles
+from .report_text import MISSING_TEXT
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -104,47 +108,29 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _title(key: tuple, higher: bool) -> tuple[str, list[str]]:
-    """'grid | model | solver | metric ↓' without weights hashes, and the notes naming them."""
-    from .report import arrow
-
-    parts, notes = [], []
-    for part in key:
-        name, note = split_hash(part)
-        parts.append(name)
-        if note:
-            notes.append(note)
-    return " | ".join(parts) + f" {arrow(higher)}", notes
-
-
 def table_html(key: tuple, table: pd.DataFrame, spread, lookup, digits: int, brackets: bool,
-               styles: MethodStyles, index: int) -> str:
-    """One table (its cells as `bench.report.render` writes them) through pandas' Styler, each method's
-    cells classed for the filter, its column notes under it."""
-    from .report import _cell_text, _table_stats, best_rows
+               styles: MethodStyles, index: int, level: float = 0.95) -> str:
+    """One table through pandas' Styler: the cells, title, legend line, convention footnotes, per-NFE
+    statistics lines and weights tags of `bench.report_text.table_pieces` (what tables.md prints),
+    the best set bold, each method's cells classed for the filter. `lookup`: `report.stats_lookup`'s."""
+    from .report_text import table_pieces
 
-    stats = _table_stats(lookup, key, table)
-    mask = best_rows(table) if stats is None else \
-        stats["best_set"].reindex(index=table.index, columns=table.columns, fill_value=False)
-    cells = pd.DataFrame(
-        [[_cell_text(table.iat[i, j], None if spread is None or name not in spread.index else spread.loc[name].iloc[j],
-                     digits, "text", False,
-                     None if stats is None else stats["interval"].get((name, table.columns[j])), brackets,
-                     False if stats is None else bool(stats["tied"].get((name, table.columns[j]))))
-          for j in range(table.shape[1])] for i, name in enumerate(table.index)],
-        index=[styles.display(m) for m in table.index], columns=table.columns, dtype=object)
+    p = table_pieces(key, table, "html", digits, spread, lookup, brackets, level)
+    cells = p.cells.copy()
+    cells.index = [styles.display(m) for m in table.index]
+    cells.columns = p.headers
     classes = pd.DataFrame([[f"bm-{_method_id(styles, m)}" if styles.is_method(m) else "" for _ in table.columns]
                             for m in table.index],
                            index=cells.index, columns=cells.columns)
-    bold = np.where(mask.to_numpy(dtype=bool), "font-weight: bold", "")
-    styler = (cells.style.set_uuid(f"t{index}").format(escape="html", na_rep="-").format_index(escape="html", axis=0)
-              .set_td_classes(classes).apply(lambda _: bold, axis=None))
-    title, notes = _title(key, bool(table.attrs.get("higher_is_better", False)))
-    if stats is not None:  # a shortened label (a `manual` list) is spelled out once, above the tables
-        notes += [styles.shorten(n) for n in stats["notes"]]
-    items = "".join(f"<li>{_e(n)}</li>" for n in notes)
-    return (f'<h3 id="table-{index}">{_e(title)}</h3>\n' + styler.to_html(table_attributes='class="results"')
-            + (f'<ul class="notes">{items}</ul>\n' if items else ""))
+    bold = np.where(p.best.to_numpy(dtype=bool), "font-weight: bold", "")
+    styler = (cells.style.set_uuid(f"t{index}").format(escape="html", na_rep=MISSING_TEXT)
+              .format_index(escape="html", axis=0).set_td_classes(classes).apply(lambda _: bold, axis=None))
+    # a shortened label (a `manual` list) is spelled out once, above the tables
+    stats = "".join(f"<li>{_e(styles.shorten(n))}</li>" for n in p.stats_notes)
+    below = "".join(f"<li>{_e(styles.shorten(n))}</li>" for n in [p.legend, *p.footnotes, *p.tags])
+    return (f'<h3 id="table-{index}">{_e(p.title)}</h3>\n' + styler.to_html(table_attributes='class="results"')
+            + (f'<ul class="notes stats">{stats}</ul>\n' if stats else "")
+            + f'<ul class="notes table-notes">{below}</ul>\n')
 
 
 def _method_id(styles: MethodStyles, label: str) -> str | None:
@@ -186,11 +172,11 @@ def write_index(out_dir, grid: str, tabs: dict, std: dict | None, summary: pd.Da
     """Write `<out_dir>/index.html` for one grid: `tabs`/`std`/`summary` as `bench.report_files`
     computes them for the grid, `figures` the `bench.figures.Figure`s drawn (PNG files under
     `out_dir`). Returns its path."""
-    from .report import _lookup, legend
+    from .report import legend, stats_lookup
     from .store import atomic_write_bytes
 
     out_dir = Path(out_dir)
-    lookup = None if summary is None or summary.empty else _lookup(summary)
+    lookup = stats_lookup(summary)
     shown = {styles.position(m) for t in tabs.values() for m in t.index} | \
         {styles.position(m) for f in figures for m in f.methods}
     methods = [m for i, m in enumerate(styles.order) if i in shown]
@@ -205,7 +191,7 @@ def write_index(out_dir, grid: str, tabs: dict, std: dict | None, summary: pd.Da
     parts.append('<h2 id="tables">Tables</h2>')
     for i, (key, table) in enumerate(tabs.items()):
         parts.append(table_html(key, table, None if std is None else std.get(key), lookup, digits, brackets,
-                                styles, i))
+                                styles, i, level))
     if summary is not None and not summary.empty:
         parts.append(f'<p class="legend-line">{_e(legend(summary, level, "markdown").strip())}</p>')
     drawn = [f for f in figures if Path(f.png).is_file()]

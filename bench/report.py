@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .report_format import number, short_label
+from .report_format import short_label
 from .studies import is_extra_row  # a study's `published (paper, table)` rows are no method
 
 BEST_HEURISTIC = "best of the papers' heuristics"
@@ -251,27 +251,6 @@ def best_rows(table: pd.DataFrame) -> pd.DataFrame:
 MISSING = "-"
 
 
-def _cell_text(mean, std, digits: int, fmt: str, best: bool, interval=None, brackets: bool = False,
-               tied: bool = False) -> str | None:
-    if pd.isna(mean):
-        return None
-    latex = fmt == "latex"
-    text = number(mean, digits, latex)
-    if interval is not None and np.isfinite(interval[0]) and np.isfinite(interval[1]):
-        low, high = interval
-        if brackets:
-            text += f" [{number(low, digits, latex)}, {number(high, digits, latex)}]"
-        else:
-            text += (r" $\pm$ " if latex else " ± ") + number((high - low) / 2, 2, latex)
-    elif std is not None and pd.notna(std):
-        text += (r" $\pm$ " if latex else " ± ") + number(std, max(1, digits - 2), latex)
-    if tied:
-        text += r"$^\dagger$" if fmt == "latex" else "†"
-    if best:
-        text = {"markdown": f"**{text}**", "latex": rf"\textbf{{{text}}}"}.get(fmt, f"{text}*")
-    return text
-
-
 def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
            std: dict[tuple, pd.DataFrame] | None = None, summary: pd.DataFrame | None = None,
            brackets: bool = False, level: float = 0.95) -> str:
@@ -286,13 +265,13 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
     (empty in CSV). LaTeX is `bench.report_latex`'s, the same text `report/tables.tex` holds."""
     if fmt not in FORMATS and fmt != "csv":
         raise UserError(f"--format must be one of text, markdown, csv, latex; got {fmt!r}")
-    lookup = None if summary is None else _lookup(summary)
+    lookup = stats_lookup(summary)
     if fmt == "latex":
         from .report_latex import render_latex
 
         return render_latex(tabs, digits, std, lookup, brackets, level,
                             None if summary is None else legend(summary, level, "markdown"))
-    from .report_text import pieces, render_table
+    from .report_text import render_table, table_pieces
 
     parts = []
     for key, table in tabs.items():
@@ -302,24 +281,23 @@ def render(tabs: dict[tuple, pd.DataFrame], fmt: str = "text", digits: int = 4,
             parts.append(f"# {title}\n" + table.to_csv(float_format=f"%.{digits}g", na_rep=""))
             continue
         spread = None if std is None else std.get(key)
-        parts.append(render_table(pieces(key, table, fmt, digits, spread, _table_stats(lookup, key, table),
-                                         brackets, level), fmt))
+        parts.append(render_table(table_pieces(key, table, fmt, digits, spread, lookup, brackets, level), fmt))
     if summary is not None and fmt != "csv":
         parts.append(legend(summary, level, fmt))
     return "\n".join(parts)
 
 
 def latex_table(table: pd.DataFrame, caption: str, digits: int = 4, summary: pd.DataFrame | None = None,
-                brackets: bool = False, lookup: pd.DataFrame | None = None) -> str:
+                brackets: bool = False, lookup: dict | None = None) -> str:
     """One table as a LaTeX float (`bench.report_latex.latex_float`); `caption` is its key joined by
     " | " (grid | model | solver | metric)."""
     from .report_latex import latex_float
 
     if lookup is None and summary is not None:
-        lookup = _lookup(summary)
+        lookup = stats_lookup(summary)
     key = tuple(caption.split(" | "))
-    stats = _table_stats(lookup, key, table) if len(key) == 4 else None
-    return latex_float(key if len(key) == 4 else (caption, "", "", ""), table, digits, None, stats, brackets)
+    return latex_float(key if len(key) == 4 else (caption, "", "", ""), table, digits, None,
+                       lookup if len(key) == 4 else None, brackets)
 
 
 # ---- Uncertainty: intervals, paired tests, the best set (computed by bench.stats) ------------------
@@ -430,8 +408,11 @@ def with_stats(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return long.merge(summary.drop(columns=["mean"]).assign(floor=False), on=[*KEYS, "floor"], how="left")
 
 
-def _lookup(summary: pd.DataFrame) -> dict:
-    """`summarize`'s lines as plain records grouped by table key (grid, model, solver, metric)."""
+def stats_lookup(summary: pd.DataFrame | None) -> dict | None:
+    """`summarize`'s lines as plain records grouped by table key (grid, model, solver, metric), what
+    `table_stats` and `bench.report_text.table_pieces` read; None without a summary."""
+    if summary is None:
+        return None
     groups: dict[tuple, list[dict]] = {}
     for rec in summary.to_dict("records"):
         groups.setdefault((rec["grid"], rec["model"], rec["solver"], rec["metric"]), []).append(rec)
@@ -442,8 +423,9 @@ def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float, np.floating)) and bool(np.isfinite(x))
 
 
-def _table_stats(lookup, key, table) -> dict | None:
-    """The best set, ties, intervals and notes of one table, from `summarize`'s lines."""
+def table_stats(lookup, key, table) -> dict | None:
+    """The best set, ties, intervals and notes of one table, from `stats_lookup`'s records (None: no
+    statistics for this table)."""
     if lookup is None or tuple(key) not in lookup:
         return None
     rows = {name: i for i, name in enumerate(table.index)}

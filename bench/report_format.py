@@ -9,7 +9,8 @@
   written as math, so the output compiles with pdflatex's default inputenc.
 * `split_tag(label)`: a metric label `fd-digits [47e2a6f5f7ac]` (the feature network's weights
   hash) or a model label `digits-net [weights d51b50c7826d]` -> (`fd-digits`, `weights
-  47e2a6f5f7ac`): titles show the short name, the hash goes into a caption line. A bracket that
+  47e2a6f5f7ac`): titles show the short name, the hash goes into a caption line (`tag_note`, the
+  same words under a table and in a figure). A bracket that
   holds anything but a hash (`schedule net cost [model evals]`, a unit) stays in the name.
 * `short_label(label)`: a method label that spells out a long list of numbers (a `manual` list of
   timesteps: `manual(sigmas=[80, 9.7, 1.6, 0.23, 0.002])`) reads `manual(sigmas=[5 values, 3f2a1c])`
@@ -76,6 +77,14 @@ def split_tag(label: str) -> tuple[str, str | None]:
     return (match["name"], match["tag"]) if match else (str(label), None)
 
 
+def tag_note(name: str, tag: str) -> str:
+    """The line that names a weights hash `split_tag` took off a label (under a table, in a figure's
+    footnote): `fd-digits: feature network weights 47e2a6f5f7ac (...)`, `digits-net: weights d51b50c7826d (...)`."""
+    if tag.startswith("weights "):
+        return f"{name}: {tag} (first hex digits of the weights file's SHA-256)"
+    return f"{name}: feature network weights {tag} (first hex digits of its SHA-256)"
+
+
 def short_label(label: str) -> str:
     """`label` with every bracketed list of more than `LONG_LIST` numbers (the way a grid entry's
     label writes a `manual` list) shown as its length and hash: `manual(sigmas=[5 values, 3f2a1c])`."""
@@ -101,4 +110,4 @@ def latex_label(parts, taken: set | None = None) -> str:
     return key
 
 
-__all__ = ["number", "latex_text", "latex_prose", "split_tag", "short_label", "latex_label", "LONG_LIST"]
+__all__ = ["number", "latex_text", "latex_prose", "split_tag", "tag_note", "short_label", "latex_label", "LONG_LIST"]

@@ -1,7 +1,7 @@
 """`bench report`'s LaTeX: the one writer behind `report/tables.tex` and `report --format latex`.
 
 Each table is a `table` float built by pandas' Styler (`to_latex`, booktabs rules: `\\toprule`,
-`\\midrule`, `\\bottomrule`), with the cells, marks and legend of `bench.report_text.pieces`:
+`\\midrule`, `\\bottomrule`), with the cells, marks and legend of `bench.report_text.table_pieces`:
   * labels (methods, models, metrics) pass through `bench.report_format.latex_text` exactly once (the
     Styler escapes nothing itself), so `ld3(xi_window=step)` compiles and no markup is escaped twice;
   * `l` for the method column, `r` for every NFE column (numbers right-aligned);
@@ -18,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import report_format as rf
-from .report_text import MISSING_TEXT, pieces
+from .report_text import MISSING_TEXT, table_pieces
 
 HEADER = ("% Tables written by `bench report` (one code path for report/tables.tex and --format latex).\n"
           "% Use: \\input{tables.tex} in a document with \\usepackage{booktabs}. A table wider than the text\n"
@@ -26,10 +26,10 @@ HEADER = ("% Tables written by `bench report` (one code path for report/tables.t
           "% or pick columns: bench report --only nfe=4,6,8 --format latex.\n")
 
 
-def latex_float(key, table: pd.DataFrame, digits: int = 4, spread=None, stats=None, brackets: bool = False,
+def latex_float(key, table: pd.DataFrame, digits: int = 4, spread=None, lookup=None, brackets: bool = False,
                 level: float = 0.95, labels: set | None = None) -> str:
-    """One table as a LaTeX `table` float (see the module docstring)."""
-    p = pieces(key, table, "latex", digits, spread, stats, brackets, level)
+    """One table as a LaTeX `table` float (see the module docstring); `lookup`: `report.stats_lookup`'s."""
+    p = table_pieces(key, table, "latex", digits, spread, lookup, brackets, level)
     text = p.cells.fillna(MISSING_TEXT)
     text.index = [rf.latex_text(name) for name in text.index]
     text.columns = pd.Index([_header(h) for h in p.headers], name="method")
@@ -62,14 +62,11 @@ def _footnote(line: str) -> str:
 def render_latex(tabs: dict, digits: int = 4, std: dict | None = None, lookup=None, brackets: bool = False,
                  level: float = 0.95, legend: str | None = None) -> str:
     """Every table of `tabs` as one LaTeX fragment (what tables.tex holds and --format latex prints)."""
-    from .report import _table_stats
-
     labels: set = set()
     parts = [HEADER]
     for key, table in tabs.items():
         spread = None if std is None else std.get(key)
-        parts.append(latex_float(key, table, digits, spread, _table_stats(lookup, key, table), brackets, level,
-                                 labels))
+        parts.append(latex_float(key, table, digits, spread, lookup, brackets, level, labels))
     if legend:
         parts.append("".join(f"% {line}\n" for line in legend.strip().splitlines()))
     return "\n".join(parts)

@@ -1,20 +1,23 @@
 """What one table of `bench report` says, in any format: its cells, title, marks, legend and notes.
 
-`pieces(key, table, fmt, ...)` builds, for one (grid, model, solver, metric) table of
-`bench.report.tables`, everything the text, markdown and LaTeX writers print, so that they differ
-in syntax only:
+`table_pieces(key, table, fmt, ...)` builds, for one (grid, model, solver, metric) table of
+`bench.report.tables`, everything the text, markdown, LaTeX and HTML writers print, so that they
+differ in syntax only (it is the one entry point of every renderer; `pieces` does the work once the
+table's statistics are looked up):
   * the cells: mean (± half-width of the interval, or ± the std over seeds without `summary`),
-    `bench.report_format.number` for every value, the best set bold (`*` in text), † on ties;
+    `bench.report_format.number` for every value, the best set bold (`*` in text; in `html` the
+    cells carry no markup and `Pieces.best` is the mask the page styles bold), † on ties;
   * the title, `grid | model | solver | metric ↓`, with short names: a weights hash of the metric or
     of the model goes into a `tags` line (`fd-digits: feature network weights 47e2a6f5f7ac`);
   * the convention notes of `bench.report_notes` (a superscript mark on the columns they concern,
     or on the title), from the solver spec and step counts `tables` keeps in the table's attrs;
   * one legend line that explains exactly the marks and extra rows this table shows.
-`render_text` writes text (tabulate `simple`) and markdown (`github`); `bench.report_latex` writes
-LaTeX from the same pieces. Numbers are right-aligned in every format.
+`render_table` writes text (tabulate `simple`) and markdown (`github`); `bench.report_latex` writes
+LaTeX and `bench.html_report` HTML from the same pieces. Numbers are right-aligned in every format.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -41,16 +44,57 @@ class Pieces:
     title_mark: str = ""
     short_key: tuple = ()             # (grid, model, solver, metric) without weights hashes
     higher: bool = False
+    best: pd.DataFrame | None = None  # the cells shown bold (the best set, or the best mean)
 
 
 def _mark(i: int, fmt: str) -> str:
     return f"$^{{{i + 1}}}$" if fmt == "latex" else MARKS[i]
 
 
+def _finite(x) -> bool:
+    try:
+        return x is not None and math.isfinite(x)
+    except TypeError:
+        return False
+
+
+def cell_text(mean, std, digits: int, fmt: str, best: bool, interval=None, brackets: bool = False,
+              tied: bool = False) -> str | None:
+    """One cell: the mean, ± half-width of its interval (`[low, high]` with `brackets`) or ± the std
+    over seeds, † when tied with the best, bold markup of `fmt` when `best` (none in `html`)."""
+    if pd.isna(mean):
+        return None
+    latex = fmt == "latex"
+    text = rf.number(mean, digits, latex)
+    if interval is not None and _finite(interval[0]) and _finite(interval[1]):
+        low, high = interval
+        if brackets:
+            text += f" [{rf.number(low, digits, latex)}, {rf.number(high, digits, latex)}]"
+        else:
+            text += (r" $\pm$ " if latex else " ± ") + rf.number((high - low) / 2, 2, latex)
+    elif std is not None and pd.notna(std):
+        text += (r" $\pm$ " if latex else " ± ") + rf.number(std, max(1, digits - 2), latex)
+    if tied:
+        text += r"$^\dagger$" if latex else "†"
+    if best and fmt != "html":
+        text = {"markdown": f"**{text}**", "latex": rf"\textbf{{{text}}}"}.get(fmt, f"{text}*")
+    return text
+
+
+def table_pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataFrame | None = None,
+                 lookup: dict | None = None, brackets: bool = False, level: float = 0.95) -> Pieces:
+    """What every renderer prints for one table of `bench.report.tables`: `lookup` is
+    `bench.report.stats_lookup(summary)` (None without statistics), `spread` the table of stds over
+    seeds, `fmt` one of text, markdown, latex, html."""
+    from .report import table_stats
+
+    return pieces(key, table, fmt, digits, spread, table_stats(lookup, key, table), brackets, level)
+
+
 def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataFrame | None = None,
            stats: dict | None = None, brackets: bool = False, level: float = 0.95) -> Pieces:
-    """Everything one table prints (see the module docstring); `stats` from `report._table_stats`."""
-    from .report import BEST_CLOSED_FORM, BEST_HEURISTIC, NOISE_FLOOR, _cell_text, _finite, best_rows
+    """Everything one table prints (see the module docstring); `stats` from `report.table_stats`."""
+    from .report import BEST_CLOSED_FORM, BEST_HEURISTIC, NOISE_FLOOR, best_rows
 
     grid, model, solver, metric = key
     higher = bool(table.attrs.get("higher_is_better", False))
@@ -70,7 +114,7 @@ def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataF
             tied = False if stats is None else bool(stats["tied"].get((name, col)))
             std = None if spread is None or name not in spread.index or col not in spread.columns \
                 else spread.loc[name, col]
-            text = _cell_text(table.iat[i, j], std, digits, fmt, bool(mask.iat[i, j]), interval, brackets, tied)
+            text = cell_text(table.iat[i, j], std, digits, fmt, bool(mask.iat[i, j]), interval, brackets, tied)
             tied_any |= tied and text is not None
             interval_any |= text is not None and interval is not None and all(map(_finite, interval))
             line.append(text)
@@ -88,11 +132,11 @@ def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataF
         footnotes.append(f"{mark} {note.text}")
     tags = []
     if metric_tag:
-        tags.append(f"{metric_name}: feature network weights {metric_tag} (first hex digits of its SHA-256)")
+        tags.append(rf.tag_note(metric_name, metric_tag))
     if model_tag:
-        tags.append(f"{model_name}: {model_tag} (first hex digits of the weights file's SHA-256)")
+        tags.append(rf.tag_note(model_name, model_tag))
     # the legend: only what this table shows
-    bold = {"markdown": "bold", "latex": "bold"}.get(fmt, "*")
+    bold = {"markdown": "bold", "latex": "bold", "html": "bold"}.get(fmt, "*")
     parts = [f"{DOWN if not higher else UP} {'higher' if higher else 'lower'} is better"]
     if stats is not None:
         parts.append(f"{bold}: best set per NFE (the best mean and every method not significantly different "
@@ -122,7 +166,7 @@ def pieces(key, table: pd.DataFrame, fmt: str, digits: int = 4, spread: pd.DataF
     legend = "Legend: " + "; ".join(parts) + "."
     return Pieces(title=title + title_mark, cells=cells, headers=headers, legend=legend, footnotes=footnotes,
                   tags=tags, stats_notes=[] if stats is None else list(stats["notes"]), title_mark=title_mark,
-                  short_key=(grid, model_name, solver, metric_name), higher=higher)
+                  short_key=(grid, model_name, solver, metric_name), higher=higher, best=mask)
 
 
 
@@ -140,4 +184,4 @@ def render_table(p: Pieces, fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Pieces", "pieces", "render_table", "MISSING_TEXT"]
+__all__ = ["Pieces", "cell_text", "pieces", "render_table", "table_pieces", "MISSING_TEXT"]

@@ -4,6 +4,7 @@ file names that are shell-safe slugs without weights hashes, `manual` lists show
 and an offline page that holds every table and figure (opened in headless chromium in the slow suite)."""
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -123,6 +124,10 @@ def test_best_heuristic_and_noise_floor_are_drawn_apart_from_each_other_and_behi
     palette = {tuple(styles.style(m)["color"]) for m in ("uniform", "edm")}
     assert not palette & {best["color"], floor["color"]} and all(isinstance(s["color"], str)
                                                                    for s in REFERENCE_STYLES.values())
+    # the best closed form: a band of its own, apart from the best heuristic's and from the floor
+    closed = styles.style(bench.report.BEST_CLOSED_FORM)
+    assert closed["zorder"] < method["zorder"] and closed["color"] not in palette | {best["color"], floor["color"]}
+    assert not styles.is_method(bench.report.BEST_CLOSED_FORM)
     # a derived row of another kind (not a method of the grid) is a band too, never a method's colour
     other = styles.style("best of all closed forms")
     assert other["zorder"] < method["zorder"] and other["color"] not in palette
@@ -149,8 +154,10 @@ def test_slugs_and_unique_stems():
     assert slug("digits-net [weights d51b50c7826d]") == "digits-net"
     assert slug("dpmpp(order=3, lower_order_final=True)") == "dpmpp-order-3-lower_order_final-true"
     assert slug("a b|c/d") == "a-b-c-d" and slug("((()))") == "x"
-    assert split_hash("fd-digits [47e2a6f5f7ac]") == ("fd-digits", "fd-digits: weights 47e2a6f5f7ac "
-                                                     "(SHA-256, first digits)")
+    assert split_hash("fd-digits [47e2a6f5f7ac]") == ("fd-digits", "fd-digits: feature network weights "
+                                                     "47e2a6f5f7ac (first hex digits of its SHA-256)")
+    assert split_hash("digits-net [weights d51b50c7826d]")[1] == \
+        "digits-net: weights d51b50c7826d (first hex digits of the weights file's SHA-256)"
     assert split_hash("my [label]") == ("my [label]", None)  # a user's brackets are no hash
     keys = {("m", "fd-digits [aaaaaaaaaaaa]"): stem("m", "fd-digits [aaaaaaaaaaaa]"),
             ("m", "fd-digits [bbbbbbbbbbbb]"): stem("m", "fd-digits [bbbbbbbbbbbb]"),
@@ -342,6 +349,91 @@ def test_metric_figure_styles_published_and_derived_rows(tmp_path, monkeypatch):
     assert lines["best of all closed forms"]["color"] not in {styles.style(m)["color"] for m in ("edm", "uniform")}
     assert data["metric"] == "fd-digits" and data["model"] == "digits-net"
     assert any("47e2a6f5f7ac" in n for n in data["notes"]) and any("d51b50c7826d" in n for n in data["notes"])
+    from bench.report_text import table_pieces
+
+    tags = table_pieces(key, table, "markdown").tags  # the lines under the table: the same words
+    assert len(tags) == 2 and set(tags) <= set(data["notes"])
     (figure,) = catalog
     assert figure.title == "digits-net | euler | fd-digits ↓" and figure.methods == ["edm", "uniform"]
     assert np.isfinite(np.array(data["lines"][0][1])).all()
+
+
+# ---- one code path for a table's pieces in every format ------------------------------------------
+
+def test_html_tables_carry_the_legend_footnotes_and_tags_of_the_text_formats():
+    """The HTML table is built from `report_text.table_pieces` like text, markdown and LaTeX: the same
+    legend line, the convention footnote (its mark on the column), the weights tag, the derived rows."""
+    import html as html_lib
+    import json
+
+    import pandas as pd
+
+    from bench import html_report, report
+
+    spec = {"afs": False, "exact_d2": False, "final_step": "t_min", "lower_order_final": True,
+            "lower_order_final_below": 10, "name": "dpmpp-3m", "version": 1}
+    values = {"uniform": {8: 3.3, 9: 2.6, 10: 188.2}, "edm": {8: 1.1, 9: 1.0, 10: 0.6},
+              "kl-optimal": {8: 1.0, 9: 0.9, 10: 0.7}, "gits": {8: 0.9, 9: 0.8, 10: 0.5}}
+    df = pd.DataFrame([{"grid": "g", "model": "m", "solver": "dpmpp-3m", "metric": "fd-digits [47e2a6f5f7ac]",
+                        "method": m, "nfe": n, "seed": 0, "value": v, "floor": False, "higher_is_better": False,
+                        "heuristic": m != "gits", "paper_baseline": m in ("uniform", "edm"),
+                        "solver_spec": json.dumps(spec, sort_keys=True), "steps": n}
+                       for m, by in values.items() for n, v in by.items()])
+    tabs = report.tables(df)
+    ((key, table),) = tabs.items()
+    md = report.render(tabs, "markdown").splitlines()
+    legend = next(line for line in md if line.startswith("Legend:")).strip()
+    footnote = next(line for line in md if line.startswith("¹ ")).strip()
+    tag = next(line for line in md if "feature network weights 47e2a6f5f7ac" in line).strip()
+    styles = MethodStyles(list(values), {"uniform", "edm", "kl-optimal"}, list(values))
+    page = html_lib.unescape(html_report.table_html(key, table, None, None, 4, False, styles, 0))
+    for line in (legend, footnote, tag):
+        assert f"<li>{line}</li>" in page, line
+    assert "NFE=10¹" in page and "NFE=9¹" not in page and "fd-digits ↓" in page and "47e2a6f5f7ac</h3>" not in page
+    for derived in (report.BEST_HEURISTIC, report.BEST_CLOSED_FORM):
+        row = re.search(rf'<th[^>]*>{re.escape(derived)}</th>(.*?)</tr>', page, flags=re.S)
+        assert row and "bm-" not in row.group(1)  # a derived row: no filter class
+    # the best mean per NFE is bold (no text marks in HTML), the same cells as markdown's bold
+    bold_md = {line.split("|")[1].strip() for line in md if "**" in line}
+    assert bold_md == {"gits"} and "*" not in re.sub(r"<[^>]+>", "", page.split("<ul")[0])
+    (selectors,) = re.findall(r"(#[^{}>]*)\{\s*font-weight: bold;\s*\}", page)
+    row = re.search(r'id="T_t0_level0_row(\d+)"[^>]*>gits</th>', page).group(1)
+    assert {s.strip() for s in selectors.split(",")} == {f"#T_t0_row{row}_col{c}" for c in range(3)}
+    assert len(re.findall(r'class="data row\d+ col\d+ bm-m3"', page)) == 3  # gits' cells carry its filter class
+
+
+def test_best_closed_form_is_a_derived_row_in_every_figure_and_in_the_html(report):
+    root, written, drawn = report
+    metric_figures = [d for folder, _, d in drawn if folder == "plots"]
+    assert metric_figures
+    for data in metric_figures:
+        lines = {line[0]: line[-1] for line in data["lines"]}
+        assert bench.report.BEST_CLOSED_FORM in lines  # five closed forms in the grid, more than the papers' two
+        assert lines[bench.report.BEST_CLOSED_FORM] == REFERENCE_STYLES[bench.report.BEST_CLOSED_FORM]
+        assert lines[bench.report.BEST_CLOSED_FORM]["zorder"] < min(s["zorder"] for label, s in lines.items()
+                                                                     if label not in REFERENCE_STYLES)
+    text = (root / "htmlrep" / "report" / "index.html").read_text()
+    rows = re.findall(rf'<th[^>]*>{re.escape(bench.report.BEST_CLOSED_FORM)}</th>(.*?)</tr>', text, flags=re.S)
+    assert len(rows) == text.count('<table id="T_t') and not any("bm-" in r for r in rows)
+    assert f'title="{bench.report.BEST_CLOSED_FORM}"' not in text  # in no figure legend of the filter
+    assert "best closed form: per NFE, the best of every method without a fit" in text
+
+
+def test_figures_html_and_tables_name_manual_lists_alike(report):
+    """A `manual` list reads the same in tables.md, in every figure's legend and in the page's filter."""
+    root, _, drawn = report
+    out = root / "htmlrep" / "report"
+    derived = set(bench.report.EXTRA_ROWS)
+    in_tables = {line.split("|")[1].strip().strip("*") for line in (out / "tables.md").read_text().splitlines()
+                 if line.startswith("| ") and not line.startswith("| method")} - derived
+    manual = {m for m in in_tables if m.startswith("manual")}
+    assert len(manual) == 2 and all(" values, " in m for m in manual)  # short labels: count and hash
+    for folder, _, data in drawn:
+        labels = {line[0] for line in data["lines"]} - derived
+        if folder == "plots":
+            assert labels == in_tables
+        elif folder == "schedules":
+            assert labels <= in_tables and manual <= labels
+    text = (out / "index.html").read_text()
+    boxes = re.findall(r'<input type="checkbox" checked data-m="m\d+"> <span[^>]*></span>([^<]*)</label>', text)
+    assert set(map(html.unescape, boxes)) == in_tables
