@@ -3,8 +3,8 @@
 this follows the paper's description; the choices it leaves open are marked "ours" below.
 
 A prior-conditioning network phi(x_T, c) -> O in R^(3 x N) gives every prior its own discretization:
-  * timesteps from o_tau through LD3's cumulative-softmax map (`methods._learned.TimeMap`: strictly
-    decreasing from t_max to t_min, in lambda for VE models and in t otherwise: `space`);
+  * timesteps from o_tau through LD3's cumulative-softmax map (`methods._learned.time_map.TimeMap`:
+    strictly decreasing from t_max to t_min, in lambda for VE models and in t otherwise: `space`);
   * a per-step time shift dtau_n = b tanh(o_dtau,n / 2): the network at step n is evaluated at
     tau_n + dtau_n. Chosen convention: dtau is RELATIVE, a fraction of the step's own gap in the map's
     coordinate (positive towards the data), so every evaluation stays inside its step and inside
@@ -15,9 +15,9 @@ A prior-conditioning network phi(x_T, c) -> O in R^(3 x N) gives every prior its
   That is exactly `Discretization(t, t_eval=tau + dtau, scale=gamma)` through
   `bench.solvers.base.predict`. b = `b` = 0.05 (paper).
 
-Network phi (`methods._learned.prior_net.PriorNet`). Input x_T / sigma(t_max) (unit variance). Image-shaped x_T [C, H, W] with
-`svd` on: the reduced SVD of each channel, x_c = U_c diag(S_c) V_c^T; U [C, H, k], S [C, k] and
-V^T [C, k, W] (k = min(H, W)), each flattened through its own Linear(., `hidden`) + ReLU, then
+Network phi (`methods._learned.prior_net.PriorNet`). Input x_T / sigma(t_max) (unit variance).
+Image-shaped x_T [C, H, W] with `svd` on: the reduced SVD of each channel, x_c = U_c diag(S_c) V_c^T;
+U [C, H, k], S [C, k] and V^T [C, k, W] (k = min(H, W)), each flattened through its own Linear(., `hidden`) + ReLU, then
 concatenated. Vector-shaped x_T (the 2D toy), or `svd` off (raw x_T flattened): a two-layer ReLU MLP
 of width `hidden`. Class labels: one-hot scaled by 1/sqrt(num_classes) through Linear(num_classes,
 `class_dim`), concatenated (a label < 0 or no label gives the zero vector). A linear head maps the
@@ -30,6 +30,8 @@ per-sample inference time beside one model evaluation's per-sample time on the s
 Ablation switches (method parameters, all default on):
   * `instance` off: one learned O shared by all samples, the globally optimised discretization (GOD).
     The name `god` registers exactly this (INDIS with `instance` off); it returns one global schedule.
+    `indis` and `god` share the base `ScheduleNetMethod` (GOD is not a subclass of INDIS: it has no
+    network parameters); the oracle (`methods.oracle`) extends `god`.
   * `shifts` off: no dtau / gamma (timesteps only, as the paper's toy experiment).
   * `svd` off: raw x_T into the MLP instead of the SVD features (images only).
 
@@ -59,6 +61,9 @@ grid's solver), which the method follows as it is. Defaults and where they come 
     validation loss (as LD3; the same start for `god`, `indis` and `oracle`).
   * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of
     storing its activations (on for neural-network denoisers; `methods._checkpointing`).
+The loop is the learned methods' skeleton (`methods._learned.training.LearnedFit`) with
+`ScheduleNetFit`'s parts; `export_module()` traces phi with the same `OutputMap` that `discretize` uses
+(`methods._learned.export`).
 """
 from __future__ import annotations
 

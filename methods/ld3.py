@@ -4,13 +4,14 @@ Le, Tran, Nguyen; ICLR 2025; reference code github.com/vinhsuhi/LD3, read for un
 One global schedule per (model, solver, NFE), learned by backpropagating through the student solver
 to match a teacher's endpoint from the same prior.
 
-Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of `methods._learned.TimeMap`
-(strictly decreasing, exact ends, in lambda for VE models and in t otherwise: `space`); a decoupled
-network-input time per step, xi_c [N] (the paper's xi_c), zero at the first step and clamped to a
-half-width `xi_window` (see `methods._learned.time_map`): "global" (default, the reference's rule): `window` = 0.5 times
-the smallest gap between adjacent raw logits (the inert first one, 0 here, included) in lambda mode,
-or the smallest timestep gap in t mode, one width for every step; "step": 0.5 of each step's smaller
-neighbouring gap in the map's coordinate. The schedule is Discretization(t, t_eval) (no output scale).
+Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of
+`methods._learned.time_map.TimeMap` (strictly decreasing, exact ends, in lambda for VE models and in
+t otherwise: `space`); a decoupled network-input time per step, xi_c [N] (the paper's xi_c), zero at
+the first step and clamped to a half-width `xi_window` (see `methods._learned.time_map`): "global"
+(default, the reference's rule): `window` = 0.5 times the smallest gap between adjacent raw logits
+(the inert first one, 0 here, included) in lambda mode, or the smallest timestep gap in t mode, one
+width for every step; "step": 0.5 of each step's smaller neighbouring gap in the map's coordinate.
+The schedule is Discretization(t, t_eval) (no output scale).
 
 Reference and variants (the project's rule, README "Defaults"):
 
@@ -57,7 +58,8 @@ the prior learning rate when none of them moves), the first patience event decay
 reference first switches from one validation batch to all, which with its settings is the same set),
 and xi has N entries, not N+1 (see `methods._learned.time_map`).
 
-Fit info (`fit_info()`): the initial heuristic and every heuristic's validation loss, the best
+Training runs the learned methods' skeleton (`methods._learned.training.LearnedFit`); `LD3Fit`
+supplies LD3's parts. Fit info (`fit_info()`): the initial heuristic and every heuristic's validation loss, the best
 validation loss, iterations run, the loss used, r, how many training priors were moved and the
 largest ||x'_T - x_T|| (on the unit-variance noise; <= r up to float32 rounding).
 """
@@ -109,14 +111,16 @@ class LD3HardParams(LearnedParams):
 
 
 class LD3Params(LD3HardParams):
+    """LD3's parameters: those of `ld3-hard` and the soft teacher's radius."""
+
     bound: float = Field(0.001, ge=0, allow_inf_nan=False, description="the soft teacher's radius r (paper: 0.001)")
 
 
+class LD3Method(DiscretizationMethod):
+    """What `ld3` and `ld3-hard` share (everything but the soft teacher's radius); not registered."""
 
-@METHODS.register("ld3")
-class LD3(DiscretizationMethod):
     needs_fit = True
-    Params = LD3Params
+    Params = LD3HardParams
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -153,8 +157,8 @@ class LD3(DiscretizationMethod):
         self._info = LD3Fit(self, ctx).run()
 
     def soft_teacher_bound(self) -> float:
-        """The soft teacher's `bound` (r = bound * d / NFE^2)."""
-        return float(self.params["bound"])
+        """The soft teacher's `bound` (r = bound * d / NFE^2); 0 turns the soft teacher off."""
+        return 0.0
 
     # --- state -------------------------------------------------------------------------------
 
@@ -173,14 +177,19 @@ class LD3(DiscretizationMethod):
         self._info = dict(state.get("info", {}))
 
 
-@METHODS.register("ld3-hard")
-class LD3Hard(LD3):
-    """LD3 without the soft teacher (r = 0): the ablation of the paper. It has no `bound` parameter."""
+@METHODS.register("ld3")
+class LD3(LD3Method):
+    """LD3 with the soft teacher of radius r = `bound` * d / NFE^2."""
 
-    Params = LD3HardParams
+    Params = LD3Params
 
     def soft_teacher_bound(self) -> float:
-        return 0.0
+        return float(self.params["bound"])
+
+
+@METHODS.register("ld3-hard")
+class LD3Hard(LD3Method):
+    """LD3 without the soft teacher (r = 0): the ablation of the paper. It has no `bound` parameter."""
 
 
 def project_to_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.Tensor:
@@ -196,7 +205,7 @@ class LD3Fit(LearnedFit):
     optimisers, the soft teacher's moved priors, rounds of epochs in two phases, validation after
     every iteration with patience, decay and restarts from the best (module docstring)."""
 
-    def __init__(self, method: LD3, ctx: FitContext):
+    def __init__(self, method: LD3Method, ctx: FitContext):
         super().__init__(method, ctx)
         p = self.p = method.params
         self.model, self.solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
