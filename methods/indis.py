@@ -78,10 +78,9 @@ from bench.discretization import Discretization, DiscretizationMethod, FitContex
 from bench.registry import METHODS
 from bench.seeding import MAX_SPLIT_SIZE
 
-from ._checkpointing import checkpointed
-from ._learned.batches import epoch_batches, evaluate_losses, slice_cond
+from ._learned.batches import epoch_batches, slice_cond
 from ._learned.export import export_schedule_net
-from ._learned.losses import loss_for_model, resolve_learned
+from ._learned.losses import resolve_learned
 from ._learned.prior_net import GlobalO, OutputMap, PriorNet, count_parameters, seconds_per_sample
 from ._learned.time_map import TimeMap, discretization
 from ._learned.training import LearnedFit, seeded
@@ -290,20 +289,11 @@ class ScheduleNetFit(LearnedFit):
     def __init__(self, method: ScheduleNetMethod, ctx: FitContext):
         super().__init__(method, ctx)
         p = self.p = method.params
-        self.model, self.solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
-        n_train = p["train"] if p["train"] is not None else ctx.train_size
-        self.train, self.val = ctx.teacher("train", n_train), ctx.teacher("val", p["val"])
-        self.dtype = self.train.x_T.dtype
-        self.loss_fn, self.loss_used = loss_for_model(method.name, p["loss"], self.model, ctx.device)
+        self.prepare(p["train"] if p["train"] is not None else ctx.train_size, p["val"])
         method._loss_fn = self.loss_fn
 
-    def _val_loss(self, make_disc) -> float:
-        val = self.val
-        return float(evaluate_losses(make_disc, self.solver, self.model, val.x_T, val.cond, val.x0,
-                                     self.loss_fn).mean())
-
     def score_init(self, t: torch.Tensor) -> float:
-        return self._val_loss(lambda xb, cb: discretization(t[None], dtype=self.dtype))
+        return self.val_loss(lambda xb, cb: discretization(t[None], dtype=self.dtype))
 
     def build(self, init_t, resume) -> None:
         p, ctx, method, model = self.p, self.ctx, self.method, self.model
@@ -325,7 +315,7 @@ class ScheduleNetFit(LearnedFit):
         net = self.scored
         net.eval()
         with torch.no_grad():
-            return self._val_loss(lambda xb, cb: self.method._disc(net, xb, cb, self.dtype))
+            return self.val_loss(lambda xb, cb: self.method._disc(net, xb, cb, self.dtype))
 
     def snapshot(self) -> dict:
         return {"state": copy.deepcopy(self.scored.state_dict()), "iteration": self.iteration}

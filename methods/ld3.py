@@ -75,9 +75,8 @@ from bench.discretization import Discretization, DiscretizationMethod, FitContex
 from bench.registry import METHODS
 from bench.seeding import MAX_SPLIT_SIZE
 
-from ._checkpointing import checkpointed
-from ._learned.batches import epoch_batches, evaluate_losses, slice_cond
-from ._learned.losses import loss_for_model, resolve_learned
+from ._learned.batches import epoch_batches, slice_cond
+from ._learned.losses import resolve_learned
 from ._learned.time_map import TimeMap, discretization
 from ._learned.training import LearnedFit
 from ._params import LearnedParams
@@ -208,18 +207,13 @@ class LD3Fit(LearnedFit):
     def __init__(self, method: LD3Method, ctx: FitContext):
         super().__init__(method, ctx)
         p = self.p = method.params
-        self.model, self.solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
         self.nfe = int(ctx.nfe)
-        self.train, self.val = ctx.teacher("train", p["train"]), ctx.teacher("val", p["val"])
-        self.dtype = self.train.x_T.dtype
-        self.loss_fn, self.loss_used = loss_for_model(method.name, p["loss"], self.model, ctx.device)
+        self.prepare(p["train"], p["val"])
         self.prior_std = float(method.noise_schedule.prior_std())
 
     def _val_loss(self, xi, xi_c) -> float:
         disc = self.method._disc(xi, xi_c, self.dtype)
-        val = self.val
-        return float(evaluate_losses(lambda xb, cb: disc, self.solver, self.model, val.x_T, val.cond, val.x0,
-                                     self.loss_fn).mean())
+        return self.val_loss(lambda xb, cb: disc)
 
     def score_init(self, t: torch.Tensor) -> float:
         return self._val_loss(self.method.map.logits_of(t), None)

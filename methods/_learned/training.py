@@ -12,8 +12,10 @@
      to `after_validation` (plateau rules; True stops the fit); `after_step`; a checkpoint when one is due
      (`FitContext.checkpoint_due`) and `checkpoint_wanted`;
   6. `finish()`: the best iterate becomes the fitted method; the fit info.
-A method supplies those parts (parameters, loss, batches and the map from its parameters to a
-discretization) in a subclass; the skeleton holds what they share: the initial heuristic and its
+A method supplies those parts (parameters, batches and the map from its parameters to a
+discretization) in a subclass, which calls `prepare` for what every fit needs (the model, the
+training and validation pairs, the loss; `val_loss` scores a discretization on the validation pairs).
+The skeleton holds what they share: the initial heuristic and its
 scores, the best iterate (`best`: {"loss", ...the method's `snapshot()`}), the number of optimiser
 steps taken (`iteration`) and where the fit resumed (`resumed_at`).
 
@@ -32,7 +34,10 @@ import torch
 
 from bench.discretization import FitContext
 
+from .._checkpointing import checkpointed
+from .batches import evaluate_losses
 from .init import best_heuristic
+from .losses import loss_for_model
 
 
 @contextlib.contextmanager
@@ -95,10 +100,27 @@ class LearnedFit:
                 break
         return self.finish()
 
-    # --- the parts a method supplies ------------------------------------------------------------
+    # --- what every learned fit prepares --------------------------------------------------------
 
     model = None   # the (checkpointed) model the fit samples with
     solver = None  # the student solver
+
+    def prepare(self, n_train: int, n_val: int) -> None:
+        """The model (with gradient checkpointing as `grad_checkpointing` asks), the student solver,
+        the training and validation pairs (in this order: `ctx.teacher` caches them) and the loss."""
+        ctx, method = self.ctx, self.method
+        self.model, self.solver = checkpointed(ctx.model, method.params["grad_checkpointing"]), ctx.solver
+        self.train, self.val = ctx.teacher("train", n_train), ctx.teacher("val", n_val)
+        self.dtype = self.train.x_T.dtype
+        self.loss_fn, self.loss_used = loss_for_model(method.name, method.params["loss"], self.model, ctx.device)
+
+    def val_loss(self, make_disc) -> float:
+        """The mean validation loss of sampling every validation prior with `make_disc(x_T, cond)`."""
+        val = self.val
+        return float(evaluate_losses(make_disc, self.solver, self.model, val.x_T, val.cond, val.x0,
+                                     self.loss_fn).mean())
+
+    # --- the parts a method supplies ------------------------------------------------------------
 
     def score_init(self, t: torch.Tensor) -> float:
         """The validation loss of a heuristic's timesteps t [N+1] (the `init: auto` choice)."""
