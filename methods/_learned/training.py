@@ -1,10 +1,10 @@
 """The training skeleton every learned schedule runs (`ld3`, `ld3-hard`, `indis`, `god`, `oracle`).
 
-`LearnedFit.run(ctx)` does, in this order, what every learned fit does:
+`LearnedFit(method, ctx).run()` does, in this order, what every learned fit does:
   1. resume: the state of an interrupted fit of the same key (`FitContext.load_checkpoint`), if any;
   2. otherwise the initialisation: the closed-form heuristic with the lowest validation loss
      (`init: auto`) or the one named (`methods._learned.init`), scored by the method's `score_init`;
-  3. `build(init_t)`: the method's parameters and optimisers, started from those timesteps (or, when
+  3. `build(init_t, resume)`: the method's parameters and optimisers, started from those timesteps (or, when
      resuming, from placeholders that `load_state_dict` overwrites);
   4. the best so far: the validation loss of the start, or the checkpoint's best;
   5. the loop over the method's `positions()`: one optimiser `step`; a validation when
@@ -15,9 +15,9 @@
 A method supplies those parts (parameters, batches and the map from its parameters to a
 discretization) in a subclass, which calls `prepare` for what every fit needs (the model, the
 training and validation pairs, the loss; `val_loss` scores a discretization on the validation pairs).
-The skeleton holds what they share: the initial heuristic and its
-scores, the best iterate (`best`: {"loss", ...the method's `snapshot()`}), the number of optimiser
-steps taken (`iteration`) and where the fit resumed (`resumed_at`).
+The skeleton holds what they share: the initial heuristic and its scores, the best iterate
+(`best`: {"loss", ...the method's `snapshot()`}), the number of optimiser steps taken (`iteration`)
+and where the fit resumed (`resumed_at`).
 
 A checkpoint is {"init", "init_val_losses", ...the method's `state_dict()`, "best"}; together with the
 batch generator's state (`batches.EpochBatches`) it makes a resumed fit end exactly where the
