@@ -229,8 +229,8 @@ class DiscretizationMethod(Plugin):
 
     kind: ClassVar[str] = "method"
     needs_fit: ClassVar[bool] = False
-    # True for methods that tune on the evaluation priors' own teacher endpoints (the oracle): the
-    # runner then calls `discretize(x_T, cond, target=x0*)` and marks the row `uses_eval_targets`.
+    # True for methods that tune on the evaluation priors' own teacher endpoints (the oracle): they
+    # override `discretize_evaluation`, and the runner marks their rows `uses_eval_targets`.
     uses_eval_targets: ClassVar[bool] = False
     # Heuristics are closed-form, training-free schedules (the `heuristic` row field).
     heuristic: ClassVar[bool] = False
@@ -266,6 +266,12 @@ class DiscretizationMethod(Plugin):
 
     def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
         raise NotImplementedError
+
+    def discretize_evaluation(self, x_T: torch.Tensor, cond, target) -> Discretization:
+        """The discretization the runner samples an evaluation batch with; `target` holds the batch's
+        teacher endpoints. It is `discretize(x_T, cond)`: only a method that declares
+        `uses_eval_targets` (the oracle, an upper bound) overrides it to tune on them."""
+        return self.discretize(x_T, cond)
 
     def state_dict(self) -> dict:
         return {}

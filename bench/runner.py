@@ -174,16 +174,14 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
 def sample(model, solver, method, x_T, cond, batch_size: int, targets=None):
     """Sample every prior in batches without gradients; returns (x0, the first batch's schedule).
 
-    `targets` (the teacher endpoints) are handed to methods with `uses_eval_targets` only."""
+    `targets` (the teacher endpoints) go to `method.discretize_evaluation`, which only methods with
+    `uses_eval_targets` read."""
     outputs, first = [], None
     with torch.no_grad():
         for i in range(0, x_T.shape[0], batch_size):
             xb = x_T[i : i + batch_size]
             cb = None if cond is None else cond[i : i + batch_size]
-            if method.uses_eval_targets:
-                disc = method.discretize(xb, cb, target=targets[i : i + batch_size])
-            else:
-                disc = method.discretize(xb, cb)
+            disc = method.discretize_evaluation(xb, cb, None if targets is None else targets[i : i + batch_size])
             if first is None:
                 first = disc
             outputs.append(solver.sample(model, xb, disc, cb))

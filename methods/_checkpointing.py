@@ -31,16 +31,6 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from bench.errors import UserError
-
-MODES = ("auto", True, False)
-
-
-def check_checkpointing(method: str, value):
-    if value not in MODES or (value in (0, 1) and not isinstance(value, bool)):
-        raise UserError(f"method {method!r}: grad_checkpointing must be auto, true or false, got {value!r}")
-    return value
-
 
 def is_network(model) -> bool:
     """True for a denoiser with parameters (a neural network), False for the exact ones."""
@@ -77,4 +67,4 @@ def checkpointed(model, mode="auto"):
     return Checkpointed(model) if wants_checkpointing(model, mode) else model
 
 
-__all__ = ["Checkpointed", "checkpointed", "check_checkpointing", "wants_checkpointing", "is_network", "MODES"]
+__all__ = ["Checkpointed", "checkpointed", "wants_checkpointing", "is_network"]

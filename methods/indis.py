@@ -3,21 +3,21 @@
 this follows the paper's description; the choices it leaves open are marked "ours" below.
 
 A prior-conditioning network phi(x_T, c) -> O in R^(3 x N) gives every prior its own discretization:
-  * timesteps from o_tau through LD3's cumulative-softmax map (`methods._learned.TimeMap`: strictly
-    decreasing from t_max to t_min, in lambda for VE models and in t otherwise: `space`);
+  * timesteps from o_tau through LD3's cumulative-softmax map (`methods._learned.time_map.TimeMap`:
+    strictly decreasing from t_max to t_min, in lambda for VE models and in t otherwise: `space`);
   * a per-step time shift dtau_n = b tanh(o_dtau,n / 2): the network at step n is evaluated at
     tau_n + dtau_n. Chosen convention: dtau is RELATIVE, a fraction of the step's own gap in the map's
     coordinate (positive towards the data), so every evaluation stays inside its step and inside
-    (t_min, t_max] (clamped at t_max); see `_learned` for why not absolute;
+    (t_min, t_max] (clamped at t_max); see `methods._learned.time_map` for why not absolute;
   * a per-step output scale gamma_n = 1 + b tanh(o_gamma,n / 2) multiplying the network's noise
     prediction (for the data-prediction denoisers here: eps = (x - alpha x0_hat) / sigma at the
     evaluation time, scaled, converted back at the state's time).
   That is exactly `Discretization(t, t_eval=tau + dtau, scale=gamma)` through
   `bench.solvers.base.predict`. b = `b` = 0.05 (paper).
 
-Network phi (`PriorNet`). Input x_T / sigma(t_max) (unit variance). Image-shaped x_T [C, H, W] with
-`svd` on: the reduced SVD of each channel, x_c = U_c diag(S_c) V_c^T; U [C, H, k], S [C, k] and
-V^T [C, k, W] (k = min(H, W)), each flattened through its own Linear(., `hidden`) + ReLU, then
+Network phi (`methods._learned.prior_net.PriorNet`). Input x_T / sigma(t_max) (unit variance).
+Image-shaped x_T [C, H, W] with `svd` on: the reduced SVD of each channel, x_c = U_c diag(S_c) V_c^T;
+U [C, H, k], S [C, k] and V^T [C, k, W] (k = min(H, W)), each flattened through its own Linear(., `hidden`) + ReLU, then
 concatenated. Vector-shaped x_T (the 2D toy), or `svd` off (raw x_T flattened): a two-layer ReLU MLP
 of width `hidden`. Class labels: one-hot scaled by 1/sqrt(num_classes) through Linear(num_classes,
 `class_dim`), concatenated (a label < 0 or no label gives the zero vector). A linear head maps the
@@ -30,6 +30,8 @@ per-sample inference time beside one model evaluation's per-sample time on the s
 Ablation switches (method parameters, all default on):
   * `instance` off: one learned O shared by all samples, the globally optimised discretization (GOD).
     The name `god` registers exactly this (INDIS with `instance` off); it returns one global schedule.
+    `indis` and `god` share the base `ScheduleNetMethod` (GOD is not a subclass of INDIS: it has no
+    network parameters); the oracle (`methods.oracle`) extends `god`.
   * `shifts` off: no dtau / gamma (timesteps only, as the paper's toy experiment).
   * `svd` off: raw x_T into the MLP instead of the SVD features (images only).
 
@@ -59,12 +61,14 @@ grid's solver), which the method follows as it is. Defaults and where they come 
     validation loss (as LD3; the same start for `god`, `indis` and `oracle`).
   * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of
     storing its activations (on for neural-network denoisers; `methods._checkpointing`).
+The loop is the learned methods' skeleton (`methods._learned.training.LearnedFit`) with
+`ScheduleNetFit`'s parts; `export_module()` traces phi with the same `OutputMap` that `discretize` uses
+(`methods._learned.export`).
 """
 from __future__ import annotations
 
 import copy
-import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterator
 
 import torch
 from pydantic import AfterValidator, Field
@@ -74,81 +78,13 @@ from bench.discretization import Discretization, DiscretizationMethod, FitContex
 from bench.registry import METHODS
 from bench.seeding import MAX_SPLIT_SIZE
 
-from ._checkpointing import checkpointed
-from ._learned import (
-    TimeMap, choose_init, count_parameters, resolve_learned,
-    discretization, epoch_batches, evaluate_losses, heuristic_timesteps, loss_for_model, seconds_per_sample, seeded,
-    slice_cond,
-)
+from ._learned.batches import epoch_batches, slice_cond
+from ._learned.export import export_schedule_net
+from ._learned.losses import resolve_learned
+from ._learned.prior_net import GlobalO, OutputMap, PriorNet, count_parameters, seconds_per_sample
+from ._learned.time_map import TimeMap, discretization
+from ._learned.training import LearnedFit, seeded
 from ._params import LearnedParams
-
-HEAD_INIT_SCALE = 0.01
-
-
-class PriorNet(nn.Module):
-    """phi(x_T, c) -> O [B, n_out, N] (see the module docstring)."""
-
-    def __init__(self, data_shape, num_classes: int, steps: int, n_out: int, hidden: int, class_dim: int,
-                 svd: bool, init_logits: torch.Tensor):
-        super().__init__()
-        self.data_shape = tuple(data_shape)
-        self.num_classes = int(num_classes)
-        self.steps, self.n_out = int(steps), int(n_out)
-        self.use_svd = bool(svd) and len(self.data_shape) == 3
-        if self.use_svd:
-            c, h, w = self.data_shape
-            k = min(h, w)
-            self.feat_u = nn.Sequential(nn.Linear(c * h * k, hidden), nn.ReLU())
-            self.feat_s = nn.Sequential(nn.Linear(c * k, hidden), nn.ReLU())
-            self.feat_v = nn.Sequential(nn.Linear(c * k * w, hidden), nn.ReLU())
-            features = 3 * hidden
-        else:
-            d = math.prod(self.data_shape)
-            self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-            features = hidden
-        if self.num_classes:
-            self.embed = nn.Linear(self.num_classes, class_dim)
-            features += class_dim
-        self.head = nn.Linear(features, n_out * steps)
-        with torch.no_grad():
-            self.head.weight.mul_(HEAD_INIT_SCALE)
-            bias = torch.zeros(n_out, steps)
-            bias[0] = init_logits.to(torch.float32)
-            self.head.bias.copy_(bias.flatten())
-
-    def forward(self, noise: torch.Tensor, cond=None) -> torch.Tensor:
-        """`noise`: x_T / sigma(t_max), [B, *data_shape]."""
-        x = noise.to(torch.float32)
-        b = x.shape[0]
-        if self.use_svd:
-            with torch.no_grad():  # x_T is an input, not learned: no gradient through the SVD
-                u, s, vh = torch.linalg.svd(x, full_matrices=False)
-            parts = [self.feat_u(u.reshape(b, -1)), self.feat_s(s.reshape(b, -1)), self.feat_v(vh.reshape(b, -1))]
-        else:
-            parts = [self.mlp(x.reshape(b, -1))]
-        if self.num_classes:
-            onehot = torch.zeros(b, self.num_classes, dtype=x.dtype, device=x.device)
-            if cond is not None:
-                # written without boolean-mask indexing (same values), so a traced export keeps the batch size free
-                labels = cond if isinstance(cond, torch.Tensor) else torch.as_tensor(cond)
-                labels = labels.to(x.device).reshape(-1).long()
-                valid = (labels >= 0).unsqueeze(1)
-                onehot = nn.functional.one_hot(labels.clamp(min=0), self.num_classes).to(x.dtype) * valid.to(x.dtype)
-            parts.append(self.embed(onehot / math.sqrt(self.num_classes)))
-        return self.head(torch.cat(parts, dim=1)).reshape(b, self.n_out, self.steps)
-
-
-class GlobalO(nn.Module):
-    """GOD: one learned O [1, n_out, N] for every input."""
-
-    def __init__(self, steps: int, n_out: int, init_logits: torch.Tensor):
-        super().__init__()
-        o = torch.zeros(n_out, steps)
-        o[0] = init_logits.to(torch.float32)
-        self.o = nn.Parameter(o)
-
-    def forward(self, noise: torch.Tensor, cond=None) -> torch.Tensor:
-        return self.o[None]
 
 
 class GODParams(LearnedParams):
@@ -181,10 +117,13 @@ class INDISParams(GODParams):
         "auto", description="the network's learning rate: auto = lr for vectors, lr / 10 for images")
 
 
-@METHODS.register("indis")
-class INDIS(DiscretizationMethod):
+class ScheduleNetMethod(DiscretizationMethod):
+    """What GOD, INDIS and the oracle share: a network phi(x_T, c) -> O (GOD: one global O) mapped to a
+    discretization by `OutputMap`, trained by `ScheduleNetFit`. Not registered; GOD builds the global
+    O, INDIS (with `instance` on) the prior-conditioned network."""
+
     needs_fit = True
-    Params = INDISParams
+    Params = GODParams
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -194,7 +133,8 @@ class INDIS(DiscretizationMethod):
 
     @property
     def instance(self) -> bool:
-        return bool(self.params.get("instance", False))
+        """True when phi depends on the prior (INDIS); GOD's O is one global schedule."""
+        return False
 
     @property
     def shifts(self) -> bool:
@@ -205,12 +145,7 @@ class INDIS(DiscretizationMethod):
         return 3 if self.shifts else 1
 
     def resolve(self, context=None) -> dict:
-        if context is None:
-            return dict(self.params)
-        out = resolve_learned(self.params, context)
-        if out.get("lr_net") == "auto":  # the rule of `_param_groups`
-            out["lr_net"] = self.params["lr"] / (10.0 if len(context.data_shape) == 3 else 1.0)
-        return out
+        return dict(self.params) if context is None else resolve_learned(self.params, context)
 
     def bind(self, schedule, steps, solver=None, model=None):
         super().bind(schedule, steps, solver, model)
@@ -220,24 +155,23 @@ class INDIS(DiscretizationMethod):
     # --- O -> discretization -----------------------------------------------------------------
 
     def _build_phi(self, data_shape, num_classes: int, init_logits: torch.Tensor) -> nn.Module:
-        if not self.instance:
-            return GlobalO(self.steps, self.n_out, init_logits)
-        return PriorNet(data_shape, num_classes, self.steps, self.n_out, self.params.get("hidden", 64),
-                        self.params.get("class_dim", 32), self.params.get("svd", True), init_logits)
+        return GlobalO(self.steps, self.n_out, init_logits)
+
+    def _param_groups(self, phi: nn.Module) -> list[dict]:
+        """GOD's O learns at `lr`."""
+        return [{"params": list(phi.parameters())}]
+
+    @property
+    def output_map(self) -> OutputMap:
+        return OutputMap(self.map, self.shifts, self.params["b"])
 
     def _noise(self, x_T: torch.Tensor) -> torch.Tensor:
         return x_T / float(self.noise_schedule.prior_std())
 
     def disc_from_output(self, O: torch.Tensor, dtype=None) -> Discretization:
         """O [B, n_out, N] -> Discretization(t, t_eval = tau + dtau, scale = gamma) (B = 1: global)."""
-        u = self.map.progress(O[:, 0])
-        t = self.map.time_at(u)
-        if not self.shifts:
-            return discretization(t, dtype=dtype)
-        b = float(self.params["b"])
-        dtau = b * torch.tanh(O[:, 1].to(torch.float64) / 2)
-        gamma = 1 + b * torch.tanh(O[:, 2].to(torch.float64) / 2)
-        return discretization(t, self.map.relative_eval_times(u, dtau), gamma, dtype=dtype)
+        t, t_eval, scale = self.output_map(O)
+        return discretization(t, t_eval, scale, dtype=dtype)
 
     def _disc(self, phi: nn.Module, x_T: torch.Tensor, cond, dtype=None) -> Discretization:
         return self.disc_from_output(phi(self._noise(x_T), cond), dtype or x_T.dtype)
@@ -249,120 +183,16 @@ class INDIS(DiscretizationMethod):
         return self._disc(self.phi, x_T, cond).to(device=x_T.device)
 
     def export_module(self) -> torch.jit.ScriptModule:
-        """phi and the map to the discretization as one self-contained TorchScript module (traced):
-        f(x_T [B, *data_shape], labels [B] int64, -1 = no label) -> (t [B', N+1], t_eval [B', N],
-        scale [B', N]), float64, B' = B (INDIS) or 1 (GOD: one schedule, broadcast). The same
-        operations as `discretize(x_T, cond)`, so it returns that schedule exactly (in float64); without
-        `shifts`, t_eval = t[:, :-1] and scale = 1 (what the solver does when they are absent). The
-        schedule's constants (t range, lambda map) are baked in; load with `torch.jit.load(path)`."""
+        """phi and `output_map` as one self-contained TorchScript module (`methods._learned.export`):
+        f(x_T, labels) -> (t, t_eval, scale), float64, the schedule `discretize(x_T, cond)` returns."""
         if self.phi is None:
             raise RuntimeError(f"method {self.name!r} is not fitted")
-        phi = copy.deepcopy(self.phi).cpu().eval()
-        # GOD's O ignores its input: any example shape traces it
-        example = torch.zeros((2,) + (tuple(getattr(phi, "data_shape", ())) or (1,)), dtype=torch.float64)
-        labels = torch.tensor([0, -1], dtype=torch.long)
-        with torch.no_grad():
-            return torch.jit.trace(_ExportedSchedule(self, phi), (example, labels), check_trace=False)
+        return export_schedule_net(self.phi, self.output_map, float(self.noise_schedule.prior_std()))
 
     # --- fitting -----------------------------------------------------------------------------
 
     def fit(self, ctx: FitContext) -> None:
-        p = self.params
-        model, solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
-        n_train = p["train"] if p["train"] is not None else ctx.train_size
-        train, val = ctx.teacher("train", n_train), ctx.teacher("val", p["val"])
-        dtype = train.x_T.dtype
-        loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
-        self._loss_fn = loss_fn
-
-        def val_loss(make_disc) -> float:
-            return float(evaluate_losses(make_disc, solver, model, val.x_T, val.cond, val.x0, loss_fn).mean())
-
-        resume = ctx.load_checkpoint()
-        if resume is None:
-            candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
-            init_name, init_t, init_scores = choose_init(
-                p["init"], candidates,
-                lambda t: val_loss(lambda xb, cb: discretization(t[None], dtype=dtype)))
-            init_logits = self.map.logits_of(init_t)
-        else:  # phi's weights come from the checkpoint; the head's initial bias is overwritten
-            init_name, init_scores = resume["init"], resume["init_val_losses"]
-            init_logits = torch.zeros(self.steps, dtype=torch.float64)
-
-        with seeded(ctx.generator):
-            phi = self._build_phi(model.data_shape, getattr(model, "num_classes", 0) or 0, init_logits)
-        phi = phi.to(ctx.device)
-        ema = torch.optim.swa_utils.AveragedModel(
-            phi, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p["ema"]))
-        optimizer = torch.optim.Adam(self._param_groups(phi), lr=p["lr"])
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=p["iterations"])
-
-        def score(net) -> float:
-            net.eval()
-            with torch.no_grad():
-                return val_loss(lambda xb, cb: self._disc(net, xb, cb, dtype))
-
-        batches = epoch_batches(len(train), p["batch"], ctx.generator)
-        if resume is None:
-            best = {"loss": score(phi), "state": copy.deepcopy(phi.state_dict()), "iteration": 0}
-            history, start = [(0, best["loss"])], 1
-        else:
-            phi.load_state_dict(resume["phi"])
-            ema.load_state_dict(resume["ema"])
-            optimizer.load_state_dict(resume["optimizer"])
-            cosine.load_state_dict(resume["cosine"])
-            batches.load_state_dict(resume["batches"])
-            best, history, start = resume["best"], resume["history"], resume["iteration"] + 1
-        resumed_at = start - 1
-        phi.train()
-        for it in range(start, p["iterations"] + 1):
-            idx = next(batches)
-            xb, cb, x0 = train.x_T[idx], slice_cond(train.cond, idx), train.x0[idx]
-            disc = self._disc(phi, xb, cb, dtype)
-            loss = loss_fn(solver.sample(model, xb, disc, cb), x0).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if p["clip"] is not None:
-                torch.nn.utils.clip_grad_norm_(phi.parameters(), p["clip"])
-            optimizer.step()
-            cosine.step()
-            ema.update_parameters(phi)
-            if it % p["val_every"] == 0 or it == p["iterations"]:
-                current = score(ema.module)
-                history.append((it, current))
-                if current < best["loss"]:
-                    best = {"loss": current, "state": copy.deepcopy(ema.module.state_dict()), "iteration": it}
-                phi.train()
-            if ctx.checkpoint_due() and it < p["iterations"]:
-                ctx.save_checkpoint({
-                    "init": init_name, "init_val_losses": init_scores, "phi": phi.state_dict(),
-                    "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "cosine": cosine.state_dict(),
-                    "batches": batches.state_dict(), "best": best, "history": list(history), "iteration": it})
-
-        phi.load_state_dict(best["state"])
-        phi.eval()
-        self.phi = phi.cpu()
-        self._info = {
-            "init": init_name, "init_val_losses": init_scores, "best_val_loss": best["loss"],
-            "best_iteration": best["iteration"], "val_history": history, "resumed_at_iteration": resumed_at,
-            "loss": loss_used,
-            "space": self.map.space, "train_size": len(train),
-            # pairs per optimiser step as run: `batch`, cut to the training set when larger
-            "batch": batches.batch,
-            **self._cost_info(model, train.x_T, train.cond),
-        }
-        self.phi.to(ctx.device)
-
-    def _param_groups(self, phi: nn.Module) -> list[dict]:
-        """The head's bias (the part of O shared by all priors) and GOD's O learn at `lr`; the
-        network's weights at `lr_net` ("auto": `lr` for vector-shaped x_T, `lr` / 10 for images)."""
-        if not isinstance(phi, PriorNet):
-            return [{"params": list(phi.parameters())}]
-        lr_net = self.params.get("lr_net", "auto")
-        if lr_net == "auto":
-            lr_net = self.params["lr"] / (10.0 if len(phi.data_shape) == 3 else 1.0)
-        others = [p for name, p in phi.named_parameters() if name != "head.bias"]
-        return [{"params": [phi.head.bias]}, {"params": others, "lr": lr_net}]
+        self._info = ScheduleNetFit(self, ctx).run()
 
     def _cost_info(self, model, x_T, cond, n: int = 256) -> dict:
         """phi's parameter count and per-sample time, beside one model evaluation on the same batch."""
@@ -406,29 +236,150 @@ class INDIS(DiscretizationMethod):
         self._loss_fn = None
 
 
-class _ExportedSchedule(nn.Module):
-    """(x_T, labels) -> (t, t_eval, scale) of a fitted INDIS / GOD (see `INDIS.export_module`)."""
+@METHODS.register("indis")
+class INDIS(ScheduleNetMethod):
+    """INDIS: phi conditioned on the prior (and class); with `instance` off, GOD's global O."""
 
-    def __init__(self, method: INDIS, phi: nn.Module):
-        super().__init__()
-        self.phi = phi
-        self.map, self.shifts, self.b = method.map, method.shifts, float(method.params["b"])
-        self.prior_std = float(method.noise_schedule.prior_std())
+    Params = INDISParams
 
-    def forward(self, x_T: torch.Tensor, labels: torch.Tensor):
-        O = self.phi(x_T / self.prior_std, labels)
-        u = self.map.progress(O[:, 0])
-        t = self.map.time_at(u)
-        if not self.shifts:
-            return t, t[:, :-1], torch.ones_like(t[:, :-1])
-        dtau = self.b * torch.tanh(O[:, 1].to(torch.float64) / 2)
-        gamma = 1 + self.b * torch.tanh(O[:, 2].to(torch.float64) / 2)
-        return t, self.map.relative_eval_times(u, dtau), gamma
+    @property
+    def instance(self) -> bool:
+        return bool(self.params["instance"])
+
+    def lr_net(self, data_shape) -> float:
+        """The network weights' learning rate: `lr_net`, or for "auto" `lr` for vector-shaped x_T and
+        `lr` / 10 for images."""
+        value = self.params["lr_net"]
+        if value == "auto":
+            return self.params["lr"] / (10.0 if len(data_shape) == 3 else 1.0)
+        return value
+
+    def resolve(self, context=None) -> dict:
+        out = super().resolve(context)
+        if context is not None and out["lr_net"] == "auto":
+            out["lr_net"] = self.lr_net(context.data_shape)
+        return out
+
+    def _build_phi(self, data_shape, num_classes: int, init_logits: torch.Tensor) -> nn.Module:
+        if not self.instance:
+            return super()._build_phi(data_shape, num_classes, init_logits)
+        p = self.params
+        return PriorNet(data_shape, num_classes, self.steps, self.n_out, p["hidden"], p["class_dim"], p["svd"],
+                        init_logits)
+
+    def _param_groups(self, phi: nn.Module) -> list[dict]:
+        """The head's bias (the part of O shared by all priors) learns at `lr`, the network's weights
+        at `lr_net`; without `instance`, GOD's O at `lr`."""
+        if not isinstance(phi, PriorNet):
+            return super()._param_groups(phi)
+        others = [p for name, p in phi.named_parameters() if name != "head.bias"]
+        return [{"params": [phi.head.bias]}, {"params": others, "lr": self.lr_net(phi.data_shape)}]
 
 
 @METHODS.register("god")
-class GOD(INDIS):
-    """The globally optimised discretization: INDIS with `instance` off (one schedule for all samples)."""
+class GOD(ScheduleNetMethod):
+    """The globally optimised discretization: one schedule for all samples (INDIS with `instance` off)."""
 
-    Params = GODParams
 
+class ScheduleNetFit(LearnedFit):
+    """GOD's and INDIS's parts of the training skeleton (`methods._learned.training`): phi built on
+    the cell's generator, Adam with a cosine schedule and an EMA of the weights, validation of the EMA
+    weights every `val_every` steps and at the end (module docstring)."""
+
+    def __init__(self, method: ScheduleNetMethod, ctx: FitContext):
+        super().__init__(method, ctx)
+        p = self.p = method.params
+        self.prepare(p["train"] if p["train"] is not None else ctx.train_size, p["val"])
+        method._loss_fn = self.loss_fn
+
+    def score_init(self, t: torch.Tensor) -> float:
+        return self.val_loss(lambda xb, cb: discretization(t[None], dtype=self.dtype))
+
+    def build(self, init_t, resume) -> None:
+        p, ctx, method, model = self.p, self.ctx, self.method, self.model
+        # when resuming, phi's weights come from the checkpoint: the head's initial bias is overwritten
+        init_logits = (method.map.logits_of(init_t) if resume is None
+                       else torch.zeros(method.steps, dtype=torch.float64))
+        with seeded(ctx.generator):
+            phi = method._build_phi(model.data_shape, getattr(model, "num_classes", 0) or 0, init_logits)
+        self.phi = phi = phi.to(ctx.device)
+        self.ema = torch.optim.swa_utils.AveragedModel(
+            phi, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p["ema"]))
+        self.optimizer = torch.optim.Adam(method._param_groups(phi), lr=p["lr"])
+        self.cosine = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=p["iterations"])
+        self.batches = epoch_batches(len(self.train), p["batch"], ctx.generator)
+        self.scored = phi  # the start is phi itself; after a step, the EMA weights are validated
+        self.history: list = []
+
+    def validate(self) -> float:
+        net = self.scored
+        net.eval()
+        with torch.no_grad():
+            return self.val_loss(lambda xb, cb: self.method._disc(net, xb, cb, self.dtype))
+
+    def snapshot(self) -> dict:
+        return {"state": copy.deepcopy(self.scored.state_dict()), "iteration": self.iteration}
+
+    def started(self) -> None:
+        self.history = [(0, self.best["loss"])]
+
+    def positions(self) -> Iterator[int]:
+        self.phi.train()
+        yield from range(self.iteration + 1, self.p["iterations"] + 1)
+
+    def step(self, it: int) -> None:
+        p, train = self.p, self.train
+        idx = next(self.batches)
+        xb, cb, x0 = train.x_T[idx], slice_cond(train.cond, idx), train.x0[idx]
+        disc = self.method._disc(self.phi, xb, cb, self.dtype)
+        loss = self.loss_fn(self.solver.sample(self.model, xb, disc, cb), x0).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if p["clip"] is not None:
+            torch.nn.utils.clip_grad_norm_(self.phi.parameters(), p["clip"])
+        self.optimizer.step()
+        self.cosine.step()
+        self.ema.update_parameters(self.phi)
+        self.scored = self.ema.module
+
+    def validation_due(self, it: int) -> bool:
+        return it % self.p["val_every"] == 0 or it == self.p["iterations"]
+
+    def after_validation(self, loss: float, improved: bool) -> bool:
+        self.history.append((self.iteration, loss))
+        self.phi.train()
+        return False
+
+    def checkpoint_wanted(self, it: int, stop: bool) -> bool:
+        return it < self.p["iterations"]
+
+    def state_dict(self, stop: bool) -> dict:
+        return {"phi": self.phi.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "cosine": self.cosine.state_dict(), "batches": self.batches.state_dict(),
+                "history": list(self.history), "iteration": self.iteration}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.phi.load_state_dict(state["phi"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.cosine.load_state_dict(state["cosine"])
+        self.batches.load_state_dict(state["batches"])
+        self.history, self.iteration = state["history"], state["iteration"]
+        self.scored = self.ema.module
+
+    def finish(self) -> dict:
+        method, best, phi = self.method, self.best, self.phi
+        phi.load_state_dict(best["state"])
+        phi.eval()
+        method.phi = phi.cpu()
+        info = {
+            "init": self.init_name, "init_val_losses": self.init_scores, "best_val_loss": best["loss"],
+            "best_iteration": best["iteration"], "val_history": self.history, "resumed_at_iteration": self.resumed_at,
+            "loss": self.loss_used,
+            "space": method.map.space, "train_size": len(self.train),
+            # pairs per optimiser step as run: `batch`, cut to the training set when larger
+            "batch": self.batches.batch,
+            **method._cost_info(self.model, self.train.x_T, self.train.cond),
+        }
+        method.phi.to(self.ctx.device)
+        return info

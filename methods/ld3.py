@@ -4,13 +4,14 @@ Le, Tran, Nguyen; ICLR 2025; reference code github.com/vinhsuhi/LD3, read for un
 One global schedule per (model, solver, NFE), learned by backpropagating through the student solver
 to match a teacher's endpoint from the same prior.
 
-Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of `methods._learned.TimeMap`
-(strictly decreasing, exact ends, in lambda for VE models and in t otherwise: `space`); a decoupled
-network-input time per step, xi_c [N] (the paper's xi_c), zero at the first step and clamped to a
-half-width `xi_window` (see `_learned`): "global" (default, the reference's rule): `window` = 0.5 times
-the smallest gap between adjacent raw logits (the inert first one, 0 here, included) in lambda mode,
-or the smallest timestep gap in t mode, one width for every step; "step": 0.5 of each step's smaller
-neighbouring gap in the map's coordinate. The schedule is Discretization(t, t_eval) (no output scale).
+Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of
+`methods._learned.time_map.TimeMap` (strictly decreasing, exact ends, in lambda for VE models and in
+t otherwise: `space`); a decoupled network-input time per step, xi_c [N] (the paper's xi_c), zero at
+the first step and clamped to a half-width `xi_window` (see `methods._learned.time_map`): "global"
+(default, the reference's rule): `window` = 0.5 times the smallest gap between adjacent raw logits
+(the inert first one, 0 here, included) in lambda mode, or the smallest timestep gap in t mode, one
+width for every step; "step": 0.5 of each step's smaller neighbouring gap in the map's coordinate.
+The schedule is Discretization(t, t_eval) (no output scale).
 
 Reference and variants (the project's rule, README "Defaults"):
 
@@ -55,16 +56,17 @@ Departures from the reference code: validation uses the original validation prio
 also moves the validation priors with the soft teacher and validates on the moved ones, and halves
 the prior learning rate when none of them moves), the first patience event decays the rates (the
 reference first switches from one validation batch to all, which with its settings is the same set),
-and xi has N entries, not N+1 (see `_learned`).
+and xi has N entries, not N+1 (see `methods._learned.time_map`).
 
-Fit info (`fit_info()`): the initial heuristic and every heuristic's validation loss, the best
+Training runs the learned methods' skeleton (`methods._learned.training.LearnedFit`); `LD3Fit`
+supplies LD3's parts. Fit info (`fit_info()`): the initial heuristic and every heuristic's validation loss, the best
 validation loss, iterations run, the loss used, r, how many training priors were moved and the
 largest ||x'_T - x_T|| (on the unit-variance noise; <= r up to float32 rounding).
 """
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Iterator, Literal
 
 import torch
 from pydantic import Field
@@ -73,11 +75,10 @@ from bench.discretization import Discretization, DiscretizationMethod, FitContex
 from bench.registry import METHODS
 from bench.seeding import MAX_SPLIT_SIZE
 
-from ._checkpointing import checkpointed
-from ._learned import (
-    TimeMap, choose_init, discretization, resolve_learned,
-    epoch_batches, evaluate_losses, heuristic_timesteps, loss_for_model, slice_cond,
-)
+from ._learned.batches import epoch_batches, slice_cond
+from ._learned.losses import resolve_learned
+from ._learned.time_map import TimeMap, discretization
+from ._learned.training import LearnedFit
 from ._params import LearnedParams
 
 
@@ -109,14 +110,16 @@ class LD3HardParams(LearnedParams):
 
 
 class LD3Params(LD3HardParams):
+    """LD3's parameters: those of `ld3-hard` and the soft teacher's radius."""
+
     bound: float = Field(0.001, ge=0, allow_inf_nan=False, description="the soft teacher's radius r (paper: 0.001)")
 
 
+class LD3Method(DiscretizationMethod):
+    """What `ld3` and `ld3-hard` share (everything but the soft teacher's radius); not registered."""
 
-@METHODS.register("ld3")
-class LD3(DiscretizationMethod):
     needs_fit = True
-    Params = LD3Params
+    Params = LD3HardParams
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -150,141 +153,11 @@ class LD3(DiscretizationMethod):
     # --- fitting -----------------------------------------------------------------------------
 
     def fit(self, ctx: FitContext) -> None:
-        p = self.params
-        model, solver = checkpointed(ctx.model, p["grad_checkpointing"]), ctx.solver
-        nfe = int(ctx.nfe)
-        train, val = ctx.teacher("train", p["train"]), ctx.teacher("val", p["val"])
-        dtype = train.x_T.dtype
-        loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
-        prior_std = float(self.noise_schedule.prior_std())
+        self._info = LD3Fit(self, ctx).run()
 
-        def val_loss(xi, xi_c) -> float:
-            disc = self._disc(xi, xi_c, dtype)
-            return float(evaluate_losses(lambda xb, cb: disc, solver, model, val.x_T, val.cond, val.x0,
-                                         loss_fn).mean())
-
-        resume = ctx.load_checkpoint()
-        if resume is None:  # initialisation: the heuristic with the lowest validation loss
-            candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
-            init_name, init_t, init_scores = choose_init(
-                p["init"], candidates, lambda t: val_loss(self.map.logits_of(t), None))
-            init_xi = self.map.logits_of(init_t).to(torch.float32)
-        else:
-            init_name, init_scores, init_xi = resume["init"], resume["init_val_losses"], resume["xi"]
-        xi = torch.nn.Parameter(init_xi.clone().to(ctx.device))
-        xi_c = torch.nn.Parameter(torch.zeros(self.steps, dtype=torch.float32, device=ctx.device))
-        opt_xi = torch.optim.RMSprop([xi], lr=p["lr_xi"], momentum=p["momentum"])
-        opt_xi_c = torch.optim.SGD([xi_c], lr=p["lr_xi_c"] / nfe)
-        lr_prior = p["lr_prior"] / nfe
-
-        # Soft teacher: x'_T on the unit-variance noise, in the ball of radius r around x_T.
-        d = train.x_T[0].numel()
-        radius = float(p.get("bound", 0.0)) * d / nfe**2
-        origin = (train.x_T / prior_std).detach()
-        latent = origin.clone()
-        moved = torch.zeros(len(train), dtype=torch.bool)
-        batches = epoch_batches(len(train), p["batch"], ctx.generator)
-        per_round = max(len(train) // min(p["batch"], len(train)), 1)
-        position = {"round": 0, "step": 0}  # the next iteration to run
-        state = {"worse": 0, "min_hits": 0, "iterations": 0}
-        if resume is None:
-            best = {"loss": val_loss(xi.detach(), xi_c.detach()), "xi": xi.detach().clone(),
-                    "xi_c": xi_c.detach().clone()}
-        else:
-            with torch.no_grad():
-                xi_c.copy_(resume["xi_c"])
-            opt_xi.load_state_dict(resume["opt_xi"])
-            opt_xi_c.load_state_dict(resume["opt_xi_c"])
-            latent, moved = resume["latent"].to(origin), resume["moved"]
-            batches.load_state_dict(resume["batches"])
-            best, state, position = resume["best"], resume["state"], resume["position"]
-        resumed_at = state["iterations"]
-
-        def checkpoint(stopped: bool):
-            ctx.save_checkpoint({
-                "init": init_name, "init_val_losses": init_scores, "xi": xi.detach().clone(),
-                "xi_c": xi_c.detach().clone(), "opt_xi": opt_xi.state_dict(), "opt_xi_c": opt_xi_c.state_dict(),
-                "latent": latent, "moved": moved, "batches": batches.state_dict(), "best": best,
-                "state": dict(state), "position": dict(position, stopped=stopped)})
-
-        def restore_best():
-            with torch.no_grad():
-                xi.copy_(best["xi"])
-                xi_c.copy_(best["xi_c"])
-
-        def after_iteration(phase2: bool) -> bool:
-            """Validate, keep the best, apply patience and decay; True means stop."""
-            loss = val_loss(xi.detach(), xi_c.detach() if phase2 else None)
-            if loss < best["loss"]:
-                best.update(loss=loss, xi=xi.detach().clone(), xi_c=xi_c.detach().clone())
-                state["worse"] = 0
-                return False
-            state["worse"] += 1
-            if state["worse"] < p["patience"]:
-                return False
-            restore_best()
-            state["worse"] = 0
-            for group in opt_xi.param_groups:
-                group["lr"] = max(p["decay"] * group["lr"], p["min_lr_xi"])
-            if phase2:
-                for group in opt_xi_c.param_groups:
-                    group["lr"] = max(p["decay"] * group["lr"], p["min_lr_xi_c"])
-                    if group["lr"] <= p["min_lr_xi_c"]:
-                        state["min_hits"] += 1
-            return state["min_hits"] >= p["lr_patience"]
-
-        stop = bool(position.get("stopped", False))
-        for rnd in range(position["round"], p["rounds1"] + p["rounds2"]):
-            if stop:
-                break
-            phase2 = rnd >= p["rounds1"] and p["decoupled"]
-            if rnd > 0 and position["step"] == 0:  # a new round (not one resumed in its middle)
-                restore_best()
-                state["worse"] = 0
-            xi_c.requires_grad_(phase2)
-            for step in range(position["step"], per_round):
-                idx = next(batches)
-                cb, x0 = slice_cond(train.cond, idx), train.x0[idx]
-                z = latent[idx].clone().requires_grad_(radius > 0)
-                disc = self._disc(xi, xi_c if phase2 else None, dtype)
-                losses = loss_fn(solver.sample(model, z * prior_std, disc, cb), x0)
-                losses.mean().backward()
-                if radius > 0:
-                    with torch.no_grad():
-                        z_new = project_to_ball(z - lr_prior * z.grad, origin[idx], radius)
-                torch.nn.utils.clip_grad_norm_([xi], p["clip"])
-                opt_xi.step()
-                opt_xi.zero_grad()
-                if phase2:
-                    torch.nn.utils.clip_grad_norm_([xi_c], p["clip"])
-                    opt_xi_c.step()
-                opt_xi_c.zero_grad()
-                state["iterations"] += 1
-                stop = after_iteration(phase2)
-                if radius > 0:
-                    with torch.no_grad():
-                        disc = self._disc(xi.detach(), xi_c.detach() if phase2 else None, dtype)
-                        new_losses = loss_fn(solver.sample(model, z_new * prior_std, disc, cb), x0)
-                        keep = new_losses < losses.detach()
-                        latent[idx[keep]] = z_new[keep]
-                        moved[idx[keep]] = True
-                position = {"round": rnd, "step": step + 1} if step + 1 < per_round else {"round": rnd + 1, "step": 0}
-                if ctx.checkpoint_due():
-                    checkpoint(stop)
-                if stop:
-                    break
-
-        self.xi = best["xi"].detach().cpu()
-        self.xi_c = best["xi_c"].detach().cpu() if p["decoupled"] else None
-        self._info = {
-            "init": init_name, "init_val_losses": init_scores, "best_val_loss": best["loss"],
-            "iterations": state["iterations"], "resumed_at_iteration": resumed_at, "loss": loss_used,
-            "radius": radius,
-            "moved_priors": int(moved.sum()), "space": self.map.space,
-            # pairs per optimiser step as run: `batch`, cut to the training set when larger
-            "batch": batches.batch, "train_size": len(train),
-            "max_prior_shift": float((latent - origin).reshape(len(train), -1).norm(dim=1).max()),
-        }
+    def soft_teacher_bound(self) -> float:
+        """The soft teacher's `bound` (r = bound * d / NFE^2); 0 turns the soft teacher off."""
+        return 0.0
 
     # --- state -------------------------------------------------------------------------------
 
@@ -303,11 +176,19 @@ class LD3(DiscretizationMethod):
         self._info = dict(state.get("info", {}))
 
 
-@METHODS.register("ld3-hard")
-class LD3Hard(LD3):
-    """LD3 without the soft teacher (r = 0): the ablation of the paper. It has no `bound` parameter."""
+@METHODS.register("ld3")
+class LD3(LD3Method):
+    """LD3 with the soft teacher of radius r = `bound` * d / NFE^2."""
 
-    Params = LD3HardParams
+    Params = LD3Params
+
+    def soft_teacher_bound(self) -> float:
+        return float(self.params["bound"])
+
+
+@METHODS.register("ld3-hard")
+class LD3Hard(LD3Method):
+    """LD3 without the soft teacher (r = 0): the ablation of the paper. It has no `bound` parameter."""
 
 
 def project_to_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> torch.Tensor:
@@ -316,3 +197,158 @@ def project_to_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> tor
     norm = diff.reshape(diff.shape[0], -1).norm(dim=1)
     factor = torch.clamp(radius / norm.clamp_min(torch.finfo(norm.dtype).tiny), max=1.0)
     return center + diff * factor.reshape((-1,) + (1,) * (z.ndim - 1))
+
+
+class LD3Fit(LearnedFit):
+    """LD3's parts of the training skeleton (`methods._learned.training`): xi and xi_c with their
+    optimisers, the soft teacher's moved priors, rounds of epochs in two phases, validation after
+    every iteration with patience, decay and restarts from the best (module docstring)."""
+
+    def __init__(self, method: LD3Method, ctx: FitContext):
+        super().__init__(method, ctx)
+        p = self.p = method.params
+        self.nfe = int(ctx.nfe)
+        self.prepare(p["train"], p["val"])
+        self.prior_std = float(method.noise_schedule.prior_std())
+
+    def _val_loss(self, xi, xi_c) -> float:
+        disc = self.method._disc(xi, xi_c, self.dtype)
+        return self.val_loss(lambda xb, cb: disc)
+
+    def score_init(self, t: torch.Tensor) -> float:
+        return self._val_loss(self.method.map.logits_of(t), None)
+
+    def build(self, init_t, resume) -> None:
+        p, ctx, method, train = self.p, self.ctx, self.method, self.train
+        init_xi = method.map.logits_of(init_t).to(torch.float32) if resume is None else resume["xi"]
+        self.xi = torch.nn.Parameter(init_xi.clone().to(ctx.device))
+        self.xi_c = torch.nn.Parameter(torch.zeros(method.steps, dtype=torch.float32, device=ctx.device))
+        self.opt_xi = torch.optim.RMSprop([self.xi], lr=p["lr_xi"], momentum=p["momentum"])
+        self.opt_xi_c = torch.optim.SGD([self.xi_c], lr=p["lr_xi_c"] / self.nfe)
+        self.lr_prior = p["lr_prior"] / self.nfe
+
+        # Soft teacher: x'_T on the unit-variance noise, in the ball of radius r around x_T.
+        d = train.x_T[0].numel()
+        self.radius = method.soft_teacher_bound() * d / self.nfe**2
+        self.origin = (train.x_T / self.prior_std).detach()
+        self.latent = self.origin.clone()
+        self.moved = torch.zeros(len(train), dtype=torch.bool)
+        self.batches = epoch_batches(len(train), p["batch"], ctx.generator)
+        self.per_round = max(len(train) // min(p["batch"], len(train)), 1)
+        self.position = {"round": 0, "step": 0}  # the next iteration to run
+        self.worse = self.min_hits = 0
+        self.phase2 = True  # the start is scored with xi_c (zero); each round sets its phase
+
+    def validate(self) -> float:
+        return self._val_loss(self.xi.detach(), self.xi_c.detach() if self.phase2 else None)
+
+    def snapshot(self) -> dict:
+        return {"xi": self.xi.detach().clone(), "xi_c": self.xi_c.detach().clone()}
+
+    def _restore_best(self) -> None:
+        with torch.no_grad():
+            self.xi.copy_(self.best["xi"])
+            self.xi_c.copy_(self.best["xi_c"])
+
+    def positions(self) -> Iterator[tuple[int, int]]:
+        p = self.p
+        if self.position.get("stopped", False):
+            return
+        for rnd in range(self.position["round"], p["rounds1"] + p["rounds2"]):
+            self.phase2 = rnd >= p["rounds1"] and p["decoupled"]
+            if rnd > 0 and self.position["step"] == 0:  # a new round (not one resumed in its middle)
+                self._restore_best()
+                self.worse = 0
+            self.xi_c.requires_grad_(self.phase2)
+            for step in range(self.position["step"], self.per_round):
+                yield rnd, step
+
+    def step(self, position) -> None:
+        p, train, method = self.p, self.train, self.method
+        xi, xi_c = self.xi, self.xi_c
+        idx = next(self.batches)
+        cb, x0 = slice_cond(train.cond, idx), train.x0[idx]
+        z = self.latent[idx].clone().requires_grad_(self.radius > 0)
+        disc = method._disc(xi, xi_c if self.phase2 else None, self.dtype)
+        losses = self.loss_fn(self.solver.sample(self.model, z * self.prior_std, disc, cb), x0)
+        losses.mean().backward()
+        z_new = None
+        if self.radius > 0:
+            with torch.no_grad():
+                z_new = project_to_ball(z - self.lr_prior * z.grad, self.origin[idx], self.radius)
+        torch.nn.utils.clip_grad_norm_([xi], p["clip"])
+        self.opt_xi.step()
+        self.opt_xi.zero_grad()
+        if self.phase2:
+            torch.nn.utils.clip_grad_norm_([xi_c], p["clip"])
+            self.opt_xi_c.step()
+        self.opt_xi_c.zero_grad()
+        self.last = (idx, cb, x0, losses, z_new)
+
+    def after_validation(self, loss: float, improved: bool) -> bool:
+        """Patience and decay; True means stop."""
+        p = self.p
+        if improved:
+            self.worse = 0
+            return False
+        self.worse += 1
+        if self.worse < p["patience"]:
+            return False
+        self._restore_best()
+        self.worse = 0
+        for group in self.opt_xi.param_groups:
+            group["lr"] = max(p["decay"] * group["lr"], p["min_lr_xi"])
+        if self.phase2:
+            for group in self.opt_xi_c.param_groups:
+                group["lr"] = max(p["decay"] * group["lr"], p["min_lr_xi_c"])
+                if group["lr"] <= p["min_lr_xi_c"]:
+                    self.min_hits += 1
+        return self.min_hits >= p["lr_patience"]
+
+    def after_step(self, position) -> None:
+        """The soft teacher: keep a moved prior where it lowers that sample's loss; the next position."""
+        idx, cb, x0, losses, z_new = self.last
+        self.last = None
+        if self.radius > 0:
+            with torch.no_grad():
+                disc = self.method._disc(self.xi.detach(), self.xi_c.detach() if self.phase2 else None, self.dtype)
+                new_losses = self.loss_fn(self.solver.sample(self.model, z_new * self.prior_std, disc, cb), x0)
+                keep = new_losses < losses.detach()
+                self.latent[idx[keep]] = z_new[keep]
+                self.moved[idx[keep]] = True
+        rnd, step = position
+        self.position = ({"round": rnd, "step": step + 1} if step + 1 < self.per_round
+                         else {"round": rnd + 1, "step": 0})
+
+    def state_dict(self, stop: bool) -> dict:
+        return {
+            "xi": self.xi.detach().clone(), "xi_c": self.xi_c.detach().clone(), "opt_xi": self.opt_xi.state_dict(),
+            "opt_xi_c": self.opt_xi_c.state_dict(), "latent": self.latent, "moved": self.moved,
+            "batches": self.batches.state_dict(),
+            "state": {"worse": self.worse, "min_hits": self.min_hits, "iterations": self.iteration},
+            "position": dict(self.position, stopped=stop)}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.xi_c.copy_(state["xi_c"])
+        self.opt_xi.load_state_dict(state["opt_xi"])
+        self.opt_xi_c.load_state_dict(state["opt_xi_c"])
+        self.latent, self.moved = state["latent"].to(self.origin), state["moved"]
+        self.batches.load_state_dict(state["batches"])
+        counters = state["state"]
+        self.worse, self.min_hits, self.iteration = counters["worse"], counters["min_hits"], counters["iterations"]
+        self.position = state["position"]
+
+    def finish(self) -> dict:
+        method, best, train = self.method, self.best, self.train
+        method.xi = best["xi"].detach().cpu()
+        method.xi_c = best["xi_c"].detach().cpu() if self.p["decoupled"] else None
+        return {
+            "init": self.init_name, "init_val_losses": self.init_scores, "best_val_loss": best["loss"],
+            "iterations": self.iteration, "resumed_at_iteration": self.resumed_at, "loss": self.loss_used,
+            "radius": self.radius,
+            "moved_priors": int(self.moved.sum()), "space": method.map.space,
+            # pairs per optimiser step as run: `batch`, cut to the training set when larger
+            "batch": self.batches.batch, "train_size": len(train),
+            "max_prior_shift": float((self.latent - self.origin).reshape(len(train), -1).norm(dim=1).max()),
+        }

@@ -3,8 +3,9 @@ upper bound of INDIS ("Few-Step Diffusion Sampling Through Instance-Aware Discre
 al., CVPR 2026, the toy study's per-instance optimum that INDIS's network amortises).
 
 It FITS ON THE EVALUATION PRIORS THEMSELVES (`uses_eval_targets = True`): the runner calls
-`discretize(x_T, cond, target=x0*)` with the teacher endpoints of the very priors being scored, and the
-rows are marked `uses_eval_targets`; its numbers are a bound, not a method one could deploy. The
+`discretize_evaluation(x_T, cond, target=x0*)` (as for every method) with the teacher endpoints of the
+very priors being scored, and the rows are marked `uses_eval_targets`; `discretize(x_T, cond)`, which
+has no targets, is refused; its numbers are a bound, not a method one could deploy. The
 network evaluations it spends inside `schedule` are counted by the runner's counting model
 (`schedule_nfe` in the row: about (refine_iterations + 1) * NFE per sample).
 
@@ -14,7 +15,7 @@ Procedure.
      time shifts and output scales; see `methods.indis`), started from the best heuristic. With
      `init_fit` = "heuristic" instead of "god", the GOD training is skipped and the best heuristic is the
      start (cheaper, a looser bound).
-  2. `discretize(x_T, cond, target)`: every prior gets its own copy of the output O [n_out, N], started
+  2. `discretize_evaluation(x_T, cond, target)`: every prior gets its own copy of the output O [n_out, N], started
      from the fitted global one, and `refine_iterations` = 50 Adam steps (lr `refine_lr` = 0.05) on
      its own loss against its own target (the same loss as the fit). Adam's update is per coordinate,
      so optimising the sum of the per-sample losses is exactly independent per-sample optimisation.
@@ -45,11 +46,12 @@ from bench.errors import UserError
 from bench.registry import METHODS
 
 from ._checkpointing import checkpointed
-from ._learned import (
-    choose_init, count_parameters, discretization, evaluate_losses,
-    heuristic_timesteps, loss_for_model,
-)
-from .indis import GOD, GODParams, GlobalO
+from ._learned.batches import evaluate_losses
+from ._learned.init import best_heuristic
+from ._learned.losses import loss_for_model
+from ._learned.prior_net import GlobalO, count_parameters
+from ._learned.time_map import discretization
+from .indis import GOD, GODParams
 
 
 @METHODS.register("oracle")
@@ -71,23 +73,27 @@ class Oracle(GOD):
         val = ctx.teacher("val", p["val"])
         loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
         self._loss_fn = loss_fn
-        candidates = heuristic_timesteps(self.noise_schedule, self.steps, solver, model.data_shape)
-        name, t, scores = choose_init(
-            p["init"], candidates,
+        name, t, scores = best_heuristic(
+            p["init"], self.noise_schedule, self.steps, solver, model.data_shape,
             lambda t: float(evaluate_losses(lambda xb, cb: discretization(t[None], dtype=val.x_T.dtype), solver,
                                             model, val.x_T, val.cond, val.x0, loss_fn).mean()))
         self.phi = GlobalO(self.steps, self.n_out, self.map.logits_of(t)).eval()
         self._info = {"init": name, "init_val_losses": scores, "loss": loss_used, "space": self.map.space,
                       "phi_params": count_parameters(self.phi)}
 
-    def discretize(self, x_T: torch.Tensor, cond=None, target=None) -> Discretization:
+    def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
+        raise UserError(f"method {self.name!r} tunes each schedule on the evaluation priors' teacher endpoints; "
+                        "run it in a grid (the runner passes them to discretize_evaluation) instead of calling "
+                        "discretize(x_T) alone")
+
+    def discretize_evaluation(self, x_T: torch.Tensor, cond, target) -> Discretization:
+        """Each prior's own discretization, refined on its teacher endpoint `target` (module docstring)."""
         if self.phi is None:
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit(ctx) or load_state_dict first")
         if target is None:
-            raise UserError(f"method {self.name!r} tunes each schedule on the evaluation priors' teacher endpoints; "
-                            "run it in a grid (the runner passes them) instead of calling discretize(x_T) alone")
+            self.discretize(x_T, cond)  # refused: no targets
         if self.model is None or self.solver is None:
-            raise RuntimeError(f"method {self.name!r} needs bind(..., solver, model) before schedule()")
+            raise RuntimeError(f"method {self.name!r} needs bind(..., solver, model) before discretize_evaluation()")
         loss_fn = self._loss(x_T.device)
         self.phi.to(x_T.device)
         with torch.no_grad():

@@ -11,7 +11,7 @@ from bench.registry import METHODS
 from bench.schedules import VE
 from bench.solvers import make_solver
 from methods._checkpointing import Checkpointed, checkpointed
-from methods._learned import TimeMap
+from methods._learned.time_map import TimeMap
 
 
 class TinyNet(torch.nn.Module):

@@ -11,8 +11,10 @@ from bench.registry import METHODS
 from bench.schedules import VE, FlowOT, make_schedule
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet
-from methods import _learned
-from methods._learned import TimeMap, heuristic_timesteps, l2_loss, loss_for_model, make_loss
+from methods._learned import losses as learned_losses
+from methods._learned.init import heuristic_timesteps
+from methods._learned.losses import l2_loss, loss_for_model, make_loss
+from methods._learned.time_map import TimeMap
 from methods.ld3 import project_to_ball
 
 
@@ -287,7 +289,7 @@ def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     assert method.uses_eval_targets
     evaluation = teacher("eval", 32)
     with torch.no_grad():  # the runner calls schedule under no_grad
-        disc = method.discretize(evaluation.x_T, None, target=evaluation.x0)
+        disc = method.discretize_evaluation(evaluation.x_T, None, target=evaluation.x0)
         start = method.phi(evaluation.x_T[:1] / model.schedule.prior_std())
         start_disc = method.disc_from_output(start, evaluation.x_T.dtype)
         refined = l2_loss(solver.sample(model, evaluation.x_T, disc), evaluation.x0)
@@ -299,11 +301,11 @@ def test_oracle_refines_per_sample_and_never_loses_to_its_start(toy):
     cheap = _fitted("oracle", toy, init_fit="heuristic", refine_iterations=2, val=32)
     assert cheap.fit_info()["init"] in heuristic_timesteps(model.schedule, steps, solver, model.data_shape)
     with torch.no_grad():
-        assert cheap.discretize(evaluation.x_T, None, target=evaluation.x0).t.shape == (32, steps + 1)
+        assert cheap.discretize_evaluation(evaluation.x_T, None, target=evaluation.x0).t.shape == (32, steps + 1)
     reloaded = _reloaded("oracle", toy, method, **params)
     with torch.no_grad():
-        _same(reloaded.discretize(evaluation.x_T[:8], None, target=evaluation.x0[:8]),
-              method.discretize(evaluation.x_T[:8], None, target=evaluation.x0[:8]))
+        _same(reloaded.discretize_evaluation(evaluation.x_T[:8], None, target=evaluation.x0[:8]),
+              method.discretize_evaluation(evaluation.x_T[:8], None, target=evaluation.x0[:8]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -341,7 +343,7 @@ def test_lpips_loss_of_a_latent_model_compares_decoded_images(monkeypatch):
             return z[:, :3].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
     seen = []
-    monkeypatch.setattr(_learned, "_load_lpips", lambda device: lambda x, y: seen.append(x.shape) or (x - y).abs().mean((1, 2, 3)))
+    monkeypatch.setattr(learned_losses, "_load_lpips", lambda device: lambda x, y: seen.append(x.shape) or (x - y).abs().mean((1, 2, 3)))
     loss_fn, used = loss_for_model("ld3", "auto", Latent(), "cpu")
     z, w = torch.randn(5, 4, 2, 2), torch.randn(5, 4, 2, 2)
     assert used == "lpips (decoded)" and loss_fn(z, w).shape == (5,) and seen == [(5, 3, 4, 4)]

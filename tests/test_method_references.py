@@ -24,7 +24,7 @@ from bench.schedules import VE
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet, priors
 from methods.search.oss_dp import median_path
-from methods._learned import TimeMap
+from methods._learned.time_map import TimeMap
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
