@@ -52,6 +52,7 @@ from .launch_config import parse_launch_section
 from .params import Params, validate
 from .registry import METHODS, METRICS, MODELS, SOLVERS
 from .seeding import MAX_SPLIT_SIZE, stable_hash
+from .spec import PluginSpec
 
 AXES = ("models", "solvers", "nfe", "methods", "seeds")
 KNOWN_KEYS = set(AXES) | {"name", "description", "metrics", "teacher", "samples", "dtype", "exclude", "launch"}
@@ -182,7 +183,7 @@ def _as_list(raw: dict, key: str) -> list:
 def _plugin(registry, spec: dict, where: str):
     """The plugin object of a spec, or one GridError naming `where`."""
     try:
-        return registry.get(spec["name"])(**{k: v for k, v in spec.items() if k not in ("name", "label")})
+        return registry.build(spec)
     except UserError as err:
         raise GridError(f"{where}: {err}") from None
 
@@ -191,14 +192,9 @@ def _plugin_specs(raw: dict, key: str, registry) -> list[dict]:
     specs = []
     for i, entry in enumerate(_as_list(raw, key)):
         where = f"grid.{key}[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise GridError(f"{where} must be a name or a mapping with a `name`, got {entry!r}")
-        if "label" in entry and not isinstance(entry["label"], str):
-            raise GridError(f"{where}.label must be a string, got {entry['label']!r}")
+        entry = PluginSpec.parse(entry, where, error=GridError).as_dict()
         _plugin(registry, entry, where)
-        specs.append(dict(entry))
+        specs.append(entry)
     return specs
 
 
@@ -324,9 +320,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
     _check_sane("teacher.steps", teacher["steps"], force)
     teacher_parts = {}
     for sub, registry in (("solver", SOLVERS), ("method", METHODS)):
-        spec = teacher[sub] if isinstance(teacher[sub], dict) else {"name": teacher[sub]}
-        if not isinstance(spec.get("name"), str):
-            raise GridError(f"grid.teacher.{sub} must be a name or a mapping with a `name`, got {teacher[sub]!r}")
+        spec = PluginSpec.parse(teacher[sub], f"grid.teacher.{sub}", error=GridError).as_dict()
         teacher_parts[sub] = _plugin(registry, spec, f"grid.teacher.{sub}")
         if sub == "method" and registry.get(spec["name"]).needs_fit:
             raise GridError(f"grid.teacher.method must be a closed-form schedule, got {spec['name']!r}")

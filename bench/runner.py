@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .discretization import FitContext
+from .api import bind, fit
 from .filehash import sha256_of_file
 from .grid import Cell, _unlabelled, plugin_label
 from .images import save_sample_grid
@@ -97,7 +97,7 @@ def build_method(cell: Cell, model, solver):
     """The cell's method with its resolved parameters (every `auto` as the cell's key records it)."""
     cls = METHODS.get(cell.method["name"])
     method = cls(**resolved_params(cell.resolved["method"], cls))
-    return method.bind(model.schedule, cell.steps, solver, model=CountingModel(model))
+    return bind(method, CountingModel(model), solver, steps=cell.steps)
 
 
 def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
@@ -151,14 +151,12 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
         if info is not None:
             return method, {**info, "cached": True}
         counting = method.model
-        ctx = FitContext(
-            model=counting, schedule=model.schedule, solver=solver, nfe=cell.nfe, steps=cell.steps,
-            teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
+        ctx = fit(
+            method, nfe=cell.nfe, teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
             # seeded from the entries as written, so a changed default keeps the fit's randomness
             generator=generator_for(cell.seed_key(), "fit"), device=device, progress=progress,
             artifact_dir=fit_dir, train_size=cell.samples["train"], quarantine=root.quarantine,
         )
-        method.fit(ctx)
         info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
                 **method.fit_info()}
         counting.calls = counting.rows = 0

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench import api
 from bench.discretization import Discretization, FitContext
 from bench.errors import UserError
 from bench.registry import METHODS
@@ -263,12 +264,10 @@ def test_optimize_lambdas_keeps_endpoints_and_improves():
 
 
 def fitted(name, steps=3, solver="euler", **params):
-    schedule = FlowOT()
-    model = Mixture(schedule)
-    solver = make_solver(solver)
-    method = METHODS.create(name, **params).bind(schedule, steps, solver, model)
-    ctx = context(model, solver, steps, priors(16, schedule))
-    method.fit(ctx)
+    model = Mixture(FlowOT())
+    method = api.bind({"name": name, **params}, model, make_solver(solver), steps=steps)
+    x_T = priors(16, model.schedule)
+    ctx = api.fit(method, nfe=steps, teacher=lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n]))
     return method, ctx
 
 

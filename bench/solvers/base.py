@@ -240,10 +240,8 @@ def _step_info(n, state, t, t_next, evaluations) -> dict:
 
 
 def make_solver(spec) -> Solver:
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    spec = dict(spec)
-    return SOLVERS.create(spec.pop("name"), **spec)
+    """Build a solver from a name or a dict {name: ..., **params} (`Registry.build`)."""
+    return SOLVERS.build(spec)
 
 
 # -- shared pieces of steps -------------------------------------------------------------------
