@@ -142,7 +142,8 @@ def eval_warning(t: torch.Tensor, t_eval=None, scale=None) -> str | None:
         return None
     return ("this schedule also has " + " and ".join(parts) + ", which no plain sampler takes: the forms carry "
             "the knots only, so a sampler run on them does not reproduce the cell's samples (use the harness, "
-            "or apply t_eval/scale per step yourself)")
+            "or wrap the model in bench.kdiffusion_wrapper.LearnedScheduleDenoiser, which applies them per step "
+            "for k-diffusion-style samplers such as sample_euler)")
 
 
 def forms(schedule: NoiseSchedule, t: torch.Tensor, final_step: str = "t_min", warning: str | None = None) -> dict:

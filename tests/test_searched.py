@@ -143,7 +143,7 @@ def test_student_steps_reproduce_the_solver_along_a_path(spec):
     t_nodes = timestep_grid(schedule, "edm", 11)
     path = [0, 2, 5, 7, 11]
     x_T = priors(3, schedule)
-    direct = solver.sample(model, x_T, Discretization(t_nodes[path][None]), return_trajectory=True)
+    direct = solver.trajectory(model, x_T, Discretization(t_nodes[path][None]))
     student = StudentSteps(solver, model, t_nodes, len(path) - 1, x_T, teacher=torch.zeros(12, 3, 2, dtype=F64))
     state = student.init_state()
     for k, (i, j) in enumerate(zip(path[:-1], path[1:])):
@@ -170,7 +170,7 @@ def test_teacher_trajectory_reuses_the_teachers_own_evaluations(spec, extra):
     t_nodes = timestep_grid(schedule, "edm", 4)
     x_T = priors(5, schedule)
     traj, x0, rows = teacher_trajectory(solver, model, x_T, t_nodes)
-    direct = solver.sample(model, x_T, Discretization(t_nodes[None]), return_trajectory=True)
+    direct = solver.trajectory(model, x_T, Discretization(t_nodes[None]))
     torch.testing.assert_close(traj, torch.stack(direct), rtol=0, atol=0)
     for i in range(4):
         torch.testing.assert_close(x0[i], model(traj[i], t_nodes[i].expand(5)), rtol=1e-14, atol=1e-14)

@@ -85,8 +85,8 @@ class IPNDMv(Solver):
         return 2 if second_order else self.params["max_order"]
 
     def step(self, state, n, disc, denoise):
-        t, t_next, t_eval, scale = disc.step(n)
-        _, eps = denoise(state.x, t, t_eval, scale)
+        t, t_next = disc.interval(n)
+        _, eps = denoise.at_node(state.x, n)
         history = push(state.history, eps, self.params["max_order"])
         t_all = disc.t.to(coefficient_dtype(state.x))
         s_all = denoise.schedule.sigma(t_all) / denoise.schedule.alpha(t_all)  # [B, N+1]

@@ -50,8 +50,8 @@ class CandidateDenoise(Denoise):
     (`given_x0` [B, ...]); neither costs a network row."""
 
     def __init__(self, model, cond, start: torch.Tensor, samples: int, candidates: int,
-                 analytic_first: bool = False, given_x0: torch.Tensor | None = None):
-        super().__init__(model, None if cond is None else candidate_rows(cond, candidates), analytic_first)
+                 analytic_first: bool = False, given_x0: torch.Tensor | None = None, disc=None):
+        super().__init__(model, None if cond is None else candidate_rows(cond, candidates), analytic_first, disc)
         self.start, self.samples, self.candidates = start, samples, candidates
         self.cond_samples = cond
         self.given_x0 = given_x0
@@ -118,7 +118,7 @@ class StudentSteps:
         disc = Discretization(self.t_nodes[nodes.reshape(J * B, K + 1)])
         state = self._unpack(node, lambda v: candidate_rows(v, J))
         denoise = CandidateDenoise(self.model, self.cond, state.x, B, J,
-                                   analytic_first=bool(self.solver.params["afs"]) and k == 0)
+                                   analytic_first=bool(self.solver.params["afs"]) and k == 0, disc=disc)
         new = self.solver.advance(state, k, disc, denoise)
         self.rows += denoise.rows
         by_candidate = lambda v: v.reshape((J, B) + tuple(v.shape[1:]))  # noqa: E731
@@ -138,7 +138,7 @@ def one_step_jumps(solver, model, x_i, x0_i, t_i, t_js, cond=None):
     t = torch.stack([t_i.expand(J), t_js], dim=1).to(x_i.dtype)  # [J, 2]
     disc = Discretization(t.repeat_interleave(B, dim=0))
     start = candidate_rows(x_i, J)
-    denoise = CandidateDenoise(model, cond, start, B, J, given_x0=x0_i)
+    denoise = CandidateDenoise(model, cond, start, B, J, given_x0=x0_i, disc=disc)
     out = solver.step(solver.init_state(start, disc), 0, disc, denoise).x
     return out.reshape((J, B) + tuple(x_i.shape[1:])), denoise.rows
 
