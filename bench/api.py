@@ -23,6 +23,7 @@ import torch
 from .discretization import FitContext
 from .errors import UserError
 from .registry import METHODS, METRICS, MODELS, SCHEDULES, SOLVERS
+from .solvers.base import StepPlan
 from .spec import PluginSpec
 
 DEFAULT_RESULTS = "results"
@@ -47,10 +48,15 @@ def bind(method, model, solver, nfe: int | None = None, *, steps: int | None = N
     if steps is None:
         if nfe is None:
             raise TypeError("bind() needs nfe or steps")
-        steps = solver.steps_for_nfe(nfe)
+        plan = solver.plan(nfe)
+    else:
+        plan = StepPlan(int(nfe) if nfe is not None else (solver.nfe(steps) if solver is not None else int(steps)),
+                        int(steps))
     if not hasattr(method, "bind"):
         method = METHODS.build(method)
-    return method.bind(model.schedule, steps, solver, model=model)
+    method = method.bind(model.schedule, plan.steps, solver, model=model)
+    method.plan = plan
+    return method
 
 
 def _no_teacher(method):
@@ -67,7 +73,9 @@ def fit(method, *, teacher=None, generator: torch.Generator | None = None, nfe: 
     for one); `generator` defaults to seed 0; `nfe` to the solver's count for the steps; any other
     `FitContext` field (train_size, device, progress, artifact_dir, quarantine) passes through."""
     if nfe is None:
-        nfe = method.solver.nfe(method.steps) if method.solver is not None else method.steps
+        plan = getattr(method, "plan", None)
+        nfe = plan.nfe if plan is not None else (method.solver.nfe(method.steps) if method.solver is not None
+                                                 else method.steps)
     model = method.model
     ctx = FitContext(model=model, schedule=method.noise_schedule, solver=method.solver, nfe=nfe,
                      steps=method.steps, teacher=teacher or _no_teacher(method),
@@ -115,7 +123,7 @@ def fitted(model, solver, method, nfe: int, *, results=DEFAULT_RESULTS, grid=Non
     from .store import ResultsRoot
 
     plan_solver = SOLVERS.build(solver)
-    plan_solver.steps_for_nfe(nfe)  # an NFE the solver cannot spend: the solver's own one-line error
+    plan_solver.plan(nfe)  # an NFE the solver cannot spend: the solver's own one-line error
     if not METHODS.get(PluginSpec.parse(method, "method").name).needs_fit:
         plugin_model = MODELS.build(model)
         return bind(method, plugin_model, plan_solver, nfe), {"fit_seconds": 0.0, "fit_nfe": 0, "cached": False}

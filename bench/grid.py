@@ -52,6 +52,7 @@ from .launch_config import parse_launch_section
 from .params import Params, validate
 from .registry import METHODS, METRICS, MODELS, SOLVERS
 from .seeding import MAX_SPLIT_SIZE, stable_hash
+from .solvers.base import StepPlan
 from .spec import PluginSpec
 
 AXES = ("models", "solvers", "nfe", "methods", "seeds")
@@ -84,8 +85,7 @@ class Cell:
     grid: str
     model: dict  # the grid entries as written (labels, seeds)
     solver: dict
-    nfe: int
-    steps: int
+    plan: StepPlan  # (nfe, steps), made by the solver
     method: dict
     seed: int
     metrics: tuple
@@ -94,6 +94,14 @@ class Cell:
     dtype: str
     needs_fit: bool = field(default=False, compare=False)
     resolved: dict = field(default_factory=dict, compare=False)  # {model, solver, method, metrics, teacher}
+
+    @property
+    def nfe(self) -> int:
+        return self.plan.nfe
+
+    @property
+    def steps(self) -> int:
+        return self.plan.steps
 
     def seed_key(self) -> str:
         """The hash of the entries as written: it seeds the fit's and the metrics' generators."""
@@ -367,7 +375,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
             continue
         solver_obj, model_obj = solver_objs[si], model_objs[mi]
         try:
-            steps = solver_obj.steps_for_nfe(nfe)
+            plan = solver_obj.plan(nfe)
         except UserError as err:
             raise GridError(
                 f"grid.nfe: {err}; or drop the pair with `exclude: [{{solver: {solver['name']}, nfe: {nfe}}}]`"
@@ -380,7 +388,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
             "teacher": resolved_teacher[mi],
         }
         cells.append(Cell(
-            grid=name, model=model, solver=solver, nfe=nfe, steps=steps, method=method, seed=seed,
+            grid=name, model=model, solver=solver, plan=plan, method=method, seed=seed,
             metrics=tuple(metrics), teacher=teacher, samples=samples, dtype=dtype,
             needs_fit=METHODS.get(method["name"]).needs_fit, resolved=resolved,
         ))

@@ -97,7 +97,7 @@ def build_method(cell: Cell, model, solver):
     """The cell's method with its resolved parameters (every `auto` as the cell's key records it)."""
     cls = METHODS.get(cell.method["name"])
     method = cls(**resolved_params(cell.resolved["method"], cls))
-    return bind(method, CountingModel(model), solver, steps=cell.steps)
+    return bind(method, CountingModel(model), solver, cell.nfe, steps=cell.steps)
 
 
 def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
@@ -152,7 +152,7 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
             return method, {**info, "cached": True}
         counting = method.model
         ctx = fit(
-            method, nfe=cell.nfe, teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
+            method, teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
             # seeded from the entries as written, so a changed default keeps the fit's randomness
             generator=generator_for(cell.seed_key(), "fit"), device=device, progress=progress,
             artifact_dir=fit_dir, train_size=cell.samples["train"], quarantine=root.quarantine,

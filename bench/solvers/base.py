@@ -173,6 +173,15 @@ class Denoise:
         return x0, eps
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """`nfe` network evaluations spent as `steps` steps of one solver: made once, by `Solver.plan`, and
+    carried by the grid's cells, the fit context and bound methods."""
+
+    nfe: int
+    steps: int
+
+
 class FinalStep(str, Enum):
     """Where the last step lands (`Solver.Params.final_step`, module docstring)."""
 
@@ -258,6 +267,10 @@ class Solver(Plugin):
         """Network evaluations spent for `steps` steps (AFS saves the first one)."""
         final = {FinalStep.T_MIN: 0, FinalStep.DENOISE: 1, FinalStep.ZERO: 1 - self.evals_per_step}[self.final_step]
         return self.evals_per_step * steps + final - (1 if self.params.get("afs") else 0)
+
+    def plan(self, nfe: int) -> StepPlan:
+        """The step plan that spends exactly `nfe` evaluations, or a UserError if none does."""
+        return StepPlan(int(nfe), self.steps_for_nfe(nfe))
 
     def steps_for_nfe(self, nfe: int) -> int:
         """The step count that spends exactly `nfe` evaluations, or a UserError if none does."""
@@ -391,7 +404,7 @@ def lowered_order(order: int, n: int, steps: int, rule: tuple) -> int:
 
 
 __all__ = [
-    "Solver", "State", "Denoise", "FinalStep", "FINAL_STEPS", "Evaluation", "make_solver", "predict", "ve_view", "ve_step", "push",
+    "Solver", "State", "Denoise", "FinalStep", "FINAL_STEPS", "StepPlan", "Evaluation", "make_solver", "predict", "ve_view", "ve_step", "push",
     "AnalyticFirstStep", "LoweringParams", "coefficient_dtype", "log_snr", "lowering_rule",
     "lowered_order", "global_order",
 ]
