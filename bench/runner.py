@@ -28,6 +28,7 @@ import torch
 
 from . import __version__
 from .api import bind, fit
+from .counting import NetworkCounter
 from .filehash import sha256_of_file
 from .grid import Cell, _unlabelled, plugin_label
 from .images import save_sample_grid
@@ -47,31 +48,7 @@ from .teacher import DTYPES, teacher_set
 PREVIEW = 8  # samples per cell kept for the report's sample panels
 
 
-class CountingModel:
-    """Wraps a denoiser and counts its evaluations: batched calls (the NFE of a sampling pass),
-    network evaluations and rows (single-sample network evaluations, the unit of a fit's cost).
-
-    A denoiser whose one call runs the network more than once says so with `evals_per_call`
-    (classifier-free guidance: 2, `bench.guidance`). `calls` counts denoiser calls, the papers'
-    NFE (a guided evaluation is one function evaluation); `network_evals` = calls x evals_per_call
-    and `rows` count the network work honestly."""
-
-    def __init__(self, model):
-        self.model = model
-        self.schedule = model.schedule
-        self.evals_per_call = int(getattr(model, "evals_per_call", 1))
-        self.calls = 0
-        self.network_evals = 0
-        self.rows = 0
-
-    def __call__(self, x, t, cond=None):
-        self.calls += 1
-        self.network_evals += self.evals_per_call
-        self.rows += x.shape[0] * self.evals_per_call
-        return self.model(x, t, cond)
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
+CountingModel = NetworkCounter  # the runner's name for the one network-evaluation counter
 
 
 _MODELS: dict[str, torch.nn.Module] = {}

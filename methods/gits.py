@@ -104,6 +104,8 @@ SPACES = ("ve", "model")
 
 @METHODS.register("gits")
 class GITS(FittedGlobalMethod):
+    # 2: fit_nfe counts network rows x evals_per_call (bench.counting); a guided model's rows count twice
+    version = 2
 
     class Params(Params):
         teacher_steps: int = Field(60, ge=2, le=100_000, description="steps of the fine teacher grid (reference: 60)")

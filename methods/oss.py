@@ -96,6 +96,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import AfterValidator, Field
 
+from bench.counting import evals_per_call
 from bench.discretization import Discretization, FitContext, FittedGlobalMethod
 from bench.errors import UserError
 from bench.params import Params
@@ -117,6 +118,8 @@ def _grid_value(value):
 
 @METHODS.register("oss")
 class OSS(FittedGlobalMethod):
+    # 2: fit_nfe counts network rows x evals_per_call (bench.counting); a guided model's rows count twice
+    version = 2
 
     class Params(Params):
         teacher_steps: int = Field(200, ge=2, le=100_000, description="teacher steps on the fine grid (paper: 200)")
@@ -181,7 +184,7 @@ class OSS(FittedGlobalMethod):
         count = {"rows": rows}
 
         def predict(x, i):
-            count["rows"] += x.shape[0]
+            count["rows"] += x.shape[0] * evals_per_call(model)
             return model(x, t_x[i].expand(x.shape[0]), cond)
 
         def jump(x, x0, i, js):

@@ -463,3 +463,33 @@ def test_candidate_denoise_shares_the_start_evaluation_with_global_t_eval_and_sc
     torch.testing.assert_close(x0, expected[0], rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(eps, expected[1], rtol=1e-14, atol=1e-14)
     assert denoise.rows == 3
+
+
+class _Guided:
+    """A denoiser that declares two network evaluations per call (as classifier-free guidance does)."""
+
+    evals_per_call = 2
+
+    def __init__(self, model):
+        self.model, self.schedule = model, model.schedule
+
+    def __call__(self, x, t, cond=None):
+        return self.model(x, t, cond)
+
+
+@pytest.mark.parametrize("name, params", [("gits", {"teacher_steps": 12, "warmup": 16}),
+                                          ("oss", {"teacher_steps": 12, "search_batch": 6}),
+                                          ("oss", {"teacher_steps": 12, "search_batch": 6, "variant": "code"})])
+def test_search_cost_counts_network_evaluations_per_call(name, params):
+    """The searches count with bench.counting's rule: rows x evals_per_call (a guided row costs two)."""
+    model = Mixture(FlowOT())
+    x_T = priors(16, model.schedule)
+    teacher = lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n])  # noqa: E731
+    costs = []
+    for net in (model, _Guided(model)):
+        method = api.bind({"name": name, **params}, net, make_solver("euler"), steps=3)
+        costs.append(api.fit(method, nfe=3, teacher=teacher).fit_nfe)
+        if net is model:
+            plain_t = method.t.clone()
+    assert costs[0] > 0 and costs[1] == 2 * costs[0]
+    assert torch.equal(method.t, plain_t)  # the same search, counted honestly

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.counting import evals_per_call
 from bench.discretization import Discretization
 from bench.solvers.base import AnalyticFirstStep, Denoise, Evaluation, State, predict
 
@@ -55,7 +56,8 @@ class CandidateDenoise(Denoise):
         self.start, self.samples, self.candidates = start, samples, candidates
         self.cond_samples = cond
         self.given_x0 = given_x0
-        self.rows = 0
+        self.rows = 0  # network rows evaluated (bench.counting: x evals_per_call)
+        self.evals_per_call = evals_per_call(model)
 
     def __call__(self, x, t, t_eval=None, scale=None):
         B, J = self.samples, self.candidates
@@ -67,13 +69,13 @@ class CandidateDenoise(Denoise):
                 model = _Given(self.schedule, self.given_x0)
             else:
                 model = self.model
-                self.rows += B
+                self.rows += B * self.evals_per_call
             head = lambda v: v if v is None or v.shape[0] == 1 else v[:B]  # noqa: E731  (one row broadcasts)
             x0, eps = predict(model, x[:B], head(t), head(t_eval), head(scale), self.cond_samples)
             x0, eps = candidate_rows(x0, J), candidate_rows(eps, J)
         else:
             x0, eps = predict(self.model, x, t, t_eval, scale, self.cond)
-            self.rows += J * B
+            self.rows += J * B * self.evals_per_call
         self.evaluations.append(Evaluation(x, t, x0, eps))
         return x0, eps
 
