@@ -79,10 +79,6 @@ class Discretization:
         sel = lambda v: None if v is None else v[index]  # noqa: E731
         return Discretization(sel(self.t), sel(self.t_eval), sel(self.scale))
 
-    def interval(self, n: int):
-        """(t_n, t_{n+1}), each of shape [B]: the times step n goes between."""
-        return self.t[:, n], self.t[:, n + 1]
-
     def step(self, n: int):
         """(t_n, t_{n+1}, t_eval_n or None, scale_n or None), each of shape [B]."""
         t_eval = None if self.t_eval is None else self.t_eval[:, n]

@@ -247,16 +247,7 @@ def _section(raw: dict, key: str, model: type[Params]) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
         raise GridError(f"grid.{key} must be a mapping, got {value!r}")
-    try:
-        return validate(model, value, f"grid.{key}", error=GridError).model_dump()
-    except GridError as err:
-        # "grid.teacher: steps must be ..." -> "grid.teacher.steps must be ..."
-        text = str(err).replace(f"grid.{key}: ", f"grid.{key}.", 1)
-        text = text.replace(f"grid.{key} has no parameter '", f"grid.{key}.", 1)
-        if "its parameters are:" in text:
-            field_name = text[len(f"grid.{key}."):].split("'", 1)[0]
-            text = f"grid.{key}.{field_name} is not a known field; known: {', '.join(sorted(model.model_fields))}"
-        raise GridError(text) from None
+    return validate(model, value, f"grid.{key}", error=GridError, section=True).model_dump()
 
 
 def _matches(rule: dict, combo: dict) -> bool:

@@ -18,7 +18,7 @@ class Midpoint(Solver):
 
     def step(self, state, n, disc, denoise):
         schedule = denoise.schedule
-        t, t_next = disc.interval(n)
+        t, t_next = denoise.interval(n)
         s, s_next = schedule.sigma(t) / schedule.alpha(t), schedule.sigma(t_next) / schedule.alpha(t_next)
         t_mid = schedule.t_of_lambda(-((s + s_next) / 2).log())
         _, eps = denoise.at_node(state.x, n)

@@ -3,7 +3,7 @@
 A solver is two functions and a few declared class attributes:
   * `init_state(x_T, disc) -> State`: the state at the first node (the sample, an empty history);
   * `step(state, n, disc, denoise) -> State`: from node n to node n + 1 of the `Discretization`
-    (times `disc.interval(n)`), calling `denoise.at_node(x, n)` for an evaluation at node n's time
+    (times `denoise.interval(n)`), calling `denoise.at_node(x, n)` for an evaluation at node n's time
     and `denoise.inside(x, t, n)` for one inside step n at another time t; each returns (x0, eps);
   * `order` (global order of accuracy, the one `tests/test_solver_conformance.py` measures; a
     property where it depends on a parameter), `evals_per_step` (network evaluations per step).
@@ -148,12 +148,22 @@ class Denoise:
         self.model, self.cond, self.schedule = model, cond, model.schedule
         self.analytic_first = analytic_first
         self.disc = disc
+        self._steps: dict[int, tuple] = {}
         self.evaluations: list[Evaluation] = []
 
     def _rule(self, n: int):
+        # one `disc.step(n)` per node and step: the times a step moves between and the ones its
+        # evaluations use are the same tensors, so gradients reach t through one path, in one order
         if self.disc is None:
             raise ValueError("this Denoise was made without the discretization its rule reads; pass disc=")
-        return self.disc.step(n)
+        if n not in self._steps:
+            self._steps[n] = self.disc.step(n)
+        return self._steps[n]
+
+    def interval(self, n: int):
+        """(t_n, t_{n+1}), each [B]: the times step n goes between."""
+        t, t_next, _, _ = self._rule(n)
+        return t, t_next
 
     def at_node(self, x, n: int):
         """An evaluation at node n's time t_n: with t_eval[:, n] and scale[:, n] where `disc` has them."""
@@ -216,7 +226,7 @@ class Solver(Plugin):
 
     @property
     def final_step(self) -> FinalStep:
-        return FinalStep(self.params["final_step"])
+        return FinalStep(self.params.final_step)
 
     def step_to_zero(self, state: State, n: int, disc, denoise: Denoise) -> torch.Tensor:
         """`final_step: zero`: the last step, from t_n to sigma = 0, is x0(x_n, t_n)."""
@@ -247,7 +257,7 @@ class Solver(Plugin):
         if trajectory is not None:  # kept only on request: N states cost memory
             trajectory.append(state.x)
         for n in range(disc.steps):
-            denoise = Denoise(model, cond, analytic_first=bool(self.params["afs"]) and n == 0, disc=disc)
+            denoise = Denoise(model, cond, analytic_first=bool(self.params.afs) and n == 0, disc=disc)
             state = self.advance(state, n, disc, denoise)
             if trajectory is not None:
                 trajectory.append(state.x)
@@ -381,8 +391,8 @@ def _lowering_value(value):
 class LoweringParams(Params):
     """The final-order convention of a multistep solver (see `lowering_rule`)."""
 
-    lower_order_final: Annotated[Any, AfterValidator(_lowering_value)] = Field(
-        True, description="lower the order of the last steps: true (below `lower_order_final_below` steps, "
+    lower_order_final: Annotated[bool | str, AfterValidator(_lowering_value)] = Field(
+        True, json_schema_extra={"accepts": "true, false or a reference's name"}, description="lower the order of the last steps: true (below `lower_order_final_below` steps, "
                           "or always when null), false, or a reference's rule by name")
     lower_order_final_below: int | None = Field(None, ge=1, description="the step count below which to lower")
 

@@ -29,7 +29,7 @@ class DPM2(Solver):
 
     def step(self, state, n, disc, denoise):
         schedule, x = denoise.schedule, state.x
-        t, t_next = disc.interval(n)
+        t, t_next = denoise.interval(n)
         t_mid = schedule.t_of_lambda((schedule.lambda_(t) + schedule.lambda_(t_next)) / 2)
         alpha, s = ve_view(schedule, t, x.ndim)
         alpha_mid, s_mid = ve_view(schedule, t_mid, x.ndim)

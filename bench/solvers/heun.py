@@ -30,7 +30,7 @@ class Heun(Solver):
     evals_per_step = 2
 
     def step(self, state, n, disc, denoise):
-        t, t_next = disc.interval(n)
+        t, t_next = denoise.interval(n)
         alpha, s = ve_view(denoise.schedule, t, state.x.ndim)
         alpha_next, s_next = ve_view(denoise.schedule, t_next, state.x.ndim)
         y = state.x / alpha

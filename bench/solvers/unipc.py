@@ -79,13 +79,13 @@ class UniPC(Solver):
 
     @property
     def order(self) -> int:  # type: ignore[override]
-        return global_order(self.params["order"] + 1, self.rule)
+        return global_order(self.params.order + 1, self.rule)
 
     def step(self, state, n, disc, denoise):
         schedule, x, m = denoise.schedule, state.x, state.history
         if not m:  # step 0: the evaluation at x_T (later ones are made by the previous corrector)
             m = (denoise.at_node(x, n)[0],)
-        p = lowered_order(self.params["order"], n, disc.steps, self.rule)
+        p = lowered_order(self.params.order, n, disc.steps, self.rule)
         lam = log_snr(schedule, disc, x)
         scalar = lambda v: append_dims(v.to(x.dtype), x.ndim)  # noqa: E731  [B] coefficient -> state shape
         h = lam[:, n + 1] - lam[:, n]
@@ -105,7 +105,7 @@ class UniPC(Solver):
         x0, _ = denoise.at_node(alpha_next * y_pred, n + 1)
         c = half(h) if p == 1 else solve_weights(ratios + [torch.ones_like(h)], rhs)
         correction = sum(scalar(c[:, k]) * d for k, d in enumerate(diffs)) + scalar(c[:, -1]) * (x0 - m[0])
-        return State(alpha_next * (y_base - scalar(b_h) * correction), push(m, x0, self.params["order"]))
+        return State(alpha_next * (y_base - scalar(b_h) * correction), push(m, x0, self.params.order))
 
     def step_to_zero(self, state, n, disc, denoise):
         """`final_step: zero`: the x0 of the last corrector evaluation (at the predicted point)."""
