@@ -44,9 +44,6 @@ class Params(BaseModel):
     def items(self):
         return [(k, getattr(self, k)) for k in type(self).model_fields]
 
-    def values(self):
-        return [getattr(self, k) for k in type(self).model_fields]
-
     def __contains__(self, name) -> bool:
         return name in type(self).model_fields
 
