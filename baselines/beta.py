@@ -31,7 +31,7 @@ class Beta(HeuristicMethod):
     def timesteps(self):
         s = self.noise_schedule
         q = 1 - torch.arange(self.steps + 1, dtype=torch.float64) / self.steps
-        frac = torch.from_numpy(betaincinv(float(self.params["alpha"]), float(self.params["beta"]), q.numpy()))
+        frac = torch.from_numpy(betaincinv(float(self.params.alpha), float(self.params.beta), q.numpy()))
         t = s.t_min + (s.t_max - s.t_min) * frac
         t[0], t[-1] = s.t_max, s.t_min
         return t

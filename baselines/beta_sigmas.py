@@ -31,7 +31,7 @@ class BetaSigmas(HeuristicMethod):
         s = self.noise_schedule
         lo, hi = sigma_range(s)
         q = 1 - torch.linspace(0, 1, self.steps + 1, dtype=torch.float64)
-        frac = torch.from_numpy(betaincinv(float(self.params["alpha"]), float(self.params["beta"]), q.numpy()))
+        frac = torch.from_numpy(betaincinv(float(self.params.alpha), float(self.params.beta), q.numpy()))
         return times_of_sigmas(s, lo + frac * (hi - lo))
 
 

@@ -77,7 +77,7 @@ class Leading(DDPMSpacing):
 
     def indices(self, k, n):
         ratio = k // (n + 1)
-        return (np.arange(0, n + 1) * ratio).round()[::-1][:-1] + self.params["steps_offset"]
+        return (np.arange(0, n + 1) * ratio).round()[::-1][:-1] + self.params.steps_offset
 
 
 @METHODS.register("trailing")

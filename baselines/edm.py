@@ -23,7 +23,7 @@ class EDM(HeuristicMethod):
 
     def timesteps(self):
         s = self.noise_schedule
-        rho = float(self.params["rho"])
+        rho = float(self.params.rho)
         sigma_max = float(s.sigma_ve(torch.tensor(s.t_max, dtype=torch.float64)))
         sigma_min = float(s.sigma_ve(torch.tensor(s.t_min, dtype=torch.float64)))
         ramp = torch.linspace(0, 1, self.steps + 1, dtype=torch.float64)

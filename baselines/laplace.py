@@ -35,7 +35,7 @@ class Laplace(HeuristicMethod):
     def timesteps(self):
         s = self.noise_schedule
         lo, hi = sigma_range(s)
-        mu, beta = float(self.params["mu"]), float(self.params["beta"])
+        mu, beta = float(self.params.mu), float(self.params.beta)
         x = torch.linspace(0, 1, self.steps + 1, dtype=torch.float64)
         lam = mu - beta * torch.sign(0.5 - x) * torch.log(1 - 2 * torch.abs(0.5 - x) + EPSILON)
         sigmas = torch.clamp(torch.exp(lam), min=lo, max=hi)

@@ -41,11 +41,11 @@ class LinearQuadratic(HeuristicMethod):
 
     def timesteps(self):
         s = self.noise_schedule
-        lin = self.params["linear_steps"]
+        lin = self.params.linear_steps
         if lin is not None and self.steps > 1 and lin >= self.steps:
             raise UserError(f"method 'linear_quadratic': linear_steps={lin} must be below the {self.steps} steps")
-        u = torch.tensor(linear_quadratic_fractions(self.steps, float(self.params["threshold_noise"]),
-                                                    self.params["linear_steps"]), dtype=torch.float64)
+        u = torch.tensor(linear_quadratic_fractions(self.steps, float(self.params.threshold_noise),
+                                                    self.params.linear_steps), dtype=torch.float64)
         t = s.t_min + (1 - u) * (s.t_max - s.t_min)
         t[0], t[-1] = s.t_max, s.t_min
         return t

@@ -216,23 +216,23 @@ class Manual(HeuristicMethod):
         values = self.values
         if self.table is not None and n in self.table:
             values = self.table[n]
-        elif self.table is not None and not self.params["interpolate"]:
+        elif self.table is not None and not self.params.interpolate:
             raise UserError(f"method 'manual': the table has lists for {', '.join(map(str, self.table))} steps but this "
                             f"cell runs {n}; set interpolate: true (log-linear from its {max(self.table)}-step list) "
                             f"or use one of those NFEs")
         k = len(values) - 1
-        if n != k and not self.params["interpolate"]:
+        if n != k and not self.params.interpolate:
             raise UserError(f"method 'manual': the list has {k + 1} values ({k} steps) but this cell runs {n} steps; "
                             f"set interpolate: true (AYS's log-linear rule) or use the NFE of {k} steps")
-        if n != k and self.params["interpolate_in"] == "list":
+        if n != k and self.params.interpolate_in == "list":
             values = loglinear_interp(values, n + 1).tolist()
             k = n
         sig = self.sigmas(values)
         lo = float(s.sigma_ve(torch.tensor(s.t_min, dtype=torch.float64)))
         hi = float(s.sigma_ve(torch.tensor(s.t_max, dtype=torch.float64)))
-        rtol = float(self.params["rtol"])
+        rtol = float(self.params.rtol)
         ends_ok = abs(sig[0] - hi) <= rtol * hi and abs(sig[-1] - lo) <= rtol * lo
-        if not ends_ok and self.params["ends"] == "error":
+        if not ends_ok and self.params.ends == "error":
             raise UserError(f"method 'manual': the list runs from sigma {sig[0]:.6g} to {sig[-1]:.6g} but the model "
                             f"spans sigma {hi:.6g} to {lo:.6g} (relative tolerance rtol={rtol:g}); give a list for "
                             f"this model or set ends: model to replace its first and last value by the model's")

@@ -38,7 +38,7 @@ class PolyExponential(HeuristicMethod):
     def timesteps(self):
         s = self.noise_schedule
         lo, hi = sigma_range(s)
-        ramp = torch.linspace(1, 0, self.steps + 1, dtype=torch.float64) ** float(self.params["rho"])
+        ramp = torch.linspace(1, 0, self.steps + 1, dtype=torch.float64) ** float(self.params.rho)
         lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
         sigmas = torch.exp(ramp * (torch.log(hi_t) - torch.log(lo_t)) + torch.log(lo_t))
         return times_of_sigmas(s, sigmas)

@@ -22,4 +22,4 @@ class Polynomial(HeuristicMethod):
         s = self.noise_schedule
         n = self.steps
         frac = torch.arange(n, -1, -1, dtype=torch.float64) / n
-        return s.t_min + (s.t_max - s.t_min) * frac ** float(self.params["rho"])
+        return s.t_min + (s.t_max - s.t_min) * frac ** float(self.params.rho)

@@ -30,14 +30,14 @@ class VPTime(HeuristicMethod):
 
     def _t_of_sigma(self, sigma: float) -> float:
         # beta_d t^2 / 2 + beta_min t = log(1 + sigma^2): the positive root, without cancellation
-        bd, b0 = float(self.params["beta_d"]), float(self.params["beta_min"])
+        bd, b0 = float(self.params.beta_d), float(self.params.beta_min)
         c = math.log1p(sigma * sigma)
         return 2 * c / (b0 + math.sqrt(b0 * b0 + 2 * bd * c))
 
     def timesteps(self):
         s = self.noise_schedule
         lo, hi = sigma_range(s)
-        bd, b0 = float(self.params["beta_d"]), float(self.params["beta_min"])
+        bd, b0 = float(self.params.beta_d), float(self.params.beta_min)
         t = torch.linspace(self._t_of_sigma(hi), self._t_of_sigma(lo), self.steps + 1, dtype=torch.float64)
         sigmas = torch.sqrt(torch.expm1(bd * t ** 2 / 2 + b0 * t))
         return times_of_sigmas(s, sigmas)

@@ -216,28 +216,24 @@ def cmd_list(args):
 
 
 def cmd_show_schedule(args):
-    from .seeding import labels_for, noise_from_seeds, sample_seeds
-    from .models import make_model
-    from .registry import METHODS
-    from .solvers import make_solver
+    """Fitted methods fit (or load their fit) through the results root's cache, for the cell a grid
+    would build (teacher, samples, dtype and seed from --grid when given): `bench.api.fitted`."""
+    from . import api
 
-    model = make_model(_spec(args.model, args.model_param))
-    solver = make_solver(_spec(args.solver, args.solver_param))
-    method_spec = _spec(args.method, args.param)
-    cls = METHODS.get(method_spec.pop("name"))
-    if cls.needs_fit:  # fitted methods fit (or load their fit) through the runner's cache, as `run` does
-        _show_fitted_schedules(args, model)
-        return
-
+    model_spec = _spec(args.model, args.model_param)
+    solver_spec, method_spec = _spec(args.solver, args.solver_param), _spec(args.method, args.param)
+    model = api.model(model_spec)
     print(_schedule_units(model.schedule))
     for nfe in args.nfe:
-        steps = solver.steps_for_nfe(nfe)
-        method = cls(**method_spec).bind(model.schedule, steps, solver, model=model)
+        method, info = api.fitted(model_spec, solver_spec, method_spec, nfe, results=args.results, grid=args.grid)
         # a per-instance method shows the schedule of the first evaluation prior
-        x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
-        cond = labels_for(range(1), model.num_classes)
-        t = method.discretize(x_T, cond).t[0]
-        print("\n".join(_schedule_lines(f"nfe={nfe} steps={steps}", model.schedule, t)))
+        t = method.discretize(*api.first_prior(model)).t[0]
+        t_line, sigma_line = _schedule_lines(f"nfe={nfe} steps={method.steps}", model.schedule, t)
+        if method.needs_fit:
+            how = "cached fit" if info.get("cached") else "fitted"
+            t_line += f"  ({how}: {info.get('fit_seconds', 0.0):.1f} s, {info.get('fit_nfe', 0)} network evaluations)"
+        print(t_line)
+        print(sigma_line)
 
 
 def _schedule_units(schedule) -> str:
@@ -252,36 +248,6 @@ def _schedule_lines(head: str, schedule, t) -> list[str]:
     t = t.detach().cpu().double()
     fmt = lambda v: " ".join(f"{x:.6g}" for x in v.tolist())  # noqa: E731
     return [f"{head}: t {fmt(t)}", f"{' ' * len(head)}  sigma {fmt(schedule.sigma_ve(t))}"]
-
-
-def _show_fitted_schedules(args, model):
-    """Fit a method (or load its fit) through `runner.fit_cell` under --results, for cells built as a
-    grid would build them: teacher, samples, dtype and seed from --grid when given, else the grid
-    defaults; the same fit key as `run` of such a grid, so either reuses the other's fit."""
-    from .grid import parse_grid, read_grid_file
-    from .runner import fit_cell
-    from .seeding import labels_for, noise_from_seeds, sample_seeds
-    from .store import ResultsRoot
-
-    base = read_grid_file(args.grid) if args.grid else {}
-    raw = {"name": "show-schedule", "models": [_spec(args.model, args.model_param)],
-           "solvers": [_spec(args.solver, args.solver_param)], "methods": [_spec(args.method, args.param)],
-           "nfe": list(args.nfe), "metrics": base.get("metrics", ["mse"])}
-    for key in ("teacher", "samples", "dtype", "seeds"):
-        if key in base:
-            raw[key] = base[key]
-    if "seeds" in raw:
-        raw["seeds"] = raw["seeds"][:1]
-    root = ResultsRoot(args.results)
-    print(_schedule_units(model.schedule))
-    for cell in parse_grid(raw).cells:
-        method, info = fit_cell(cell, root)
-        x_T = model.prior(noise_from_seeds(sample_seeds("eval", 0, 1), model.data_shape)).double()
-        t = method.discretize(x_T, labels_for(range(1), model.num_classes)).t[0]
-        how = "cached fit" if info.get("cached") else "fitted"
-        t_line, sigma_line = _schedule_lines(f"nfe={cell.nfe} steps={cell.steps}", model.schedule, t)
-        print(t_line + f"  ({how}: {info.get('fit_seconds', 0.0):.1f} s, {info.get('fit_nfe', 0)} network evaluations)")
-        print(sigma_line)
 
 
 def cmd_export(args):

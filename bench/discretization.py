@@ -141,6 +141,13 @@ class FitContext:
     _started: float = field(default_factory=time.perf_counter, repr=False)
     _last_save: float = field(default_factory=time.perf_counter, repr=False)
 
+    @property
+    def plan(self):
+        """The cell's step plan (`bench.solvers.base.StepPlan`): `nfe` evaluations as `steps` steps."""
+        from .solvers.base import StepPlan
+
+        return StepPlan(int(self.nfe), int(self.steps))
+
     def count_nfe(self, k: int) -> None:
         self.fit_nfe += int(k)
 

@@ -142,7 +142,8 @@ def eval_warning(t: torch.Tensor, t_eval=None, scale=None) -> str | None:
         return None
     return ("this schedule also has " + " and ".join(parts) + ", which no plain sampler takes: the forms carry "
             "the knots only, so a sampler run on them does not reproduce the cell's samples (use the harness, "
-            "or apply t_eval/scale per step yourself)")
+            "or wrap the model in bench.kdiffusion_wrapper.LearnedScheduleDenoiser, which applies them per step "
+            "for k-diffusion-style samplers such as sample_euler)")
 
 
 def forms(schedule: NoiseSchedule, t: torch.Tensor, final_step: str = "t_min", warning: str | None = None) -> dict:
@@ -346,8 +347,7 @@ def _disc_from_row(schedule: dict) -> Discretization:
 def export_grid(grid_path, results="results", out_dir=None) -> dict:
     """Export every cell of a grid found in the results root; returns {"written", "networks", "missing", "out"}."""
     from .models import make_model
-    from .runner import build_method, fit_cell
-    from .solvers import make_solver
+    from .runner import fit_cell
 
     grid = load_grid(grid_path)
     root = ResultsRoot(results)
@@ -370,13 +370,10 @@ def export_grid(grid_path, results="results", out_dir=None) -> dict:
         elif row_disc is not None:
             disc, source = row_disc, "row"
         elif not cell.needs_fit or fitted:
-            if cell.needs_fit:  # the cached fit: fit_cell loads it (it never fits when fit.json exists)
-                method, _ = fit_cell(cell, root)
-                source = "fit"
-            else:
-                model = make_model(cell.model)
-                method = build_method(cell, model, make_solver(cell.solver))
-                source = "computed"
+            # the cached fit: fit_cell loads it (it never fits when fit.json exists); a method without a
+            # fit is built as the runner builds it
+            method, _ = fit_cell(cell, root)
+            source = "fit" if cell.needs_fit else "computed"
             if hasattr(method, "export_module") and getattr(method, "instance", False) or method.uses_eval_targets:
                 disc = None
             else:
@@ -421,11 +418,10 @@ def _recomputed(cell: Cell, root: ResultsRoot, row_disc: Discretization) -> Disc
     """The method's own float64 discretization of a cell whose row holds its schedule, or the row's
     values where the two differ by more than float32 rounding (the row is what the cell sampled with)."""
     from .models import make_model
-    from .runner import build_method, fit_cell
-    from .solvers import make_solver
+    from .runner import fit_cell
 
     model = make_model(cell.model)
-    method = fit_cell(cell, root)[0] if cell.needs_fit else build_method(cell, model, make_solver(cell.solver))
+    method = fit_cell(cell, root)[0]  # the cached fit, or the method built as the runner builds it
     if getattr(method, "instance", False) or getattr(method, "uses_eval_targets", False):
         return row_disc  # its schedule depends on the prior or the targets: the row's is the one sampled
     probe = torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)
@@ -450,15 +446,10 @@ def _index(cell: Cell) -> dict:
 
 def export_method(model_spec: dict, solver_spec: dict, method_spec: dict, nfes, out_dir) -> list[Path]:
     """Export a method that needs no teacher (a heuristic, `manual`, DMN) at each NFE."""
-    from .discretization import FitContext
-    from .models import make_model
-    from .registry import METHODS
-    from .solvers import make_solver
+    from . import api
 
-    model = make_model(model_spec)
-    solver = make_solver(solver_spec)
-    spec = dict(method_spec)
-    cls = METHODS.get(spec.pop("name"))
+    model = api.model(model_spec)
+    solver = api.solver(solver_spec)
 
     def no_teacher(split, n):
         raise UserError(f"method {method_spec['name']!r} learns from a teacher; run it in a grid and use "
@@ -466,11 +457,9 @@ def export_method(model_spec: dict, solver_spec: dict, method_spec: dict, nfes, 
 
     paths = []
     for nfe in nfes:
-        steps = solver.steps_for_nfe(nfe)
-        method = cls(**spec).bind(model.schedule, steps, solver, model=model)
-        if cls.needs_fit:
-            method.fit(FitContext(model=model, schedule=model.schedule, solver=solver, nfe=nfe, steps=steps,
-                                  teacher=no_teacher, generator=torch.Generator().manual_seed(0)))
+        method = api.bind(method_spec, model, solver, nfe)
+        if method.needs_fit:
+            api.fit(method, nfe=nfe, teacher=no_teacher)  # seed 0, no cache: nothing to learn from a teacher
         probe = torch.zeros((1,) + tuple(model.data_shape), dtype=torch.float64)
         disc = method.discretize(probe).detach()
         if disc.batch != 1:

@@ -53,6 +53,8 @@ from .launch_config import parse_launch_section
 from .params import Params, validate
 from .registry import METHODS, METRICS, MODELS, SOLVERS
 from .seeding import MAX_SPLIT_SIZE, stable_hash
+from .solvers.base import StepPlan
+from .spec import PluginSpec
 
 AXES = ("models", "solvers", "nfe", "methods", "seeds")
 KNOWN_KEYS = set(AXES) | {"name", "description", "metrics", "teacher", "samples", "dtype", "exclude", "launch",
@@ -85,8 +87,7 @@ class Cell:
     grid: str
     model: dict  # the grid entries as written (labels, seeds)
     solver: dict
-    nfe: int
-    steps: int
+    plan: StepPlan  # (nfe, steps), made by the solver
     method: dict
     seed: int
     metrics: tuple
@@ -96,6 +97,14 @@ class Cell:
     needs_fit: bool = field(default=False, compare=False)
     resolved: dict = field(default_factory=dict, compare=False)  # {model, solver, method, metrics, teacher}
     plugins: tuple = field(default=(), compare=False)  # the grid's `plugins:` modules, imported by workers
+
+    @property
+    def nfe(self) -> int:
+        return self.plan.nfe
+
+    @property
+    def steps(self) -> int:
+        return self.plan.steps
 
     def seed_key(self) -> str:
         """The hash of the entries as written: it seeds the fit's and the metrics' generators."""
@@ -186,7 +195,7 @@ def _as_list(raw: dict, key: str) -> list:
 def _plugin(registry, spec: dict, where: str):
     """The plugin object of a spec, or one GridError naming `where`."""
     try:
-        return registry.get(spec["name"])(**{k: v for k, v in spec.items() if k not in ("name", "label")})
+        return registry.build(spec)
     except UserError as err:
         raise GridError(f"{where}: {err}") from None
 
@@ -195,14 +204,9 @@ def _plugin_specs(raw: dict, key: str, registry) -> list[dict]:
     specs = []
     for i, entry in enumerate(_as_list(raw, key)):
         where = f"grid.{key}[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise GridError(f"{where} must be a name or a mapping with a `name`, got {entry!r}")
-        if "label" in entry and not isinstance(entry["label"], str):
-            raise GridError(f"{where}.label must be a string, got {entry['label']!r}")
+        entry = PluginSpec.parse(entry, where, error=GridError).as_dict()
         _plugin(registry, entry, where)
-        specs.append(dict(entry))
+        specs.append(entry)
     return specs
 
 
@@ -247,16 +251,7 @@ def _section(raw: dict, key: str, model: type[Params]) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
         raise GridError(f"grid.{key} must be a mapping, got {value!r}")
-    try:
-        return validate(model, value, f"grid.{key}", error=GridError).model_dump()
-    except GridError as err:
-        # "grid.teacher: steps must be ..." -> "grid.teacher.steps must be ..."
-        text = str(err).replace(f"grid.{key}: ", f"grid.{key}.", 1)
-        text = text.replace(f"grid.{key} has no parameter '", f"grid.{key}.", 1)
-        if "its parameters are:" in text:
-            field_name = text[len(f"grid.{key}."):].split("'", 1)[0]
-            text = f"grid.{key}.{field_name} is not a known field; known: {', '.join(sorted(model.model_fields))}"
-        raise GridError(text) from None
+    return validate(model, value, f"grid.{key}", error=GridError, section=True).model_dump()
 
 
 def _matches(rule: dict, combo: dict) -> bool:
@@ -335,9 +330,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
     _check_sane("teacher.steps", teacher["steps"], force)
     teacher_parts = {}
     for sub, registry in (("solver", SOLVERS), ("method", METHODS)):
-        spec = teacher[sub] if isinstance(teacher[sub], dict) else {"name": teacher[sub]}
-        if not isinstance(spec.get("name"), str):
-            raise GridError(f"grid.teacher.{sub} must be a name or a mapping with a `name`, got {teacher[sub]!r}")
+        spec = PluginSpec.parse(teacher[sub], f"grid.teacher.{sub}", error=GridError).as_dict()
         teacher_parts[sub] = _plugin(registry, spec, f"grid.teacher.{sub}")
         if sub == "method" and registry.get(spec["name"]).needs_fit:
             raise GridError(f"grid.teacher.method must be a closed-form schedule, got {spec['name']!r}")
@@ -384,7 +377,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
             continue
         solver_obj, model_obj = solver_objs[si], model_objs[mi]
         try:
-            steps = solver_obj.steps_for_nfe(nfe)
+            plan = solver_obj.plan(nfe)
         except UserError as err:
             raise GridError(
                 f"grid.nfe: {err}; or drop the pair with `exclude: [{{solver: {solver['name']}, nfe: {nfe}}}]`"
@@ -397,7 +390,7 @@ def parse_grid(raw: dict, name: str = "grid", path: Path | None = None, force: b
             "teacher": resolved_teacher[mi],
         }
         cells.append(Cell(
-            grid=name, model=model, solver=solver, nfe=nfe, steps=steps, method=method, seed=seed,
+            grid=name, model=model, solver=solver, plan=plan, method=method, seed=seed,
             metrics=tuple(metrics), teacher=teacher, samples=samples, dtype=dtype,
             needs_fit=METHODS.get(method["name"]).needs_fit, resolved=resolved, plugins=plugins,
         ))

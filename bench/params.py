@@ -27,6 +27,29 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    # Mapping-style read access (`params["rho"]`, `.get`, `dict(params)`, `{**params}`): a temporary
+    # bridge for the modules that still read their parameters by key (methods/ld3.py, methods/indis.py,
+    # methods/_learned.py); everything else reads attributes (`params.rho`). To be removed with them.
+    def __getitem__(self, name: str):
+        if name not in type(self).model_fields:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default=None):
+        return getattr(self, name) if name in type(self).model_fields else default
+
+    def keys(self):
+        return type(self).model_fields.keys()
+
+    def items(self):
+        return [(k, getattr(self, k)) for k in type(self).model_fields]
+
+    def __contains__(self, name) -> bool:
+        return name in type(self).model_fields
+
+    def __len__(self) -> int:
+        return len(type(self).model_fields)
+
 
 def _bounds(ctx: dict) -> str:
     ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -89,13 +112,21 @@ def _union_message(errors: list[dict], model: type[Params]) -> str | None:
     return f"{field} must be {accepts}, got {errors[0].get('input')!r}"
 
 
-def validate(model: type[Params], values: dict, where: str, error=UserError) -> Params:
-    """`model(**values)`, or one `error` "<where>: <field> must be ..., got ..."."""
+def validate(model: type[Params], values: dict, where: str, error=UserError, section: bool = False) -> Params:
+    """`model(**values)`, or one `error` "<where>: <field> must be ..., got ...". A `section` (of a grid
+    file) names its fields as paths instead: "<where>.<field> must be ...", "<where>.<field> is not a
+    known field; known: ..."; both are built from pydantic's structured errors (type, loc, ctx)."""
     try:
         return model(**values)
     except ValidationError as err:
         errors = err.errors(include_url=False)
-        message = _union_message(errors, model) or describe_error(errors[0], model.model_fields)
+        first = errors[0]
+        if section and first["type"] == "extra_forbidden":
+            raise error(f"{where}.{first['loc'][0]} is not a known field; known: "
+                        f"{', '.join(sorted(model.model_fields))}") from None
+        message = _union_message(errors, model) or describe_error(first, model.model_fields)
+        if section and first["loc"]:
+            raise error(f"{where}.{message}") from None
         joiner = " " if message.startswith("has no parameter") else ": "
         raise error(f"{where}{joiner}{message}") from None
 
@@ -103,6 +134,7 @@ def validate(model: type[Params], values: dict, where: str, error=UserError) -> 
 def field_table(model: type[Params]) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, description) of every declared field, for `bench list` and docs."""
     rows = []
+    model.model_rebuild()  # resolve annotations that name what the module defines after the class
     for name, info in model.model_fields.items():
         rows.append((name, type_label(info.annotation), info.default, info.description or ""))
     return rows

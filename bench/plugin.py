@@ -3,7 +3,8 @@
 A plugin declares its parameters once, as a nested `Params` class (`bench.params.Params`, a pydantic
 model: type, default, bounds, description per field), and a `version` integer that its author bumps
 whenever a change of code changes its numbers. The grid passes parameters as keyword arguments;
-`self.params` is the validated, plain-valued dict with every default filled in.
+`self.params` is the validated `Params` model with every default filled in (attribute access,
+`self.params.rho`); `resolve()` gives its plain dict.
 
 `resolved_spec(context)` is what determines a plugin's results, for cache keys and rows: its name,
 its version, every parameter with its default filled in, and every `auto` replaced by what it
@@ -39,7 +40,8 @@ class Plugin:
             cls.Params = create_model(f"{cls.__name__}Params", __base__=Params, **fields)
 
     def __init__(self, **params):
-        self.params: dict[str, Any] = validate(self.Params, params, f"{self.kind} {self.name!r}").model_dump()
+        # the validated, typed parameters: attribute access (`self.params.rho`)
+        self.params: Params = validate(self.Params, params, f"{self.kind} {self.name!r}")
 
     def resolve(self, context=None) -> dict[str, Any]:
         """The parameters with every `auto` resolved to what this plugin will do in `context`."""

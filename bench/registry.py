@@ -92,6 +92,14 @@ class Registry:
     def create(self, name: str, **params):
         return self.get(name)(**params)
 
+    def build(self, spec, where: str | None = None):
+        """The plugin of a spec: a name, a mapping `{name: ..., **params}` (its `label` is display
+        only) or a `bench.spec.PluginSpec`. Every `make_<kind>(spec)` is this."""
+        from .spec import PluginSpec
+
+        spec = PluginSpec.parse(spec, where or self.kind)
+        return self.get(spec.name)(**spec.params)
+
     def items(self):
         self._load()
         return sorted(self._items.items())

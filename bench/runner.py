@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .discretization import FitContext
+from .api import bind, fit
+from .counting import NetworkCounter
 from .filehash import sha256_of_file
 from .grid import Cell, _unlabelled, plugin_label
 from .images import save_sample_grid
@@ -47,31 +48,7 @@ from .teacher import DTYPES, teacher_set
 PREVIEW = 8  # samples per cell kept for the report's sample panels
 
 
-class CountingModel:
-    """Wraps a denoiser and counts its evaluations: batched calls (the NFE of a sampling pass),
-    network evaluations and rows (single-sample network evaluations, the unit of a fit's cost).
-
-    A denoiser whose one call runs the network more than once says so with `evals_per_call`
-    (classifier-free guidance: 2, `bench.guidance`). `calls` counts denoiser calls, the papers'
-    NFE (a guided evaluation is one function evaluation); `network_evals` = calls x evals_per_call
-    and `rows` count the network work honestly."""
-
-    def __init__(self, model):
-        self.model = model
-        self.schedule = model.schedule
-        self.evals_per_call = int(getattr(model, "evals_per_call", 1))
-        self.calls = 0
-        self.network_evals = 0
-        self.rows = 0
-
-    def __call__(self, x, t, cond=None):
-        self.calls += 1
-        self.network_evals += self.evals_per_call
-        self.rows += x.shape[0] * self.evals_per_call
-        return self.model(x, t, cond)
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
+CountingModel = NetworkCounter  # the runner's name for the one network-evaluation counter
 
 
 _MODELS: dict[str, torch.nn.Module] = {}
@@ -97,7 +74,7 @@ def build_method(cell: Cell, model, solver):
     """The cell's method with its resolved parameters (every `auto` as the cell's key records it)."""
     cls = METHODS.get(cell.method["name"])
     method = cls(**resolved_params(cell.resolved["method"], cls))
-    return method.bind(model.schedule, cell.steps, solver, model=CountingModel(model))
+    return bind(method, CountingModel(model), solver, cell.nfe, steps=cell.steps)
 
 
 def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
@@ -152,15 +129,13 @@ def fit_cell(cell: Cell, root: ResultsRoot, device="cpu", progress=None):
         if info is not None:
             return method, {**info, "cached": True}
         counting = method.model
-        ctx = FitContext(
-            model=counting, schedule=model.schedule, solver=solver, nfe=cell.nfe, steps=cell.steps,
-            teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
+        ctx = fit(
+            method, teacher=lambda split, n: cell_teacher(cell, model, root, split, n, device),
             # seeded from the entries as written, so a changed default keeps the fit's randomness
             generator=generator_for(cell.seed_key(), "fit"), device=device, progress=progress,
             artifact_dir=fit_dir, checkpoint_path=root.fit_checkpoint_path(cell.fit_hash),
             train_size=cell.samples["train"], quarantine=root.quarantine,
         )
-        method.fit(ctx)
         info = {"fit_seconds": ctx.total_seconds(), "fit_nfe": ctx.total_nfe(), "fit_resumes": ctx.resumes,
                 **method.fit_info()}
         counting.calls = counting.rows = 0

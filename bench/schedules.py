@@ -418,10 +418,7 @@ def make_schedule(spec) -> NoiseSchedule:
     """Build a schedule from a name or a dict {name: ..., **params}."""
     if isinstance(spec, NoiseSchedule):
         return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    spec = dict(spec)
-    return SCHEDULES.create(spec.pop("name"), **spec)
+    return SCHEDULES.build(spec)
 
 
 __all__ = [

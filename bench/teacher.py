@@ -65,8 +65,7 @@ def teacher_key(model, teacher: dict, split: str, seed: int, n: int, key_parts: 
 def run_teacher(model, teacher: dict, x_T, cond, batch_size: int):
     """Integrate the teacher from x_T in its dtype and return x0* in x_T's dtype."""
     solver = make_solver(teacher["solver"])
-    method_spec = dict(teacher["method"]) if isinstance(teacher["method"], dict) else {"name": teacher["method"]}
-    method = METHODS.create(method_spec.pop("name"), **method_spec).bind(model.schedule, teacher["steps"], solver)
+    method = METHODS.build(teacher["method"]).bind(model.schedule, teacher["steps"], solver)
     dtype = DTYPES[teacher.get("dtype", "float64")]
     outputs = []
     with torch.no_grad():

@@ -24,8 +24,7 @@ import sys
 import torch
 from torch import nn
 
-from bench.discretization import FitContext
-from bench.registry import METHODS
+from bench import api
 from bench.schedules import VE
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet
@@ -91,16 +90,14 @@ def measure(nfe: int, checkpointing: bool, batch: int, channels: int, device: st
             for split in ("train", "val")}
     with torch.no_grad():
         net(sets["val"].x_T, torch.full((batch,), 80.0, device=device))
-    method = METHODS.create("ld3", grad_checkpointing=checkpointing, train=batch, val=batch, batch=batch, rounds1=1,
-                            rounds2=1, loss="l2", init="edm").bind(net.schedule, nfe, solver, model=net)
-    ctx = FitContext(model=net, schedule=net.schedule, solver=solver, nfe=nfe, steps=nfe,
-                     teacher=lambda split, n: sets[split], generator=torch.Generator().manual_seed(0), device=device)
+    method = api.bind({"name": "ld3", "grad_checkpointing": checkpointing, "train": batch, "val": batch, "batch": batch,
+                       "rounds1": 1, "rounds2": 1, "loss": "l2", "init": "edm"}, net, solver, nfe)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
     else:
         before = rss_mb()
-    method.fit(ctx)
+    api.fit(method, teacher=lambda split, n: sets[split], device=device)
     after = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb())
     return {"nfe": nfe, "checkpointing": checkpointing, "fit_peak_mb": after - before,
             "kind": "cuda-allocated" if device.type == "cuda" else "rss"}

@@ -24,9 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import torch  # noqa: E402
 
-from bench.discretization import FitContext  # noqa: E402
+from bench import api  # noqa: E402
 from bench.models import make_model  # noqa: E402
-from bench.registry import METHODS  # noqa: E402
 from bench.seeding import noise_from_seeds, sample_seeds  # noqa: E402
 from bench.solvers import make_solver  # noqa: E402
 from bench.teacher import TeacherSet  # noqa: E402
@@ -61,16 +60,13 @@ def fit_once(spec: dict) -> dict:
     x_T = model.prior(noise_from_seeds(seeds, model.data_shape).double())
     timed = TimedModel(model)
     solver = make_solver("euler")
-    method = METHODS.create(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
-    method.bind(model.schedule, solver.steps_for_nfe(NFE), solver)
+    method = api.bind(spec, timed, solver, NFE)
 
     def teacher(split, n):
         return TeacherSet(seeds[:n], x_T[:n], None, x_T[:n])  # the searches use x_T (and their own teacher)
 
-    ctx = FitContext(model=timed, schedule=model.schedule, solver=solver, nfe=NFE, steps=method.steps,
-                     teacher=teacher, generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    method.fit(ctx)
+    api.fit(method, nfe=NFE, teacher=teacher)
     wall = time.perf_counter() - start
     return {"wall": wall, "network": timed.seconds, "ratio": wall / timed.seconds, "calls": timed.calls,
             "rows": timed.rows, "t": [round(v, 5) for v in method.t.tolist()]}

@@ -73,10 +73,16 @@ def _toggle(value):
     raise ValueError(f"must be auto, true or false, got {value!r}")
 
 
-HeuristicSpec = Annotated[Any, AfterValidator(heuristic_spec)]
+def accepts(text: str):
+    """What a union field accepts, for its one-line error (`bench.params`) when no member takes a value."""
+    return Field(json_schema_extra={"accepts": text})
+
+
+HeuristicSpec = Annotated[str | dict, AfterValidator(heuristic_spec),
+                          accepts("a heuristic's name such as 'edm' or {name: edm, rho: 7}")]
 InitHeuristic = Annotated[str, AfterValidator(_init_heuristic)]
-SolverSpec = Annotated[Any, AfterValidator(_solver_spec)]
-Toggle = Annotated[Any, AfterValidator(_toggle)]
+SolverSpec = Annotated[str | dict, AfterValidator(_solver_spec), accepts("a solver name or {name: ..., **params}")]
+Toggle = Annotated[bool | Literal["auto"], AfterValidator(_toggle), accepts("auto, true or false")]
 
 
 class LearnedParams(Params):

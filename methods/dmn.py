@@ -246,7 +246,7 @@ class DMN(FittedGlobalMethod):
 
     def initial(self) -> torch.Tensor:
         s = self.noise_schedule
-        t = timestep_grid(s, self.params["init"], self.steps)
+        t = timestep_grid(s, self.params.init, self.steps)
         lam = s.lambda_(t).to(torch.float64)
         lam[0], lam[-1] = s.lambda_min, s.lambda_max
         return lam
@@ -254,7 +254,7 @@ class DMN(FittedGlobalMethod):
     def fit(self, ctx: FitContext | None = None) -> None:
         s = self.noise_schedule
         self.initial_lambdas = self.initial()
-        lam, _ = optimize_lambdas(self.initial_lambdas, self.params["order"], self.params["maxiter"])
+        lam, _ = optimize_lambdas(self.initial_lambdas, self.params.order, self.params.maxiter)
         t = s.t_of_lambda(lam).to(torch.float64)
         t[0], t[-1] = s.t_max, s.t_min
         if not bool((t[1:] < t[:-1]).all()):

@@ -104,14 +104,17 @@ SPACES = ("ve", "model")
 
 @METHODS.register("gits")
 class GITS(FittedGlobalMethod):
+    # 2: fit_nfe counts network rows x evals_per_call (bench.counting); a guided model's rows count twice
+    version = 2
 
     class Params(Params):
         teacher_steps: int = Field(60, ge=2, le=100_000, description="steps of the fine teacher grid (reference: 60)")
         teacher_solver: SolverSpec = Field("ipndm", description="the warm-up teacher's solver (reference: ipndm)")
         timestep_grid: HeuristicSpec = Field("edm", description="the fine grid's schedule (reference: EDM rho=7)")
         metric: Literal["dev", "l1", "l2"] = Field("dev", description="the local cost (reference: dev)")
-        coeff: Annotated[Any, AfterValidator(_coeff_value)] = Field(
-            1.15, description="the DP weight: a number > 0, a list of them, or 'sweep' (0.8..1.2)")
+        coeff: Annotated[int | float | list[int | float] | Literal["sweep"], AfterValidator(_coeff_value)] = Field(
+            1.15, json_schema_extra={"accepts": "a number > 0, a list of them, or 'sweep'"},
+            description="the DP weight: a number > 0, a list of them, or 'sweep' (0.8..1.2)")
         warmup: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="warm-up priors (reference: 256)")
         jump: Literal["euler", "solver"] = Field("euler", description="the one-step jump the costs model")
         space: Literal["ve", "model"] = Field(

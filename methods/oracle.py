@@ -64,7 +64,7 @@ class Oracle(GOD):
         refine_lr: float = Field(0.05, gt=0, allow_inf_nan=False, description="their learning rate")
 
     def fit(self, ctx: FitContext) -> None:
-        if self.params["init_fit"] == "god":
+        if self.params.init_fit == "god":
             super().fit(ctx)
             return
         # Only the best heuristic as the start: no training.
@@ -106,11 +106,11 @@ class Oracle(GOD):
         b = x_T.shape[0]
         with torch.enable_grad():
             o = start.expand(b, -1, -1).clone().requires_grad_(True)
-            optimizer = torch.optim.Adam([o], lr=self.params["refine_lr"])
+            optimizer = torch.optim.Adam([o], lr=self.params.refine_lr)
             best_o = o.detach().clone()
             best_loss = torch.full((b,), float("inf"), dtype=torch.float64, device=x_T.device)
-            iterations = self.params["refine_iterations"]
-            model = checkpointed(self.model, self.params["grad_checkpointing"])
+            iterations = self.params.refine_iterations
+            model = checkpointed(self.model, self.params.grad_checkpointing)
             for it in range(iterations + 1):
                 disc = self.disc_from_output(o, x_T.dtype)
                 losses = loss_fn(self.solver.sample(model, x_T, disc, cond), target)

@@ -96,6 +96,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import AfterValidator, Field
 
+from bench.counting import evals_per_call
 from bench.discretization import Discretization, FitContext, FittedGlobalMethod
 from bench.errors import UserError
 from bench.params import Params
@@ -117,12 +118,15 @@ def _grid_value(value):
 
 @METHODS.register("oss")
 class OSS(FittedGlobalMethod):
+    # 2: fit_nfe counts network rows x evals_per_call (bench.counting); a guided model's rows count twice
+    version = 2
 
     class Params(Params):
         teacher_steps: int = Field(200, ge=2, le=100_000, description="teacher steps on the fine grid (paper: 200)")
         teacher_solver: SolverSpec = Field("euler", description="the teacher's solver (paper: Euler)")
-        timestep_grid: Annotated[Any, AfterValidator(_grid_value)] = Field(
-            "auto", description="the fine grid: auto (edm for VE, else uniform) or a heuristic")
+        timestep_grid: Annotated[Literal["auto"] | str | dict, AfterValidator(_grid_value)] = Field(
+            "auto", json_schema_extra={"accepts": "auto or a heuristic's name such as 'edm' or {name: edm, rho: 7}"},
+            description="the fine grid: auto (edm for VE, else uniform) or a heuristic")
         search_batch: int = Field(256, ge=1, le=MAX_SPLIT_SIZE, description="priors searched (paper: 256)")
         instance: bool = Field(False, description="per-instance OSS (search at sampling time) instead of OSS-ave")
         variant: Literal["paper", "code"] = Field("paper", description="the paper's search (paths from x_T at "
@@ -140,7 +144,7 @@ class OSS(FittedGlobalMethod):
     def resolve(self, context=None) -> dict:
         if context is None:
             return dict(self.params)
-        grid = self.params["timestep_grid"]
+        grid = self.params.timestep_grid
         return {**self.params, "timestep_grid": self._auto_grid(context.schedule) if grid == "auto" else grid}
 
     @staticmethod
@@ -148,12 +152,12 @@ class OSS(FittedGlobalMethod):
         return "edm" if isinstance(schedule, VE) else "uniform"
 
     def grid_spec(self):
-        if self.params["timestep_grid"] != "auto":
-            return self.params["timestep_grid"]
+        if self.params.timestep_grid != "auto":
+            return self.params.timestep_grid
         return self._auto_grid(self.noise_schedule)
 
     def teacher_grid(self) -> torch.Tensor:
-        T = self.params["teacher_steps"]
+        T = self.params.teacher_steps
         if self.steps > T:
             raise UserError(f"method 'oss': teacher_steps={T} is fewer than the {self.steps} student steps; "
                             f"raise teacher_steps")
@@ -165,9 +169,9 @@ class OSS(FittedGlobalMethod):
         if solver is None:
             raise RuntimeError("method 'oss' needs the student solver: bind(schedule, steps, solver, model)")
         with torch.no_grad():
-            teacher = make_solver(self.params["teacher_solver"])
+            teacher = make_solver(self.params.teacher_solver)
             traj, _, rows = teacher_trajectory(teacher, model, x_T, t_nodes, cond, need_x0=False)
-            if self.params["variant"] == "code":
+            if self.params.variant == "code":
                 return t_nodes, *self.code_search(model, t_nodes, x_T, traj, cond, progress, rows)
             student = StudentSteps(solver, model, t_nodes, self.steps, x_T, traj, cond)
             paths = oss_dp(t_nodes.numel(), self.steps, student.init_state(), student.advance, student.cost,
@@ -181,7 +185,7 @@ class OSS(FittedGlobalMethod):
         count = {"rows": rows}
 
         def predict(x, i):
-            count["rows"] += x.shape[0]
+            count["rows"] += x.shape[0] * evals_per_call(model)
             return model(x, t_x[i].expand(x.shape[0]), cond)
 
         def jump(x, x0, i, js):
@@ -191,18 +195,18 @@ class OSS(FittedGlobalMethod):
         return paths, count["rows"]
 
     def fit(self, ctx: FitContext) -> None:
-        if self.params["instance"]:
+        if self.params.instance:
             return  # per-instance mode searches inside schedule()
-        data = ctx.teacher("train", self.params["search_batch"])
+        data = ctx.teacher("train", self.params.search_batch)
         t_nodes, paths, rows = self.search(ctx.model, ctx.solver if ctx.solver is not None else self.solver,
                                            data.x_T, data.cond)
         ctx.count_nfe(rows)
         self.paths = paths
-        path = median_path(paths, self.params["median"])
+        path = median_path(paths, self.params.median)
         self.t = t_nodes[path].clone()
 
     def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
-        if self.params["instance"]:
+        if self.params.instance:
             if self.model is None:
                 raise RuntimeError("method 'oss' with instance: true needs the model: bind(..., model=...)")
             t_nodes, paths, _ = self.search(self.model, self.solver, x_T, cond)

@@ -18,9 +18,9 @@ class Midpoint(Solver):
 
     def step(self, state, n, disc, denoise):
         schedule = denoise.schedule
-        t, t_next, t_eval, scale = disc.step(n)
+        t, t_next = denoise.interval(n)
         s, s_next = schedule.sigma(t) / schedule.alpha(t), schedule.sigma(t_next) / schedule.alpha(t_next)
         t_mid = schedule.t_of_lambda(-((s + s_next) / 2).log())
-        _, eps = denoise(state.x, t, t_eval, scale)
-        _, eps_mid = denoise(ve_step(schedule, state.x, t, t_mid, eps), t_mid, None, scale)
+        _, eps = denoise.at_node(state.x, n)
+        _, eps_mid = denoise.inside(ve_step(schedule, state.x, t, t_mid, eps), t_mid, n)
         return State(ve_step(schedule, state.x, t, t_next, eps_mid))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench import api
 from bench.discretization import FitContext
 from bench.errors import UserError
 from bench.models import make_model
@@ -110,9 +111,9 @@ def toy():
 
 
 def _fitted(name, toy, **params):
-    model, solver, steps, _, context = toy
-    method = METHODS.create(name, **params).bind(model.schedule, steps, solver, model=model)
-    method.fit(context())
+    model, solver, steps, teacher, _ = toy
+    method = api.bind({"name": name, **params}, model, solver, steps=steps)
+    api.fit(method, nfe=steps, teacher=teacher, train_size=256)
     return method
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.discretization import FitContext
+from bench import api
 from bench.models.toy2d import Toy2D
 from bench.registry import METHODS
 from bench.schedules import VE
@@ -37,11 +37,8 @@ def toy():
 
 def fitted(model, name, nfe, n, **params):
     seeds, x_T, _ = priors(model, "train", 0, n)
-    ctx = FitContext(model=model, schedule=model.schedule, solver=make_solver("euler"), nfe=nfe, steps=nfe,
-                     teacher=lambda split, k: TeacherSet(seeds[:k], x_T[:k], None, x_T[:k]),
-                     generator=torch.Generator().manual_seed(0))
-    method = METHODS.create(name, **params).bind(model.schedule, nfe, make_solver("euler"), model)
-    method.fit(ctx)
+    method = api.bind({"name": name, **params}, model, make_solver("euler"), nfe)
+    api.fit(method, teacher=lambda split, k: TeacherSet(seeds[:k], x_T[:k], None, x_T[:k]))
     return method
 
 

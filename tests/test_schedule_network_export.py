@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from bench.discretization import FitContext
+from bench import api
 from bench.export import export_network
 from bench.models import make_model
 from bench.registry import METHODS
@@ -26,9 +26,8 @@ def _fitted(name, model, steps=3, **params):
             x0 = solver.sample(model, x_T, teacher_method.discretize(x_T), cond)
         return TeacherSet(list(range(n)), x_T, cond, x0)
 
-    method = METHODS.create(name, **params).bind(model.schedule, steps, solver, model=model)
-    method.fit(FitContext(model=model, schedule=model.schedule, solver=solver, nfe=steps, steps=steps,
-                          teacher=teacher, generator=torch.Generator().manual_seed(0), train_size=32))
+    method = api.bind({"name": name, **params}, model, solver, steps=steps)
+    api.fit(method, nfe=steps, teacher=teacher, train_size=32)
     return method
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench import api
 from bench.discretization import Discretization, FitContext
 from bench.errors import UserError
 from bench.registry import METHODS
@@ -142,7 +143,7 @@ def test_student_steps_reproduce_the_solver_along_a_path(spec):
     t_nodes = timestep_grid(schedule, "edm", 11)
     path = [0, 2, 5, 7, 11]
     x_T = priors(3, schedule)
-    direct = solver.sample(model, x_T, Discretization(t_nodes[path][None]), return_trajectory=True)
+    direct = solver.trajectory(model, x_T, Discretization(t_nodes[path][None]))
     student = StudentSteps(solver, model, t_nodes, len(path) - 1, x_T, teacher=torch.zeros(12, 3, 2, dtype=F64))
     state = student.init_state()
     for k, (i, j) in enumerate(zip(path[:-1], path[1:])):
@@ -169,7 +170,7 @@ def test_teacher_trajectory_reuses_the_teachers_own_evaluations(spec, extra):
     t_nodes = timestep_grid(schedule, "edm", 4)
     x_T = priors(5, schedule)
     traj, x0, rows = teacher_trajectory(solver, model, x_T, t_nodes)
-    direct = solver.sample(model, x_T, Discretization(t_nodes[None]), return_trajectory=True)
+    direct = solver.trajectory(model, x_T, Discretization(t_nodes[None]))
     torch.testing.assert_close(traj, torch.stack(direct), rtol=0, atol=0)
     for i in range(4):
         torch.testing.assert_close(x0[i], model(traj[i], t_nodes[i].expand(5)), rtol=1e-14, atol=1e-14)
@@ -263,12 +264,10 @@ def test_optimize_lambdas_keeps_endpoints_and_improves():
 
 
 def fitted(name, steps=3, solver="euler", **params):
-    schedule = FlowOT()
-    model = Mixture(schedule)
-    solver = make_solver(solver)
-    method = METHODS.create(name, **params).bind(schedule, steps, solver, model)
-    ctx = context(model, solver, steps, priors(16, schedule))
-    method.fit(ctx)
+    model = Mixture(FlowOT())
+    method = api.bind({"name": name, **params}, model, make_solver(solver), steps=steps)
+    x_T = priors(16, model.schedule)
+    ctx = api.fit(method, nfe=steps, teacher=lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n]))
     return method, ctx
 
 
@@ -464,3 +463,33 @@ def test_candidate_denoise_shares_the_start_evaluation_with_global_t_eval_and_sc
     torch.testing.assert_close(x0, expected[0], rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(eps, expected[1], rtol=1e-14, atol=1e-14)
     assert denoise.rows == 3
+
+
+class _Guided:
+    """A denoiser that declares two network evaluations per call (as classifier-free guidance does)."""
+
+    evals_per_call = 2
+
+    def __init__(self, model):
+        self.model, self.schedule = model, model.schedule
+
+    def __call__(self, x, t, cond=None):
+        return self.model(x, t, cond)
+
+
+@pytest.mark.parametrize("name, params", [("gits", {"teacher_steps": 12, "warmup": 16}),
+                                          ("oss", {"teacher_steps": 12, "search_batch": 6}),
+                                          ("oss", {"teacher_steps": 12, "search_batch": 6, "variant": "code"})])
+def test_search_cost_counts_network_evaluations_per_call(name, params):
+    """The searches count with bench.counting's rule: rows x evals_per_call (a guided row costs two)."""
+    model = Mixture(FlowOT())
+    x_T = priors(16, model.schedule)
+    teacher = lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n])  # noqa: E731
+    costs = []
+    for net in (model, _Guided(model)):
+        method = api.bind({"name": name, **params}, net, make_solver("euler"), steps=3)
+        costs.append(api.fit(method, nfe=3, teacher=teacher).fit_nfe)
+        if net is model:
+            plain_t = method.t.clone()
+    assert costs[0] > 0 and costs[1] == 2 * costs[0]
+    assert torch.equal(method.t, plain_t)  # the same search, counted honestly

@@ -16,7 +16,12 @@ is checked here like the built-in ones. For each solver, with its default parame
     finite difference along a random direction;
   * reruns are bitwise identical; the callback sees every step; a state taken from the callback
     resumes through `step` to the same sample;
-  * the searches' candidate steps (OSS) resume the solver at any node and reproduce its own run.
+  * the searches' candidate steps (OSS) resume the solver at any node and reproduce its own run;
+  * the learned methods' evaluation-time rule (LD3, INDIS, GOD: `t_eval`, `scale`) is `Denoise`'s:
+    every evaluation of a step goes through `denoise.at_node` or `denoise.inside`, never the raw call;
+    each node 0..N-1 is evaluated exactly once at its node (with t_eval[:, n] and scale[:, n], what
+    the network is then fed), and every other evaluation is inside its own step (plain time,
+    scale[:, n]).
 """
 from __future__ import annotations
 
@@ -165,8 +170,8 @@ def test_reruns_are_identical_and_steps_resume(toy, name):
     t, t_eval, scale = per_step_inputs(toy.schedule, 6, 4)
     disc = Discretization(t[None], t_eval[None], scale[None])
     seen = []
-    first = solver.sample(toy, x_T, disc, return_trajectory=True, callback=seen.append)
-    second = solver.sample(toy, x_T, disc, return_trajectory=True)
+    first = solver.trajectory(toy, x_T, disc, callback=seen.append)
+    second = solver.trajectory(toy, x_T, disc)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     assert [info["n"] for info in seen] == list(range(6))
     assert all(torch.equal(info["x"], x) for info, x in zip(seen, first[1:]))
@@ -174,7 +179,7 @@ def test_reruns_are_identical_and_steps_resume(toy, name):
     # resume from the state after step 2, stepping by hand
     state = seen[2]["state"]
     for n in range(3, 6):
-        state = solver.step(state, n, disc, Denoise(toy))
+        state = solver.step(state, n, disc, Denoise(toy, disc=disc))
     assert torch.equal(state.x, first[-1])
 
 
@@ -189,7 +194,7 @@ def test_searches_resume_the_solver_at_any_node(toy, name):
     nodes = edm_steps(toy.schedule, 9)
     path = [0, 2, 5, 7, 9]
     x_T = priors(toy.schedule, 3)
-    direct = solver.sample(toy, x_T, Discretization(nodes[path][None]), return_trajectory=True)
+    direct = solver.trajectory(toy, x_T, Discretization(nodes[path][None]))
     student = StudentSteps(solver, toy, nodes, len(path) - 1, x_T, teacher=torch.zeros(10, 3, 2, dtype=F64))
     state = student.init_state()
     for k, (i, j) in enumerate(zip(path[:-1], path[1:])):
@@ -197,3 +202,74 @@ def test_searches_resume_the_solver_at_any_node(toy, name):
         torch.testing.assert_close(candidates["x"][0], direct[k + 1], rtol=1e-12, atol=1e-12)
         state = {key: v[0] for key, v in candidates.items()}
     assert 3 * solver.nfe(len(path) - 1) <= student.rows <= 2 * 3 * solver.nfe(len(path) - 1)
+
+
+class RuleDenoise(Denoise):
+    """`Denoise` that records through which door of the evaluation-time rule each evaluation came."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.doors, self._door = [], None
+
+    def at_node(self, x, n):
+        self._door = ("node", n)
+        try:
+            return super().at_node(x, n)
+        finally:
+            self._door = None
+
+    def inside(self, x, t, n):
+        self._door = ("inside", n)
+        try:
+            return super().inside(x, t, n)
+        finally:
+            self._door = None
+
+    def __call__(self, x, t, t_eval=None, scale=None):
+        self.doors.append((self._door, t, t_eval, scale))
+        return super().__call__(x, t, t_eval, scale)
+
+
+class FedTimes:
+    """The toy network, recording the time it is fed."""
+
+    def __init__(self, model):
+        self.model, self.schedule, self.fed = model, model.schedule, []
+
+    def __call__(self, x, t, cond=None):
+        self.fed.append(t)
+        return self.model(x, t, cond)
+
+
+@pytest.mark.parametrize("afs", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_the_evaluation_time_rule_is_the_denoisers(toy, name, afs):
+    solver = make_solver({"name": name, "afs": afs})
+    steps = 5
+    t, t_eval, scale = per_step_inputs(toy.schedule, steps, 1)
+    disc = Discretization(t[None], t_eval[None], scale[None])
+    x_T = priors(toy.schedule, 3)
+    net = FedTimes(toy)
+    state, at_nodes = solver.init_state(x_T, disc), []
+    for n in range(steps):
+        denoise = RuleDenoise(net, analytic_first=afs and n == 0, disc=disc)
+        fed_before = len(net.fed)
+        state = solver.advance(state, n, disc, denoise)
+        fed = iter(net.fed[fed_before:])
+        for i, (door, t_state, te, sc) in enumerate(denoise.doors):
+            assert door is not None, f"step {n} evaluated the denoiser without at_node / inside"
+            kind, k = door
+            analytic = afs and n == 0 and i == 0  # AFS's first evaluation is analytic: no network call
+            if kind == "node":
+                assert k in (n, n + 1), (n, door)
+                at_nodes.append(k)
+                assert torch.equal(t_state, disc.t[:, k]) and torch.equal(te, disc.t_eval[:, k])
+                assert torch.equal(sc, disc.scale[:, k])
+                if not analytic:
+                    assert torch.equal(next(fed), disc.t_eval[:, k].expand(3))  # the network sees t_eval
+            else:
+                assert k == n and te is None and torch.equal(sc, disc.scale[:, n]), (n, door)
+                if not analytic:
+                    assert torch.equal(next(fed), t_state.expand(3))  # the plain time
+    assert sorted(at_nodes) == list(range(steps)), at_nodes
+    assert torch.equal(state.x, solver.sample(toy, x_T, disc))  # the same as the sampling loop

@@ -72,11 +72,11 @@ def test_final_step_zero_dpmpp_2m_is_k_diffusion(case):
 def test_final_step_denoise_and_zero(case, name):
     model, x_T, t = case
     disc = Discretization(t[None])
-    traj = make_solver(name).sample(model, x_T, disc, return_trajectory=True)
-    denoised = make_solver({"name": name, "final_step": "denoise"}).sample(model, x_T, disc, return_trajectory=True)
+    traj = make_solver(name).trajectory(model, x_T, disc)
+    denoised = make_solver({"name": name, "final_step": "denoise"}).trajectory(model, x_T, disc)
     assert len(denoised) == len(traj) + 1
     torch.testing.assert_close(denoised[-1], model(traj[-1], t[-1:]), rtol=0, atol=0)
-    zero = make_solver({"name": name, "final_step": "zero"}).sample(model, x_T, disc, return_trajectory=True)
+    zero = make_solver({"name": name, "final_step": "zero"}).trajectory(model, x_T, disc)
     if name != "unipc-bh2":  # UniPC's zero step takes its last corrector evaluation (at the predicted point)
         torch.testing.assert_close(zero[-1], model(zero[-2], t[-2:-1]), rtol=1e-12, atol=1e-12)
 

@@ -397,7 +397,7 @@ def test_dpmpp_lower_order_final_below_10_steps(name):
     x_T = prior(model, n=4)
     for steps, lowered in ((6, True), (12, False)):
         t = edm_grid(model.schedule, steps)
-        traj = make_solver(name).sample(model, x_T, Discretization(t[None]), return_trajectory=True)
+        traj = make_solver(name).trajectory(model, x_T, Discretization(t[None]))
         assert len(traj) == steps + 1
         x = traj[-2]
         ddim = t[-1] / t[-2] * x + (1 - t[-1] / t[-2]) * model(x, t[-2:-1])
@@ -412,7 +412,7 @@ def test_trajectories_start_at_x_T_and_end_at_the_sample():
     disc = Discretization(edm_grid(model.schedule, 5)[None])
     for name in ALL_NAMES:
         solver = make_solver(name)
-        traj = solver.sample(model, x_T, disc, return_trajectory=True)
+        traj = solver.trajectory(model, x_T, disc)
         assert len(traj) == 6 and traj[0] is x_T
         assert torch.equal(traj[-1], solver.sample(model, x_T, disc))
 

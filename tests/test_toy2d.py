@@ -31,7 +31,7 @@ def data(model):
 def test_registered_and_defaults():
     m = make_model("toy2d")
     assert isinstance(m, Toy2D) and MODELS.get("toy2d") is Toy2D
-    assert m.params == {"time": "ve", "classes": "A"}
+    assert m.params.model_dump() == {"time": "ve", "classes": "A"} and m.params.time == "ve"
     assert m.data_shape == (2,) and m.num_classes == 0
     assert m.schedule == VE(0.002, 80.0)
     assert make_model({"name": "toy2d", "time": "flow"}).schedule == FlowOT(0.002, 80.0 / 81.0)

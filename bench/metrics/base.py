@@ -94,8 +94,5 @@ class Metric(Plugin):
 
 
 def make_metric(spec) -> Metric:
-    """Build a metric from a name or a dict {name: ..., **params}."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    spec = dict(spec)
-    return METRICS.create(spec.pop("name"), **spec)
+    """Build a metric from a name or a dict {name: ..., **params} (`Registry.build`)."""
+    return METRICS.build(spec)

@@ -72,5 +72,5 @@ class PSNR(Metric):
         mse = per_sample_squared_error(samples, teacher) / dims
         # 10 log10(R^2 / 0) = +inf, capped by the minimum; NaN (diverged samples) stays NaN.
         psnr = 10.0 * torch.log10(data_range**2 / mse)
-        psnr = torch.where(psnr.isnan(), psnr, psnr.clamp(max=float(self.params["max_db"])))
+        psnr = torch.where(psnr.isnan(), psnr, psnr.clamp(max=float(self.params.max_db)))
         return {self.name: psnr.mean().item()}, {self.name: psnr.numpy()}

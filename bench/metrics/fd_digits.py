@@ -218,7 +218,7 @@ class FDDigits(Metric):
         count = samples.shape[0]
         if count < 2:
             raise ValueError("metric 'fd-digits' needs at least 2 samples")
-        model = load_digits_features(ReferenceStore.for_metric(self.params["refs_dir"], ctx))
+        model = load_digits_features(ReferenceStore.for_metric(self.params.refs_dir, ctx))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator, device=ctx.generator.device).item())
         if bool(torch.isfinite(samples).all()):
             value = frechet_distance_features(model(samples), model.mu, model.sigma, model.sqrt_sigma)

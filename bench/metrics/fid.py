@@ -67,7 +67,7 @@ class FID(Metric):
         """The parameters plus the content hash of the Inception weights this machine would use."""
         params = dict(self.params)
         try:
-            weights = inception_weights(self.params["inception_path"])
+            weights = inception_weights(self.params.inception_path)
         except UserError:
             return {**params, "inception_sha256": None}
         return {**params, "inception_sha256": weights.sha256}
@@ -77,12 +77,12 @@ class FID(Metric):
 
     def check_ready(self) -> None:
         """The Inception weights are on this machine (the pre-run check calls this)."""
-        locate_inception(self.params["inception_path"])
+        locate_inception(self.params.inception_path)
 
     def reference(self, ctx: MetricContext, extractor: InceptionFeatures, resolution) -> Reference:
-        store = ReferenceStore.for_metric(self.params["refs_dir"], ctx)
+        store = ReferenceStore.for_metric(self.params.refs_dir, ctx)
         refs_dir = store.folder
-        ref = self.params["ref"]
+        ref = self.params.ref
         if ref is None:
             path = ensure_model_reference(ctx.model, extractor, store)
         elif ref.endswith(".npz"):

@@ -163,7 +163,7 @@ class LPIPS(Metric):
 
     def check_ready(self) -> None:
         """The weight files LPIPS loads are on this machine (the pre-run check calls this)."""
-        check_weights(self.params["net"])
+        check_weights(self.params.net)
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
         return self.compute_per_sample(samples, ctx)[0]
@@ -177,8 +177,8 @@ class LPIPS(Metric):
             raise ValueError("metric 'lpips' got an empty sample set")
         if not bool(torch.isfinite(samples).all()):
             return {self.name: float("nan")}, {}
-        distance = load_lpips(self.params["net"], device=ctx.device)
-        batch = self.params["batch"]
+        distance = load_lpips(self.params.net, device=ctx.device)
+        batch = self.params.batch
         total = 0.0
         per_sample = []
         with torch.no_grad():

@@ -99,7 +99,7 @@ class Wasserstein(Metric):
         count = gen.shape[0]
         if count < 1:
             raise ValueError("metric 'wasserstein' got an empty sample set")
-        m = min(self.params["n"], count)
+        m = min(self.params.n, count)
         floor_key = (getattr(ctx.model, "model_id", lambda: id(ctx.model))(), ctx.generator.initial_seed(), count, m)
         if count > m:
             idx = torch.randperm(count, generator=ctx.generator, device=ctx.generator.device)[:m]
@@ -170,7 +170,7 @@ class KL(Metric):
         count = samples.shape[0]
         if count < 1:
             raise ValueError("metric 'kl' got an empty sample set")
-        ref = self.data_samples(ctx, self.params["n_ref"])
+        ref = self.data_samples(ctx, self.params.n_ref)
         floor_set = self.data_samples(ctx, count)
         p = self.histogram(ref)
         finite = bool(torch.isfinite(samples).all())

@@ -144,7 +144,7 @@ class PromptConditioned:
     prompt), and the file in `required_paths`. Call `init_prompts()` in `__init__`."""
 
     def init_prompts(self) -> None:
-        self.prompts_path = path_param(self.name, "prompts", self.params["prompts"],
+        self.prompts_path = path_param(self.name, "prompts", self.params.prompts,
                                        "a text file with one prompt per line", required=False)
 
     def prompt_paths(self) -> dict[str, str]:

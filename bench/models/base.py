@@ -69,8 +69,5 @@ class Denoiser(Plugin, torch.nn.Module):
 
 
 def make_model(spec) -> Denoiser:
-    """Build a model from a name or a dict {name: ..., **params}."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    spec = dict(spec)
-    return MODELS.create(spec.pop("name"), **spec)
+    """Build a model from a name or a dict {name: ..., **params} (`Registry.build`)."""
+    return MODELS.build(spec)

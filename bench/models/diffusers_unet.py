@@ -62,7 +62,7 @@ class DiffusersUNet(LazyDenoiser):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.path = path_param(self.name, "path", self.params["path"], self.what)
+        self.path = path_param(self.name, "path", self.params.path, self.what)
 
     def required_paths(self) -> dict[str, str]:
         return {"path": self.path}

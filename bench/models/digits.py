@@ -103,7 +103,7 @@ class Digits(GuidanceParam, Denoiser):
 
     def __init__(self, **params):
         super().__init__(**params)
-        time = self.params["time"]
+        time = self.params.time
         times = [n for n in SCHEDULES.names() if n != "vp-discrete"]
         if isinstance(time, dict):
             try:
@@ -205,7 +205,7 @@ class Digits(GuidanceParam, Denoiser):
         xf = self._flat(x)
         t = self._sigma_batch(t, x)
         labels = self._labels(cond, x.shape[0], x.device)
-        if self.params["time"] != "ve":
+        if self.params.time != "ve":
             xf, t = convert(xf, t, self.schedule, self._ve)
         return self._posterior_mean(xf, t, labels).reshape(x.shape)
 

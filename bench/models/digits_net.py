@@ -103,19 +103,19 @@ class DigitsNet(Digits):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.net, self.weights_sha256 = load_weights(self.params["weights"])
-        self.autocast_dtype = DTYPES[self.params["dtype"]]
+        self.net, self.weights_sha256 = load_weights(self.params.weights)
+        self.autocast_dtype = DTYPES[self.params.dtype]
 
     def resolve(self, context=None) -> dict:
         """The parameters and the content hash of the weights, shipped or given."""
         return {**self.params, "weights_sha256": self.weights_sha256}
 
     def required_paths(self) -> dict[str, str]:
-        return {} if self.params["weights"] is None else {"weights": self.params["weights"]}
+        return {} if self.params.weights is None else {"weights": self.params.weights}
 
     def model_id(self) -> str:
         base = super().model_id()
-        return base if self.params["weights"] is None else f"{base}@{self.weights_sha256[:12]}"
+        return base if self.params.weights is None else f"{base}@{self.weights_sha256[:12]}"
 
     def _network(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if labels is None:
@@ -127,7 +127,7 @@ class DigitsNet(Digits):
         xs = self._flat(x).reshape(x.shape[0], *self.data_shape)
         t = self._sigma_batch(t, x)
         labels = self._labels(cond, x.shape[0], x.device)
-        if self.params["time"] != "ve":
+        if self.params.time != "ve":
             xs, t = self._to_ve(xs, t)
         return self._network(xs, t, labels).reshape(x.shape)
 

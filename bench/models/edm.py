@@ -96,14 +96,14 @@ class EDM(GuidanceParam, Denoiser):
 
     @property
     def reference_dataset(self) -> str:
-        if self.params["dataset"]:
-            return self.params["dataset"]
-        stem = os.path.splitext(os.path.basename(os.fspath(self.params["pickle"])))[0]
+        if self.params.dataset:
+            return self.params.dataset
+        stem = os.path.splitext(os.path.basename(os.fspath(self.params.pickle)))[0]
         match = EDM_FILE.match(stem)
         return match.group(1) if match else stem
 
     def required_paths(self) -> dict[str, str]:
-        return {"pickle": os.fspath(self.params["pickle"]), "source": os.fspath(self.params["source"])}
+        return {"pickle": os.fspath(self.params.pickle), "source": os.fspath(self.params.source)}
 
     # ------------------------------------------------------------------ loading
     def _load(self):

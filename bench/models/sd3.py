@@ -73,11 +73,11 @@ class SD3(GuidanceParam, PromptConditioned, LatentImages, LazyDenoiser):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.path = path_param(self.name, "path", self.params["path"], self.what)
+        self.path = path_param(self.name, "path", self.params.path, self.what)
         self.init_prompts()
-        check_scale(self.name, self.params["guidance"])
-        self.t_min = _check_time(self.name, "t_min", self.params["t_min"])
-        self.t_max = _check_time(self.name, "t_max", self.params["t_max"])
+        check_scale(self.name, self.params.guidance)
+        self.t_min = _check_time(self.name, "t_min", self.params.t_min)
+        self.t_max = _check_time(self.name, "t_max", self.params.t_max)
         if self.t_min is not None and self.t_max is not None and not self.t_min < self.t_max:
             raise UserError(f"model {self.name!r}: t_min must be below t_max, got {self.t_min} and {self.t_max}")
 

@@ -45,7 +45,7 @@ class StableDiffusion(GuidanceParam, PromptConditioned, DiffusersLDM):
     def __init__(self, **params):
         super().__init__(**params)
         self.init_prompts()
-        check_scale(self.name, self.params["guidance"])
+        check_scale(self.name, self.params.guidance)
 
     def required_paths(self) -> dict[str, str]:
         return {**super().required_paths(), **self.prompt_paths()}

@@ -124,7 +124,7 @@ class Toy2D(Denoiser):
 
     def __init__(self, **params):
         super().__init__(**params)
-        time, classes = self.params["time"], self.params["classes"]
+        time, classes = self.params.time, self.params.classes
         if time != "ve":
             try:
                 flow = flow_time(time)
@@ -257,7 +257,7 @@ class Toy2D(Denoiser):
         """E[x0 | x_t = x] in the model's time; `cond` is ignored (unconditional)."""
         self._check_x(x)
         t = self._sigma(t, x)
-        if self.params["time"] != "ve":
+        if self.params.time != "ve":
             x, t = convert(x, t, self.schedule, self._ve)
         return self._posterior_mean(x, t)
 

@@ -2,11 +2,13 @@
 
 A solver is two functions and a few declared class attributes:
   * `init_state(x_T, disc) -> State`: the state at the first node (the sample, an empty history);
-  * `step(state, n, disc, denoise) -> State`: from node n to node n + 1 of the `Discretization`,
-    calling `denoise(x, t, t_eval=None, scale=None) -> (x0, eps)` for every network evaluation;
+  * `step(state, n, disc, denoise) -> State`: from node n to node n + 1 of the `Discretization`
+    (times `denoise.interval(n)`), calling `denoise.at_node(x, n)` for an evaluation at node n's time
+    and `denoise.inside(x, t, n)` for one inside step n at another time t; each returns (x0, eps);
   * `order` (global order of accuracy, the one `tests/test_solver_conformance.py` measures; a
     property where it depends on a parameter), `evals_per_step` (network evaluations per step).
-`Solver.sample` is the only sampling loop: it runs `step` for n = 0..N-1, applies the conventions
+`Solver.sample` is the only sampling loop (`Solver.trajectory` runs the same loop and keeps every
+state): it runs `step` for n = 0..N-1, applies the conventions
 below, and calls an optional per-step `callback(info)` (as k-diffusion's samplers do) with a dict:
 n, the new `state` and its sample `x`, the step's times `t`, `t_next`, and `evaluations`, the
 list of `Evaluation(x, t, x0, eps)` the step made (`denoised` is the last x0, or None). A `State`
@@ -24,11 +26,14 @@ eps = (x - alpha(t_eval) x0_hat) / sigma(t_eval), scaled by gamma, and converted
 prediction at the state's own time t: x0 = (x - sigma(t) * gamma * eps) / alpha(t). Without them it
 is the plain x0_hat and eps = (x - alpha(t) x0_hat) / sigma(t). (The network is fed the raw x at
 t_eval, as LD3 and INDIS do in their own schedules; unlike everything else here this is not invariant
-under a change of schedule at equal log-SNR.) Which t_eval/scale an evaluation uses:
-  * the evaluation at the state x_n at the start of step n uses t_eval[:, n] and scale[:, n]
-    (for multistep solvers that is also the evaluation that feeds step n-1's corrector);
-  * an extra evaluation inside step n (Heun's corrector at t_{n+1}, DPM-Solver-2's midpoint) is made
-    at its plain time (no t_eval: the decoupled time belongs to the state x_n) with scale[:, n].
+under a change of schedule at equal log-SNR.) Which t_eval/scale an evaluation uses is `Denoise`'s
+rule, so no solver applies it by hand:
+  * `denoise.at_node(x, n)`: an evaluation at node n's time t_n uses t_eval[:, n] and scale[:, n]:
+    the evaluation at the state x_n at the start of step n, and a multistep corrector's evaluation at
+    the next node (UniPC's at t_{n+1}, `at_node(x, n + 1)`, which also feeds step n + 1);
+  * `denoise.inside(x, t, n)`: an extra evaluation inside step n at another time t (Heun's corrector
+    at t_{n+1}, DPM-Solver-2's midpoint) is made at its plain time (no t_eval: the decoupled time
+    belongs to the state x_n) with scale[:, n].
 
 Many solvers are simplest in the schedule's *VE view*: y = x / alpha, s = sigma / alpha
 (= exp(-lambda)), where the ODE reads dy/ds = eps. Euler there is DDIM in any schedule, and equals
@@ -61,6 +66,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Annotated, Any, Callable, ClassVar, Literal, NamedTuple
 
 import torch
@@ -132,14 +138,42 @@ class Evaluation(NamedTuple):
 
 
 class Denoise:
-    """The denoiser as a step sees it: `denoise(x, t, t_eval=None, scale=None) -> (x0, eps)` at state
-    time t, through `predict`. With `analytic_first` its first call is AFS's analytic evaluation.
-    It keeps the step's evaluations for the callback."""
+    """The denoiser as a step sees it, owning the evaluation-time rule of the discretization `disc`
+    (module docstring): `at_node(x, n)` and `inside(x, t, n)` return (x0, eps) at the state's time,
+    through `predict`; calling it, `denoise(x, t, t_eval=None, scale=None)`, is the plain evaluation
+    underneath. With `analytic_first` its first evaluation is AFS's analytic one. It keeps the step's
+    evaluations for the callback."""
 
-    def __init__(self, model, cond=None, analytic_first: bool = False):
+    def __init__(self, model, cond=None, analytic_first: bool = False, disc=None):
         self.model, self.cond, self.schedule = model, cond, model.schedule
         self.analytic_first = analytic_first
+        self.disc = disc
+        self._steps: dict[int, tuple] = {}
         self.evaluations: list[Evaluation] = []
+
+    def _rule(self, n: int):
+        # one `disc.step(n)` per node and step: the times a step moves between and the ones its
+        # evaluations use are the same tensors, so gradients reach t through one path, in one order
+        if self.disc is None:
+            raise ValueError("this Denoise was made without the discretization its rule reads; pass disc=")
+        if n not in self._steps:
+            self._steps[n] = self.disc.step(n)
+        return self._steps[n]
+
+    def interval(self, n: int):
+        """(t_n, t_{n+1}), each [B]: the times step n goes between."""
+        t, t_next, _, _ = self._rule(n)
+        return t, t_next
+
+    def at_node(self, x, n: int):
+        """An evaluation at node n's time t_n: with t_eval[:, n] and scale[:, n] where `disc` has them."""
+        t, _, t_eval, scale = self._rule(n)
+        return self(x, t, t_eval, scale)
+
+    def inside(self, x, t, n: int):
+        """An evaluation inside step n at its own time t: plain t (no t_eval), scale[:, n]."""
+        _, _, _, scale = self._rule(n)
+        return self(x, t, None, scale)
 
     def __call__(self, x, t, t_eval=None, scale=None):
         first = self.analytic_first and not self.evaluations
@@ -149,7 +183,24 @@ class Denoise:
         return x0, eps
 
 
-FINAL_STEPS = ("t_min", "denoise", "zero")  # the choices of Solver.Params.final_step
+@dataclass(frozen=True)
+class StepPlan:
+    """`nfe` network evaluations spent as `steps` steps of one solver: made once, by `Solver.plan`, and
+    carried by the grid's cells, the fit context and bound methods."""
+
+    nfe: int
+    steps: int
+
+
+class FinalStep(str, Enum):
+    """Where the last step lands (`Solver.Params.final_step`, module docstring)."""
+
+    T_MIN = "t_min"
+    DENOISE = "denoise"
+    ZERO = "zero"
+
+
+FINAL_STEPS = tuple(f.value for f in FinalStep)  # the choices of Solver.Params.final_step
 
 
 class Solver(Plugin):
@@ -173,46 +224,63 @@ class Solver(Plugin):
     def step(self, state: State, n: int, disc, denoise: Denoise) -> State:
         raise NotImplementedError
 
+    @property
+    def final_step(self) -> FinalStep:
+        return FinalStep(self.params.final_step)
+
     def step_to_zero(self, state: State, n: int, disc, denoise: Denoise) -> torch.Tensor:
         """`final_step: zero`: the last step, from t_n to sigma = 0, is x0(x_n, t_n)."""
-        t, _, t_eval, scale = disc.step(n)
-        return denoise(state.x, t, t_eval, scale)[0]
+        return denoise.at_node(state.x, n)[0]
 
     def advance(self, state: State, n: int, disc, denoise: Denoise) -> State:
         """Step n under the `final_step` convention (`zero`: the last step goes to sigma = 0). The
         sampling loop and the searches that resume a state at any node (OSS) both step through it."""
-        if self.params["final_step"] == "zero" and n == disc.steps - 1:
+        if self.final_step is FinalStep.ZERO and n == disc.steps - 1:
             return State(self.step_to_zero(state, n, disc, denoise))
         return self.step(state, n, disc, denoise)
 
-    def sample(self, model, x_T: torch.Tensor, disc, cond=None, return_trajectory: bool = False,
-               callback: Callable[[dict], None] | None = None):
-        """x_0 from x_T along `disc` (or the trajectory [x_T, x_1, ..., x_N], with `final_step:
-        denoise` followed by the denoised sample)."""
-        final = self.params["final_step"]
+    def sample(self, model, x_T: torch.Tensor, disc, cond=None,
+               callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+        """x_0 from x_T along `disc` (`trajectory` keeps every state)."""
+        return self._run(model, x_T, disc, cond, callback, None)
+
+    def trajectory(self, model, x_T: torch.Tensor, disc, cond=None,
+                   callback: Callable[[dict], None] | None = None) -> list[torch.Tensor]:
+        """The states [x_T, x_1, ..., x_N] along `disc` (with `final_step: denoise` followed by the
+        denoised sample), from the same loop as `sample`."""
+        states: list[torch.Tensor] = []
+        self._run(model, x_T, disc, cond, callback, states)
+        return states
+
+    def _run(self, model, x_T, disc, cond, callback, trajectory: list | None) -> torch.Tensor:
         state = self.init_state(x_T, disc)
-        trajectory = [state.x] if return_trajectory else None  # kept only on request: N states cost memory
+        if trajectory is not None:  # kept only on request: N states cost memory
+            trajectory.append(state.x)
         for n in range(disc.steps):
-            denoise = Denoise(model, cond, analytic_first=bool(self.params["afs"]) and n == 0)
+            denoise = Denoise(model, cond, analytic_first=bool(self.params.afs) and n == 0, disc=disc)
             state = self.advance(state, n, disc, denoise)
-            if return_trajectory:
+            if trajectory is not None:
                 trajectory.append(state.x)
             if callback is not None:
                 callback(_step_info(n, state, disc.t[:, n], disc.t[:, n + 1], denoise.evaluations))
-        if final == "denoise":
-            denoise = Denoise(model, cond)
+        if self.final_step is FinalStep.DENOISE:
+            denoise = Denoise(model, cond, disc=disc)
             state = State(denoise(state.x, disc.t[:, -1])[0])
-            if return_trajectory:
+            if trajectory is not None:
                 trajectory.append(state.x)
             if callback is not None:
                 callback(_step_info(disc.steps, state, disc.t[:, -1], disc.t[:, -1], denoise.evaluations))
-        return trajectory if return_trajectory else state.x
+        return state.x
 
     # -- accounting ---------------------------------------------------------------------------
     def nfe(self, steps: int) -> int:
         """Network evaluations spent for `steps` steps (AFS saves the first one)."""
-        final = {"t_min": 0, "denoise": 1, "zero": 1 - self.evals_per_step}[self.params["final_step"]]
+        final = {FinalStep.T_MIN: 0, FinalStep.DENOISE: 1, FinalStep.ZERO: 1 - self.evals_per_step}[self.final_step]
         return self.evals_per_step * steps + final - (1 if self.params.get("afs") else 0)
+
+    def plan(self, nfe: int) -> StepPlan:
+        """The step plan that spends exactly `nfe` evaluations, or a UserError if none does."""
+        return StepPlan(int(nfe), self.steps_for_nfe(nfe))
 
     def steps_for_nfe(self, nfe: int) -> int:
         """The step count that spends exactly `nfe` evaluations, or a UserError if none does."""
@@ -240,10 +308,8 @@ def _step_info(n, state, t, t_next, evaluations) -> dict:
 
 
 def make_solver(spec) -> Solver:
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    spec = dict(spec)
-    return SOLVERS.create(spec.pop("name"), **spec)
+    """Build a solver from a name or a dict {name: ..., **params} (`Registry.build`)."""
+    return SOLVERS.build(spec)
 
 
 # -- shared pieces of steps -------------------------------------------------------------------
@@ -325,8 +391,8 @@ def _lowering_value(value):
 class LoweringParams(Params):
     """The final-order convention of a multistep solver (see `lowering_rule`)."""
 
-    lower_order_final: Annotated[Any, AfterValidator(_lowering_value)] = Field(
-        True, description="lower the order of the last steps: true (below `lower_order_final_below` steps, "
+    lower_order_final: Annotated[bool | str, AfterValidator(_lowering_value)] = Field(
+        True, json_schema_extra={"accepts": "true, false or a reference's name"}, description="lower the order of the last steps: true (below `lower_order_final_below` steps, "
                           "or always when null), false, or a reference's rule by name")
     lower_order_final_below: int | None = Field(None, ge=1, description="the step count below which to lower")
 
@@ -348,7 +414,7 @@ def lowered_order(order: int, n: int, steps: int, rule: tuple) -> int:
 
 
 __all__ = [
-    "Solver", "State", "Denoise", "Evaluation", "make_solver", "predict", "ve_view", "ve_step", "push",
+    "Solver", "State", "Denoise", "FinalStep", "FINAL_STEPS", "StepPlan", "Evaluation", "make_solver", "predict", "ve_view", "ve_step", "push",
     "AnalyticFirstStep", "LoweringParams", "coefficient_dtype", "log_snr", "lowering_rule",
     "lowered_order", "global_order",
 ]

@@ -9,8 +9,8 @@ Euler midpoint method with the midpoint at the mean log-SNR:
 This *is* DPM-Solver-2 in noise prediction with the exponential integrator: its first-order update
 x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps reads, divided by alpha_t, y_t = y_s + (s_t - s_s) eps.
 
-t_eval / scale: the evaluation at x_n uses t_eval[:, n] and scale[:, n]; the midpoint evaluation
-uses the plain t_mid and the same scale[:, n].
+Learned evaluation times: the evaluation at x_n is `denoise.at_node(x_n, n)`, the midpoint one
+`denoise.inside(x_mid, t_mid, n)` (`bench.solvers.base`'s rule).
 
 | reference | LuChengTHU/dpm-solver `dpm_solver_pytorch.py` `singlestep_dpm_solver_second_update` (0fdeb80); k-diffusion `sample_dpm_2` (686dbad); diff-sampler `dpm_2_sampler` (68d5ce4) |
 | default   | a DPM-Solver-2 step to every node (t_min > 0); order 2; 2N NFE (2N - 1 with `afs`) |
@@ -29,12 +29,12 @@ class DPM2(Solver):
 
     def step(self, state, n, disc, denoise):
         schedule, x = denoise.schedule, state.x
-        t, t_next, t_eval, scale = disc.step(n)
+        t, t_next = denoise.interval(n)
         t_mid = schedule.t_of_lambda((schedule.lambda_(t) + schedule.lambda_(t_next)) / 2)
         alpha, s = ve_view(schedule, t, x.ndim)
         alpha_mid, s_mid = ve_view(schedule, t_mid, x.ndim)
         alpha_next, s_next = ve_view(schedule, t_next, x.ndim)
         y = x / alpha
-        _, eps = denoise(x, t, t_eval, scale)
-        _, eps_mid = denoise(alpha_mid * (y + (s_mid - s) * eps), t_mid, None, scale)
+        _, eps = denoise.at_node(x, n)
+        _, eps_mid = denoise.inside(alpha_mid * (y + (s_mid - s) * eps), t_mid, n)
         return State(alpha_next * (y + (s_next - s) * eps_mid))

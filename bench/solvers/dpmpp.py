@@ -58,8 +58,8 @@ class DPMSolverPPMultistep(Solver):
         return 1.0
 
     def step(self, state, n, disc, denoise):
-        t, t_next, t_eval, scale = disc.step(n)
-        x0, _ = denoise(state.x, t, t_eval, scale)
+        t, t_next = denoise.interval(n)
+        x0, _ = denoise.at_node(state.x, n)
         m = push(state.history, x0, self.max_order)
         p = lowered_order(self.max_order, n, disc.steps, self.rule)
         lam = log_snr(denoise.schedule, disc, state.x)
@@ -99,7 +99,7 @@ class DPMSolverPP3M(DPMSolverPPMultistep):
 
     @property
     def step_order(self) -> int:  # type: ignore[override]
-        return 3 if self.params["exact_d2"] else 2
+        return 3 if self.params.exact_d2 else 2
 
     def d2_factor(self) -> float:
-        return 2.0 if self.params["exact_d2"] else 1.0
+        return 2.0 if self.params.exact_d2 else 1.0

@@ -21,6 +21,6 @@ class Euler(Solver):
     order = 1
 
     def step(self, state, n, disc, denoise):
-        t, t_next, t_eval, scale = disc.step(n)
-        _, eps = denoise(state.x, t, t_eval, scale)
+        t, t_next = denoise.interval(n)
+        _, eps = denoise.at_node(state.x, n)
         return State(ve_step(denoise.schedule, state.x, t, t_next, eps))

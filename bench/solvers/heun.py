@@ -9,9 +9,10 @@ EDM replaces the last step by a plain Euler step only because its last time is t
 undefined; with the default `final_step: t_min` every step ends at t > 0, so *every* step is a
 Heun step (2N NFE, 2N - 1 with AFS); `final_step: zero` gives EDM's own 2N - 1.
 
-t_eval / scale: the predictor evaluation of step n uses t_eval[:, n] and scale[:, n]; the corrector
-evaluation at t_{n+1} uses the plain time t_{n+1} (the decoupled input time belongs to the state
-x_n, not to the predicted point) and the same scale[:, n], so gamma rescales the whole direction.
+Learned evaluation times: the predictor evaluation of step n is `denoise.at_node(x_n, n)`; the
+corrector evaluation at t_{n+1} is `denoise.inside(x_pred, t_{n+1}, n)` (the decoupled input time
+belongs to the state x_n, not to the predicted point; step n's output factor applies, so it
+rescales the whole direction).
 
 | reference | NVlabs/edm `generate.py` `edm_sampler` (S_churn = 0; 62072d2); k-diffusion `sample_heun` (686dbad); diff-sampler `heun_sampler` (68d5ce4) |
 | default   | a Heun step to every node, including the last (t_min > 0); order 2 |
@@ -29,11 +30,11 @@ class Heun(Solver):
     evals_per_step = 2
 
     def step(self, state, n, disc, denoise):
-        t, t_next, t_eval, scale = disc.step(n)
+        t, t_next = denoise.interval(n)
         alpha, s = ve_view(denoise.schedule, t, state.x.ndim)
         alpha_next, s_next = ve_view(denoise.schedule, t_next, state.x.ndim)
         y = state.x / alpha
-        _, eps = denoise(state.x, t, t_eval, scale)
+        _, eps = denoise.at_node(state.x, n)
         x_pred = alpha_next * (y + (s_next - s) * eps)
-        _, eps_pred = denoise(x_pred, t_next, None, scale)
+        _, eps_pred = denoise.inside(x_pred, t_next, n)
         return State(alpha_next * (y + (s_next - s) * (eps + eps_pred) / 2))

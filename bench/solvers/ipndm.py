@@ -39,11 +39,11 @@ class IPNDM(Solver):
 
     @property
     def order(self) -> int:  # type: ignore[override]
-        return min(self.params["max_order"], 2)
+        return min(self.params.max_order, 2)
 
     def step(self, state, n, disc, denoise):
-        t, t_next, t_eval, scale = disc.step(n)
-        _, eps = denoise(state.x, t, t_eval, scale)
-        history = push(state.history, eps, self.params["max_order"])
+        t, t_next = denoise.interval(n)
+        _, eps = denoise.at_node(state.x, n)
+        history = push(state.history, eps, self.params.max_order)
         direction = sum(c * d for c, d in zip(ADAMS_BASHFORTH[len(history)], history))
         return State(ve_step(denoise.schedule, state.x, t, t_next, direction), history)

@@ -81,16 +81,16 @@ class IPNDMv(Solver):
 
     @property
     def order(self) -> int:  # type: ignore[override]
-        second_order = self.params["variant"] == "diff-sampler" and self.params["max_order"] == 4
-        return 2 if second_order else self.params["max_order"]
+        second_order = self.params.variant == "diff-sampler" and self.params.max_order == 4
+        return 2 if second_order else self.params.max_order
 
     def step(self, state, n, disc, denoise):
-        t, t_next, t_eval, scale = disc.step(n)
-        _, eps = denoise(state.x, t, t_eval, scale)
-        history = push(state.history, eps, self.params["max_order"])
+        t, t_next = denoise.interval(n)
+        _, eps = denoise.at_node(state.x, n)
+        history = push(state.history, eps, self.params.max_order)
         t_all = disc.t.to(coefficient_dtype(state.x))
         s_all = denoise.schedule.sigma(t_all) / denoise.schedule.alpha(t_all)  # [B, N+1]
-        weights = WEIGHTS[self.params["variant"]]([s_all[:, n + 1 - j] for j in range(len(history) + 1)])
+        weights = WEIGHTS[self.params.variant]([s_all[:, n + 1 - j] for j in range(len(history) + 1)])
         weights = weights.to(state.x.dtype)
         direction = sum(append_dims(weights[:, j], state.x.ndim) * e for j, e in enumerate(history))
         return State(ve_step(denoise.schedule, state.x, t, t_next, direction), history)

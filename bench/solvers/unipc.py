@@ -21,8 +21,8 @@ on data whose x0 is flat near t_min (a Gaussian) the error at moderate N still f
 and with `lower_order_final: false` it does on every data (declared p + 1).
 
 The model value at the predicted point x' = alpha_{n+1} y' is evaluated once and used twice: by
-step n's corrector and as m_0 of step n + 1 (with t_eval[:, n+1] and scale[:, n+1], being the
-evaluation at the start of step n + 1); the state's history holds it. The last step makes no
+step n's corrector and as m_0 of step n + 1 (`denoise.at_node(x', n + 1)`, being the evaluation at
+the start of step n + 1); the state's history holds it. The last step makes no
 corrector evaluation (it would feed nothing): NFE N (N - 1 with AFS). Coefficients in float64.
 
 | reference | wl-zhao/UniPC `uni_pc.py` `multistep_uni_pc_bh_update`, `sample` (25acd34); diffusers 0.42 `UniPCMultistepScheduler`; diff-sampler `unipc_sampler` (68d5ce4) |
@@ -79,14 +79,13 @@ class UniPC(Solver):
 
     @property
     def order(self) -> int:  # type: ignore[override]
-        return global_order(self.params["order"] + 1, self.rule)
+        return global_order(self.params.order + 1, self.rule)
 
     def step(self, state, n, disc, denoise):
         schedule, x, m = denoise.schedule, state.x, state.history
         if not m:  # step 0: the evaluation at x_T (later ones are made by the previous corrector)
-            t, _, t_eval, scale = disc.step(n)
-            m = (denoise(x, t, t_eval, scale)[0],)
-        p = lowered_order(self.params["order"], n, disc.steps, self.rule)
+            m = (denoise.at_node(x, n)[0],)
+        p = lowered_order(self.params.order, n, disc.steps, self.rule)
         lam = log_snr(schedule, disc, x)
         scalar = lambda v: append_dims(v.to(x.dtype), x.ndim)  # noqa: E731  [B] coefficient -> state shape
         h = lam[:, n + 1] - lam[:, n]
@@ -103,11 +102,10 @@ class UniPC(Solver):
             y_pred = y_base - scalar(b_h) * sum(scalar(a[:, k]) * d for k, d in enumerate(diffs))
         if n == disc.steps - 1:  # no corrector after the last step: its evaluation would feed nothing
             return State(alpha_next * y_pred, m)
-        _, _, t_eval, scale = disc.step(n + 1)
-        x0, _ = denoise(alpha_next * y_pred, disc.t[:, n + 1], t_eval, scale)
+        x0, _ = denoise.at_node(alpha_next * y_pred, n + 1)
         c = half(h) if p == 1 else solve_weights(ratios + [torch.ones_like(h)], rhs)
         correction = sum(scalar(c[:, k]) * d for k, d in enumerate(diffs)) + scalar(c[:, -1]) * (x0 - m[0])
-        return State(alpha_next * (y_base - scalar(b_h) * correction), push(m, x0, self.params["order"]))
+        return State(alpha_next * (y_base - scalar(b_h) * correction), push(m, x0, self.params.order))
 
     def step_to_zero(self, state, n, disc, denoise):
         """`final_step: zero`: the x0 of the last corrector evaluation (at the predicted point)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.counting import evals_per_call
 from bench.discretization import Discretization
 from bench.solvers.base import AnalyticFirstStep, Denoise, Evaluation, State, predict
 
@@ -50,12 +51,13 @@ class CandidateDenoise(Denoise):
     (`given_x0` [B, ...]); neither costs a network row."""
 
     def __init__(self, model, cond, start: torch.Tensor, samples: int, candidates: int,
-                 analytic_first: bool = False, given_x0: torch.Tensor | None = None):
-        super().__init__(model, None if cond is None else candidate_rows(cond, candidates), analytic_first)
+                 analytic_first: bool = False, given_x0: torch.Tensor | None = None, disc=None):
+        super().__init__(model, None if cond is None else candidate_rows(cond, candidates), analytic_first, disc)
         self.start, self.samples, self.candidates = start, samples, candidates
         self.cond_samples = cond
         self.given_x0 = given_x0
-        self.rows = 0
+        self.rows = 0  # network rows evaluated (bench.counting: x evals_per_call)
+        self.evals_per_call = evals_per_call(model)
 
     def __call__(self, x, t, t_eval=None, scale=None):
         B, J = self.samples, self.candidates
@@ -67,13 +69,13 @@ class CandidateDenoise(Denoise):
                 model = _Given(self.schedule, self.given_x0)
             else:
                 model = self.model
-                self.rows += B
+                self.rows += B * self.evals_per_call
             head = lambda v: v if v is None or v.shape[0] == 1 else v[:B]  # noqa: E731  (one row broadcasts)
             x0, eps = predict(model, x[:B], head(t), head(t_eval), head(scale), self.cond_samples)
             x0, eps = candidate_rows(x0, J), candidate_rows(eps, J)
         else:
             x0, eps = predict(self.model, x, t, t_eval, scale, self.cond)
-            self.rows += J * B
+            self.rows += J * B * self.evals_per_call
         self.evaluations.append(Evaluation(x, t, x0, eps))
         return x0, eps
 
@@ -118,7 +120,7 @@ class StudentSteps:
         disc = Discretization(self.t_nodes[nodes.reshape(J * B, K + 1)])
         state = self._unpack(node, lambda v: candidate_rows(v, J))
         denoise = CandidateDenoise(self.model, self.cond, state.x, B, J,
-                                   analytic_first=bool(self.solver.params["afs"]) and k == 0)
+                                   analytic_first=bool(self.solver.params["afs"]) and k == 0, disc=disc)
         new = self.solver.advance(state, k, disc, denoise)
         self.rows += denoise.rows
         by_candidate = lambda v: v.reshape((J, B) + tuple(v.shape[1:]))  # noqa: E731
@@ -138,7 +140,7 @@ def one_step_jumps(solver, model, x_i, x0_i, t_i, t_js, cond=None):
     t = torch.stack([t_i.expand(J), t_js], dim=1).to(x_i.dtype)  # [J, 2]
     disc = Discretization(t.repeat_interleave(B, dim=0))
     start = candidate_rows(x_i, J)
-    denoise = CandidateDenoise(model, cond, start, B, J, given_x0=x0_i)
+    denoise = CandidateDenoise(model, cond, start, B, J, given_x0=x0_i, disc=disc)
     out = solver.step(solver.init_state(start, disc), 0, disc, denoise).x
     return out.reshape((J, B) + tuple(x_i.shape[1:])), denoise.rows
 

@@ -12,20 +12,11 @@ from __future__ import annotations
 
 import torch
 
+from bench.counting import NetworkCounter
 from bench.discretization import Discretization
 
 
-class RowCounter:
-    """Passes calls to `model` and counts the rows (single-sample network evaluations) it evaluated."""
-
-    def __init__(self, model):
-        self.model = model
-        self.schedule = model.schedule
-        self.rows = 0
-
-    def __call__(self, x, t, cond=None):
-        self.rows += x.shape[0]
-        return self.model(x, t, cond)
+RowCounter = NetworkCounter  # `rows`: single-sample network evaluations (x evals_per_call under guidance)
 
 
 def teacher_trajectory(solver, model, x_T, t_nodes: torch.Tensor, cond=None, need_x0: bool = True):

@@ -14,8 +14,7 @@ from bench.registry import METHODS
 
 def timestep_grid(schedule, spec, steps: int) -> torch.Tensor:
     """The float64 times [steps + 1] of the heuristic `spec` with `steps` steps, from t_max to t_min."""
-    spec = dict(spec) if isinstance(spec, dict) else {"name": spec}
-    method = METHODS.create(spec.pop("name"), **spec).bind(schedule, steps)
+    method = METHODS.build(spec).bind(schedule, steps)
     t = method.timesteps().to(torch.float64).clone()
     t[0], t[-1] = schedule.t_max, schedule.t_min
     if not bool((t[1:] < t[:-1]).all()):
