@@ -158,15 +158,15 @@ class Manual(HeuristicMethod):
     def __init__(self, **params):
         super().__init__(**params)
         p = self.params
-        given = [k for k in ("sigmas", "t", "path") if p[k] is not None]
+        given = [k for k in ("sigmas", "t", "path") if getattr(p, k) is not None]
         if len(given) != 1:
             raise UserError("method 'manual' needs exactly one of sigmas: [...], t: [...] or path: FILE"
                             + (f" (got {', '.join(given)})" if given else ""))
-        if p["path"] is not None:
-            kind, values = read_list(p["path"], p["entry"], p["kind"])
+        if p.path is not None:
+            kind, values = read_list(p.path, p.entry, p.kind)
         else:
-            kind = "sigmas" if p["sigmas"] is not None else "t"
-            values = _numbers(p[kind], kind)
+            kind = "sigmas" if p.sigmas is not None else "t"
+            values = _numbers(getattr(p, kind), kind)
         self.table = None
         if isinstance(values, dict):  # a table of lists per step count
             self.table = {n: self._check(kind, v) for n, v in sorted(values.items())}

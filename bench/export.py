@@ -151,7 +151,6 @@ def forms(schedule: NoiseSchedule, t: torch.Tensor, final_step: str = "t_min", w
     (module docstring): passed as they are, they take the cell's steps, to where the cell's last lands."""
     t = t.detach().cpu().double()
     sigma = schedule.sigma_ve(t)
-    n = t.numel() - 1
     rule = f"final_step: {final_step}: {FINAL_STEP_RULES.get(final_step, '')}"
     stepping = stepping_list(_floats(sigma), final_step)
     out: dict = {}
@@ -464,7 +463,7 @@ def export_method(model_spec: dict, solver_spec: dict, method_spec: dict, nfes, 
         disc = method.discretize(probe).detach()
         if disc.batch != 1:
             raise UserError(f"method {method_spec['name']!r} gives each prior its own schedule; export it from a grid")
-        rec = record(model.schedule, disc, final_step=solver.params["final_step"], model=model_spec, solver=solver_spec, method=method_spec, nfe=nfe,
+        rec = record(model.schedule, disc, final_step=solver.params.final_step, model=model_spec, solver=solver_spec, method=method_spec, nfe=nfe,
                      seed=None, model_label=plugin_label(model_spec), solver_label=plugin_label(solver_spec),
                      method_label=plugin_label(method_spec), source="computed")
         paths.append(write_record(rec, out_dir)[0])

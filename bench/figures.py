@@ -77,8 +77,8 @@ def _save(fig, path: Path) -> list[Path]:
 
 
 def _draw_all(specs: list[tuple], draw, out_dir, jobs: int) -> list[Path]:
-    """Draw each (stem, data) with `draw(data, path)` in `jobs` processes (joblib), skipping a figure
-    whose data are unchanged since the last report (a SHA-256 of the data per stem in
+    """Draw each (name, data) with `draw(data, path)` in `jobs` processes (joblib), skipping a figure
+    whose data are unchanged since the last report (a SHA-256 of the data per name in
     `<out_dir>/.figures.json`, and both files present)."""
     import hashlib
 
@@ -93,18 +93,18 @@ def _draw_all(specs: list[tuple], draw, out_dir, jobs: int) -> list[Path]:
     except (OSError, ValueError):
         manifest = {}
     paths, todo, new = [], [], {}
-    for stem, data in specs:
+    for name, data in specs:
         digest = hashlib.sha256(json_key(data).encode()).hexdigest()
-        new[stem] = digest
-        files = [(out_dir / stem).with_suffix(s) for s in (".png", ".pdf")]
-        if manifest.get(stem) == digest and all(f.is_file() for f in files):
+        new[name] = digest
+        files = [(out_dir / name).with_suffix(s) for s in (".png", ".pdf")]
+        if manifest.get(name) == digest and all(f.is_file() for f in files):
             paths += files
         else:
-            todo.append((stem, data))
+            todo.append((name, data))
     if len(todo) > 1 and jobs > 1:
-        drawn = Parallel(n_jobs=min(jobs, len(todo)))(delayed(draw)(data, out_dir / stem) for stem, data in todo)
+        drawn = Parallel(n_jobs=min(jobs, len(todo)))(delayed(draw)(data, out_dir / name) for name, data in todo)
     else:
-        drawn = [draw(data, out_dir / stem) for stem, data in todo]
+        drawn = [draw(data, out_dir / name) for name, data in todo]
     for files in drawn:
         paths += files
     if specs:

@@ -102,7 +102,7 @@ class GuidanceParam:
 
     @property
     def guidance(self) -> float | None:
-        return check_scale(self.name, self.params.get("guidance"))
+        return check_scale(self.name, self.params.guidance)
 
     @property
     def evals_per_call(self) -> int:
@@ -118,7 +118,7 @@ class GuidanceParam:
         return denoise(x, t, cond) if scale is None else guided_call(denoise, x, t, cond, scale)
 
     def model_id(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()) if not (k == "guidance" and v is None))
+        args = ",".join(f"{k}={v}" for k, v in sorted(dict(self.params).items()) if not (k == "guidance" and v is None))
         return f"{self.name}({args})"
 
 

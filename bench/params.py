@@ -27,28 +27,6 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    # Mapping-style read access (`params["rho"]`, `.get`, `dict(params)`, `{**params}`): a temporary
-    # bridge for the modules that still read their parameters by key (methods/ld3.py, methods/indis.py,
-    # methods/_learned.py); everything else reads attributes (`params.rho`). To be removed with them.
-    def __getitem__(self, name: str):
-        if name not in type(self).model_fields:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def get(self, name: str, default=None):
-        return getattr(self, name) if name in type(self).model_fields else default
-
-    def keys(self):
-        return type(self).model_fields.keys()
-
-    def items(self):
-        return [(k, getattr(self, k)) for k in type(self).model_fields]
-
-    def __contains__(self, name) -> bool:
-        return name in type(self).model_fields
-
-    def __len__(self) -> int:
-        return len(type(self).model_fields)
 
 
 def _bounds(ctx: dict) -> str:

@@ -51,8 +51,8 @@ class Plugin:
         return {"name": self.name, "version": self.version, **self.resolve(context)}
 
     def spec(self) -> dict:
-        return {"name": self.name, **self.params}
+        return {"name": self.name, **dict(self.params)}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in dict(self.params).items())
         return f"{self.name}({args})"

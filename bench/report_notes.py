@@ -44,7 +44,7 @@ def _solver(spec: dict):
 
 def _max_order(solver) -> int | None:
     order = getattr(solver, "max_order", None)
-    return int(order) if order is not None else solver.params.get("order")
+    return int(order) if order is not None else getattr(solver.params, "order", None)
 
 
 def _lowered(solver, steps: int) -> bool:
@@ -105,7 +105,7 @@ def heun_final_note(spec: dict) -> Note | None:
     from .solvers.heun import Heun
 
     solver = _solver(spec)
-    if not isinstance(solver, Heun) or solver.params.get("final_step") != "t_min":
+    if not isinstance(solver, Heun) or solver.params.final_step != "t_min":
         return None
     return Note(
         f"{spec['name']} with `final_step: t_min`: the last step is a full Heun step whose corrector evaluates "

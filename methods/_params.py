@@ -10,7 +10,7 @@ turns into the one-line "method 'x': <field>: <reason>" error:
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 

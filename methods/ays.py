@@ -183,25 +183,25 @@ class AlignYourSteps(FittedGlobalMethod):
         p = self.params
         s = self.noise_schedule
         n = self.steps
-        data = ctx.teacher("train", p["data"] or min(DEFAULT_DATA, ctx.train_size))
-        estimate = KLUBEstimate(self.denoiser(ctx), data.x0, data.cond, n, p["samples"], ctx.generator)
+        data = ctx.teacher("train", p.data or min(DEFAULT_DATA, ctx.train_size))
+        estimate = KLUBEstimate(self.denoiser(ctx), data.x0, data.cond, n, p.samples, ctx.generator)
 
         def log_sigmas_of(t):
             return torch.log(s.sigma_ve(t.to(torch.float64))).numpy()
 
-        init = log_sigmas_of(timestep_grid(s, p["init"], n))
-        short = min(n, p["short_steps"] or math.ceil(n / 2))
+        init = log_sigmas_of(timestep_grid(s, p.init, n))
+        short = min(n, p.short_steps or math.ceil(n / 2))
         stages = []
         ls = init
         if short < n and short >= 2:
             ls_short = np.log(loglinear_interp(np.exp(init), short + 1))
-            ls_short, klub_short, sweeps = coordinate_descent(ls_short, estimate.interval, p["tol"], p["max_sweeps"],
-                                                              p["xatol"])
+            ls_short, klub_short, sweeps = coordinate_descent(ls_short, estimate.interval, p.tol, p.max_sweeps,
+                                                              p.xatol)
             stages.append({"steps": short, "klub": klub_short, "sweeps": sweeps})
             ls = np.log(loglinear_interp(np.exp(ls_short), n + 1))
             ls[0], ls[-1] = init[0], init[-1]
         klub_subdivided = estimate.total(ls)
-        ls, klub, sweeps = coordinate_descent(ls, estimate.interval, p["tol"], p["max_sweeps"], p["xatol"])
+        ls, klub, sweeps = coordinate_descent(ls, estimate.interval, p.tol, p.max_sweeps, p.xatol)
         stages.append({"steps": n, "klub_start": klub_subdivided, "klub": klub, "sweeps": sweeps})
         t = s.t_of_sigma_ve(torch.from_numpy(np.exp(ls))).to(torch.float64)
         t[0], t[-1] = s.t_max, s.t_min

@@ -75,7 +75,7 @@ evaluations of `jump: solver` and the student solves of a `coeff` list).
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import AfterValidator, Field
@@ -123,7 +123,7 @@ class GITS(FittedGlobalMethod):
     def __init__(self, **params):
         super().__init__(**params)
         p = self.params
-        self.coeffs = coeff_candidates(p["coeff"])
+        self.coeffs = coeff_candidates(p.coeff)
         self.t = None
         self.path = None
         self.cost = None
@@ -133,17 +133,17 @@ class GITS(FittedGlobalMethod):
     def fit(self, ctx: FitContext) -> None:
         p = self.params
         schedule = self.noise_schedule
-        T = p["teacher_steps"]
+        T = p.teacher_steps
         if self.steps > T:
             raise UserError(f"method 'gits': teacher_steps={T} is fewer than the {self.steps} student steps; "
                             f"raise teacher_steps")
-        t_nodes = timestep_grid(schedule, p["timestep_grid"], T)
-        warm = ctx.teacher("train", p["warmup"])
+        t_nodes = timestep_grid(schedule, p.timestep_grid, T)
+        warm = ctx.teacher("train", p.warmup)
         x_T, cond = warm.x_T, warm.cond
         with torch.no_grad():
-            teacher = make_solver(p["teacher_solver"])
+            teacher = make_solver(p.teacher_solver)
             traj, x0, rows = teacher_trajectory(teacher, ctx.model, x_T, t_nodes, cond)
-            if ctx.solver is not None and ctx.solver.params.get("afs"):
+            if ctx.solver is not None and ctx.solver.params.afs:
                 x0 = x0.clone()
                 x0[0] = AnalyticFirstStep(schedule)(traj[0], t_nodes[:1].to(x_T).expand(x_T.shape[0]))
             cost, jump_rows = self.cost_matrix(ctx, traj, x0, t_nodes, cond)
@@ -180,16 +180,16 @@ class GITS(FittedGlobalMethod):
         T = t_nodes.numel() - 1
         t_nodes_x = t_nodes.to(device=traj.device, dtype=traj.dtype)
         cost = torch.full((T + 1, T + 1), float("inf"), dtype=torch.float64)
-        if p["space"] == "ve":  # y = x / alpha: EDM's coordinates, whatever the model's schedule
+        if p.space == "ve":  # y = x / alpha: EDM's coordinates, whatever the model's schedule
             inv_alpha = lambda t, ndim: append_dims(1 / schedule.alpha(t), ndim)  # noqa: E731
         else:
             inv_alpha = lambda t, ndim: 1.0  # noqa: E731
         ref = traj * inv_alpha(t_nodes_x, traj.ndim)
         start, end = ref[0], ref[T]
-        if p["metric"] == "dev":
+        if p.metric == "dev":
             dev_teacher = deviation(ref, start, end).mean(-1).to(torch.float64)  # [T+1]
         student = make_solver("euler")
-        if p["jump"] == "solver":
+        if p.jump == "solver":
             spec = ctx.solver.spec() if ctx.solver is not None else {"name": "euler"}
             student = make_solver({k: v for k, v in spec.items() if k != "afs"})
         rows = 0
@@ -198,10 +198,10 @@ class GITS(FittedGlobalMethod):
             jumped, r = one_step_jumps(student, ctx.model, traj[i], x0[i], t_nodes_x[i], t_nodes_x[js], cond)
             rows += r
             jumped = jumped * inv_alpha(t_nodes_x[js], jumped.ndim)
-            if p["metric"] == "dev":
+            if p.metric == "dev":
                 cost[i, js] = deviation(jumped, start, end).mean(-1).to(torch.float64) - dev_teacher[js]
             else:
-                order = 2 if p["metric"] == "l2" else 1
+                order = 2 if p.metric == "l2" else 1
                 diff = (jumped - ref[js]).flatten(2)
                 cost[i, js] = torch.linalg.vector_norm(diff, ord=order, dim=-1).mean(-1).to(torch.float64)
         return cost, rows

@@ -68,7 +68,7 @@ The loop is the learned methods' skeleton (`methods._learned.training.LearnedFit
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Iterator, Literal
 
 import torch
 from pydantic import AfterValidator, Field
@@ -84,7 +84,7 @@ from ._learned.losses import resolve_learned
 from ._learned.prior_net import GlobalO, OutputMap, PriorNet, count_parameters, seconds_per_sample
 from ._learned.time_map import TimeMap, discretization
 from ._learned.training import LearnedFit, seeded
-from ._params import LearnedParams
+from ._params import LearnedParams, accepts
 
 
 class GODParams(LearnedParams):
@@ -113,7 +113,7 @@ class INDISParams(GODParams):
     svd: bool = Field(True, description="condition on the SVD features of x_T (paper)")
     hidden: int = Field(64, ge=1, le=65536, description="width of the schedule network")
     class_dim: int = Field(32, ge=1, le=65536, description="class-embedding width")
-    lr_net: Annotated[Any, AfterValidator(_lr_net)] = Field(
+    lr_net: Annotated[Literal["auto"] | float, AfterValidator(_lr_net), accepts("auto or a number > 0")] = Field(
         "auto", description="the network's learning rate: auto = lr for vectors, lr / 10 for images")
 
 
@@ -138,7 +138,7 @@ class ScheduleNetMethod(DiscretizationMethod):
 
     @property
     def shifts(self) -> bool:
-        return bool(self.params["shifts"])
+        return bool(self.params.shifts)
 
     @property
     def n_out(self) -> int:
@@ -149,7 +149,7 @@ class ScheduleNetMethod(DiscretizationMethod):
 
     def bind(self, schedule, steps, solver=None, model=None):
         super().bind(schedule, steps, solver, model)
-        self.map = TimeMap(schedule, self.params["space"])
+        self.map = TimeMap(schedule, self.params.space)
         return self
 
     # --- O -> discretization -----------------------------------------------------------------
@@ -163,7 +163,7 @@ class ScheduleNetMethod(DiscretizationMethod):
 
     @property
     def output_map(self) -> OutputMap:
-        return OutputMap(self.map, self.shifts, self.params["b"])
+        return OutputMap(self.map, self.shifts, self.params.b)
 
     def _noise(self, x_T: torch.Tensor) -> torch.Tensor:
         return x_T / float(self.noise_schedule.prior_std())
@@ -244,14 +244,14 @@ class INDIS(ScheduleNetMethod):
 
     @property
     def instance(self) -> bool:
-        return bool(self.params["instance"])
+        return bool(self.params.instance)
 
     def lr_net(self, data_shape) -> float:
         """The network weights' learning rate: `lr_net`, or for "auto" `lr` for vector-shaped x_T and
         `lr` / 10 for images."""
-        value = self.params["lr_net"]
+        value = self.params.lr_net
         if value == "auto":
-            return self.params["lr"] / (10.0 if len(data_shape) == 3 else 1.0)
+            return self.params.lr / (10.0 if len(data_shape) == 3 else 1.0)
         return value
 
     def resolve(self, context=None) -> dict:
@@ -264,7 +264,7 @@ class INDIS(ScheduleNetMethod):
         if not self.instance:
             return super()._build_phi(data_shape, num_classes, init_logits)
         p = self.params
-        return PriorNet(data_shape, num_classes, self.steps, self.n_out, p["hidden"], p["class_dim"], p["svd"],
+        return PriorNet(data_shape, num_classes, self.steps, self.n_out, p.hidden, p.class_dim, p.svd,
                         init_logits)
 
     def _param_groups(self, phi: nn.Module) -> list[dict]:
@@ -289,7 +289,7 @@ class ScheduleNetFit(LearnedFit):
     def __init__(self, method: ScheduleNetMethod, ctx: FitContext):
         super().__init__(method, ctx)
         p = self.p = method.params
-        self.prepare(p["train"] if p["train"] is not None else ctx.train_size, p["val"])
+        self.prepare(p.train if p.train is not None else ctx.train_size, p.val)
         method._loss_fn = self.loss_fn
 
     def score_init(self, t: torch.Tensor) -> float:
@@ -304,10 +304,10 @@ class ScheduleNetFit(LearnedFit):
             phi = method._build_phi(model.data_shape, getattr(model, "num_classes", 0) or 0, init_logits)
         self.phi = phi = phi.to(ctx.device)
         self.ema = torch.optim.swa_utils.AveragedModel(
-            phi, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p["ema"]))
-        self.optimizer = torch.optim.Adam(method._param_groups(phi), lr=p["lr"])
-        self.cosine = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=p["iterations"])
-        self.batches = epoch_batches(len(self.train), p["batch"], ctx.generator)
+            phi, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(p.ema))
+        self.optimizer = torch.optim.Adam(method._param_groups(phi), lr=p.lr)
+        self.cosine = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=p.iterations)
+        self.batches = epoch_batches(len(self.train), p.batch, ctx.generator)
         self.scored = phi  # the start is phi itself; after a step, the EMA weights are validated
         self.history: list = []
 
@@ -325,7 +325,7 @@ class ScheduleNetFit(LearnedFit):
 
     def positions(self) -> Iterator[int]:
         self.phi.train()
-        yield from range(self.iteration + 1, self.p["iterations"] + 1)
+        yield from range(self.iteration + 1, self.p.iterations + 1)
 
     def step(self, it: int) -> None:
         p, train = self.p, self.train
@@ -335,15 +335,15 @@ class ScheduleNetFit(LearnedFit):
         loss = self.loss_fn(self.solver.sample(self.model, xb, disc, cb), x0).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if p["clip"] is not None:
-            torch.nn.utils.clip_grad_norm_(self.phi.parameters(), p["clip"])
+        if p.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.phi.parameters(), p.clip)
         self.optimizer.step()
         self.cosine.step()
         self.ema.update_parameters(self.phi)
         self.scored = self.ema.module
 
     def validation_due(self, it: int) -> bool:
-        return it % self.p["val_every"] == 0 or it == self.p["iterations"]
+        return it % self.p.val_every == 0 or it == self.p.iterations
 
     def after_validation(self, loss: float, improved: bool) -> bool:
         self.history.append((self.iteration, loss))
@@ -351,7 +351,7 @@ class ScheduleNetFit(LearnedFit):
         return False
 
     def checkpoint_wanted(self, it: int, stop: bool) -> bool:
-        return it < self.p["iterations"]
+        return it < self.p.iterations
 
     def state_dict(self, stop: bool) -> dict:
         return {"phi": self.phi.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -134,15 +134,15 @@ class LD3Method(DiscretizationMethod):
 
     def bind(self, schedule, steps, solver=None, model=None):
         super().bind(schedule, steps, solver, model)
-        self.map = TimeMap(schedule, self.params["space"])
+        self.map = TimeMap(schedule, self.params.space)
         return self
 
     def _disc(self, xi: torch.Tensor, xi_c: torch.Tensor | None, dtype) -> Discretization:
         u = self.map.progress(xi)
         t = self.map.time_at(u)
         t_eval = None
-        if self.params["decoupled"] and xi_c is not None:
-            t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params["window"]), self.params["xi_window"], xi)
+        if self.params.decoupled and xi_c is not None:
+            t_eval = self.map.ld3_eval_times(u, xi_c, float(self.params.window), self.params.xi_window, xi)
         return discretization(t, t_eval, dtype=dtype)
 
     def discretize(self, x_T: torch.Tensor, cond=None) -> Discretization:
@@ -183,7 +183,7 @@ class LD3(LD3Method):
     Params = LD3Params
 
     def soft_teacher_bound(self) -> float:
-        return float(self.params["bound"])
+        return float(self.params.bound)
 
 
 @METHODS.register("ld3-hard")
@@ -208,7 +208,7 @@ class LD3Fit(LearnedFit):
         super().__init__(method, ctx)
         p = self.p = method.params
         self.nfe = int(ctx.nfe)
-        self.prepare(p["train"], p["val"])
+        self.prepare(p.train, p.val)
         self.prior_std = float(method.noise_schedule.prior_std())
 
     def _val_loss(self, xi, xi_c) -> float:
@@ -223,9 +223,9 @@ class LD3Fit(LearnedFit):
         init_xi = method.map.logits_of(init_t).to(torch.float32) if resume is None else resume["xi"]
         self.xi = torch.nn.Parameter(init_xi.clone().to(ctx.device))
         self.xi_c = torch.nn.Parameter(torch.zeros(method.steps, dtype=torch.float32, device=ctx.device))
-        self.opt_xi = torch.optim.RMSprop([self.xi], lr=p["lr_xi"], momentum=p["momentum"])
-        self.opt_xi_c = torch.optim.SGD([self.xi_c], lr=p["lr_xi_c"] / self.nfe)
-        self.lr_prior = p["lr_prior"] / self.nfe
+        self.opt_xi = torch.optim.RMSprop([self.xi], lr=p.lr_xi, momentum=p.momentum)
+        self.opt_xi_c = torch.optim.SGD([self.xi_c], lr=p.lr_xi_c / self.nfe)
+        self.lr_prior = p.lr_prior / self.nfe
 
         # Soft teacher: x'_T on the unit-variance noise, in the ball of radius r around x_T.
         d = train.x_T[0].numel()
@@ -233,8 +233,8 @@ class LD3Fit(LearnedFit):
         self.origin = (train.x_T / self.prior_std).detach()
         self.latent = self.origin.clone()
         self.moved = torch.zeros(len(train), dtype=torch.bool)
-        self.batches = epoch_batches(len(train), p["batch"], ctx.generator)
-        self.per_round = max(len(train) // min(p["batch"], len(train)), 1)
+        self.batches = epoch_batches(len(train), p.batch, ctx.generator)
+        self.per_round = max(len(train) // min(p.batch, len(train)), 1)
         self.position = {"round": 0, "step": 0}  # the next iteration to run
         self.worse = self.min_hits = 0
         self.phase2 = True  # the start is scored with xi_c (zero); each round sets its phase
@@ -254,8 +254,8 @@ class LD3Fit(LearnedFit):
         p = self.p
         if self.position.get("stopped", False):
             return
-        for rnd in range(self.position["round"], p["rounds1"] + p["rounds2"]):
-            self.phase2 = rnd >= p["rounds1"] and p["decoupled"]
+        for rnd in range(self.position["round"], p.rounds1 + p.rounds2):
+            self.phase2 = rnd >= p.rounds1 and p.decoupled
             if rnd > 0 and self.position["step"] == 0:  # a new round (not one resumed in its middle)
                 self._restore_best()
                 self.worse = 0
@@ -276,11 +276,11 @@ class LD3Fit(LearnedFit):
         if self.radius > 0:
             with torch.no_grad():
                 z_new = project_to_ball(z - self.lr_prior * z.grad, self.origin[idx], self.radius)
-        torch.nn.utils.clip_grad_norm_([xi], p["clip"])
+        torch.nn.utils.clip_grad_norm_([xi], p.clip)
         self.opt_xi.step()
         self.opt_xi.zero_grad()
         if self.phase2:
-            torch.nn.utils.clip_grad_norm_([xi_c], p["clip"])
+            torch.nn.utils.clip_grad_norm_([xi_c], p.clip)
             self.opt_xi_c.step()
         self.opt_xi_c.zero_grad()
         self.last = (idx, cb, x0, losses, z_new)
@@ -292,18 +292,18 @@ class LD3Fit(LearnedFit):
             self.worse = 0
             return False
         self.worse += 1
-        if self.worse < p["patience"]:
+        if self.worse < p.patience:
             return False
         self._restore_best()
         self.worse = 0
         for group in self.opt_xi.param_groups:
-            group["lr"] = max(p["decay"] * group["lr"], p["min_lr_xi"])
+            group["lr"] = max(p.decay * group["lr"], p.min_lr_xi)
         if self.phase2:
             for group in self.opt_xi_c.param_groups:
-                group["lr"] = max(p["decay"] * group["lr"], p["min_lr_xi_c"])
-                if group["lr"] <= p["min_lr_xi_c"]:
+                group["lr"] = max(p.decay * group["lr"], p.min_lr_xi_c)
+                if group["lr"] <= p.min_lr_xi_c:
                     self.min_hits += 1
-        return self.min_hits >= p["lr_patience"]
+        return self.min_hits >= p.lr_patience
 
     def after_step(self, position) -> None:
         """The soft teacher: keep a moved prior where it lowers that sample's loss; the next position."""
@@ -342,7 +342,7 @@ class LD3Fit(LearnedFit):
     def finish(self) -> dict:
         method, best, train = self.method, self.best, self.train
         method.xi = best["xi"].detach().cpu()
-        method.xi_c = best["xi_c"].detach().cpu() if self.p["decoupled"] else None
+        method.xi_c = best["xi_c"].detach().cpu() if self.p.decoupled else None
         return {
             "init": self.init_name, "init_val_losses": self.init_scores, "best_val_loss": best["loss"],
             "iterations": self.iteration, "resumed_at_iteration": self.resumed_at, "loss": self.loss_used,

@@ -70,11 +70,11 @@ class Oracle(GOD):
         # Only the best heuristic as the start: no training.
         p = self.params
         model, solver = ctx.model, ctx.solver
-        val = ctx.teacher("val", p["val"])
-        loss_fn, loss_used = loss_for_model(self.name, p["loss"], model, ctx.device)
+        val = ctx.teacher("val", p.val)
+        loss_fn, loss_used = loss_for_model(self.name, p.loss, model, ctx.device)
         self._loss_fn = loss_fn
         name, t, scores = best_heuristic(
-            p["init"], self.noise_schedule, self.steps, solver, model.data_shape,
+            p.init, self.noise_schedule, self.steps, solver, model.data_shape,
             lambda t: float(evaluate_losses(lambda xb, cb: discretization(t[None], dtype=val.x_T.dtype), solver,
                                             model, val.x_T, val.cond, val.x0, loss_fn).mean()))
         self.phi = GlobalO(self.steps, self.n_out, self.map.logits_of(t)).eval()

@@ -91,7 +91,7 @@ sample, node and step, plus per-candidate rows for solvers with a second in-step
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import AfterValidator, Field
@@ -145,7 +145,7 @@ class OSS(FittedGlobalMethod):
         if context is None:
             return dict(self.params)
         grid = self.params.timestep_grid
-        return {**self.params, "timestep_grid": self._auto_grid(context.schedule) if grid == "auto" else grid}
+        return {**dict(self.params), "timestep_grid": self._auto_grid(context.schedule) if grid == "auto" else grid}
 
     @staticmethod
     def _auto_grid(schedule) -> str:

@@ -21,14 +21,14 @@ class StepsFit(HeuristicMethod):
     defaults = {"steps": 4, "step_seconds": 0.0, "rho0": 1.0}
 
     def fit(self, ctx):
-        state = ctx.load_checkpoint() or {"step": 0, "rho": float(self.params["rho0"]), "attempts": 0}
+        state = ctx.load_checkpoint() or {"step": 0, "rho": float(self.params.rho0), "attempts": 0}
         state["attempts"] += 1
         state["resumed_from"] = state["step"]
         Path(ctx.artifact_dir).mkdir(parents=True, exist_ok=True)
         with open(Path(ctx.artifact_dir) / "attempts.log", "a") as f:
             f.write(f"{os.getpid()} from {state['step']}\n")
-        while state["step"] < self.params["steps"]:
-            time.sleep(self.params["step_seconds"])
+        while state["step"] < self.params.steps:
+            time.sleep(self.params.step_seconds)
             state["rho"] += 0.25
             state["step"] += 1
             ctx.save_checkpoint(state)

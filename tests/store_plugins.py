@@ -30,7 +30,7 @@ class CountedMSE(Metric):
         log: str = Field(..., description="file that gets one line per computed cell")
 
     def compute(self, samples: torch.Tensor, ctx: MetricContext) -> dict[str, float]:
-        with open(self.params["log"], "a") as f:
+        with open(self.params.log, "a") as f:
             f.write(f"{os.getpid()}\n")
         teacher = self.teacher_for(samples, ctx)
         return {self.name: ((samples - teacher) ** 2).sum(dim=1).mean().item()}
@@ -51,7 +51,7 @@ class FileToy2D(Toy2D):
         path: str = Field(..., description="a file standing in for checkpoint weights")
 
     def required_paths(self) -> dict[str, str]:
-        return {"path": str(Path(self.params["path"]))}
+        return {"path": str(Path(self.params.path))}
 
 
 @METHODS.register("test-raises")

@@ -25,7 +25,7 @@ def test_plugin_spec_parses_names_mappings_and_labels():
     assert (spec.name, dict(spec.params), spec.label) == ("edm", {"rho": 5}, "EDM 5")
     assert spec.as_dict() == {"name": "edm", "rho": 5, "label": "EDM 5"}
     assert PluginSpec.parse("edm").as_dict() == {"name": "edm"}
-    assert METHODS.build(spec).params["rho"] == 5  # the label never reaches the plugin
+    assert METHODS.build(spec).params.rho == 5  # the label never reaches the plugin
     with pytest.raises(UserError, match="must be a name or a mapping"):
         PluginSpec.parse(3, "method")
     with pytest.raises(UserError, match="unknown solver"):

@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 
 from bench.discretization import FitContext
 from bench.registry import METHODS
-from bench.schedules import VE, FlowOT
+from bench.schedules import VE
 from bench.teacher import TeacherSet
 from methods.ays import KLUBEstimate, coordinate_descent
 

@@ -83,7 +83,7 @@ def test_cells_in_one_root_only_are_listed(root_a, tmp_path, capsys):
     code, out, _ = run(capsys, root, root_b)
     assert code == 0
     assert [line for line in out.splitlines() if line.startswith("only in")] == \
-           [line for line in out.splitlines() if line.startswith(f"only in A: tiny: ") and gone.stem in line]
+           [line for line in out.splitlines() if line.startswith("only in A: tiny: ") and gone.stem in line]
     assert "3 cells in both roots, 0 past tolerance, 1 only in A, 0 only in B" in out
     code, out, _ = run(capsys, root_b, root)
     assert "1 only in B" in out

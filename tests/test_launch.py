@@ -35,7 +35,7 @@ class Flaky(HeuristicMethod):
     defaults = {"fail_file": ""}
 
     def timesteps(self):
-        if self.params["fail_file"] and Path(self.params["fail_file"]).exists():
+        if self.params.fail_file and Path(self.params.fail_file).exists():
             raise ValueError(f"boom: {self.params['fail_file']} exists")
         return METHODS.create("uniform").bind(self.noise_schedule, self.steps).timesteps()
 

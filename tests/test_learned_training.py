@@ -65,7 +65,7 @@ class Scripted(LearnedFit):
 
 def _setup(tmp_path=None):
     solver = make_solver("euler")
-    method = SimpleNamespace(params={"init": "auto"}, noise_schedule=FlowOT(), steps=STEPS)
+    method = SimpleNamespace(params=SimpleNamespace(init="auto"), noise_schedule=FlowOT(), steps=STEPS)
     ctx = FitContext(model=SimpleNamespace(data_shape=(2,)), schedule=FlowOT(), solver=solver, nfe=STEPS,
                      steps=STEPS, teacher=None, generator=torch.Generator(), artifact_dir=tmp_path,
                      checkpoint_seconds=0.0)
@@ -186,5 +186,5 @@ def test_indis_lr_net_auto_is_the_rate_its_optimiser_uses(data_shape, factor):
                                               image_shape=data_shape))
     assert resolved["lr_net"] == 0.003 / factor
     phi = method._build_phi(data_shape, 0, torch.zeros(STEPS))
-    groups = torch.optim.Adam(method._param_groups(phi), lr=method.params["lr"]).param_groups
+    groups = torch.optim.Adam(method._param_groups(phi), lr=method.params.lr).param_groups
     assert [g["lr"] for g in groups] == [0.003, resolved["lr_net"]]

@@ -84,7 +84,7 @@ def test_gits_default_selects_the_reference_steps(toy, metric):
 def test_gits_model_space_is_a_named_variant(toy):
     """`space: model` (the harness's variant) measures costs on the flow state and departs from the
     reference's steps on toy2d; the default is the reference's `ve`."""
-    assert METHODS.create("gits").params["space"] == "ve"
+    assert METHODS.create("gits").params.space == "ve"
     variant = fitted(toy, "gits", 3, 256, space="model")
     assert variant.path != GITS_REFERENCE[("dev", 3)]
 
@@ -132,7 +132,7 @@ def test_oss_code_variant_reproduces_the_reference_paths(toy, nfe):
 def test_oss_paper_variant_starts_at_t_max(toy):
     """The default (`variant: paper`) searches paths that start at node 0 (t_max), unlike the code."""
     params = METHODS.create("oss").params
-    assert (params["variant"], params["median"]) == ("paper", "reference")
+    assert (params.variant, params.median) == ("paper", "reference")
     method = fitted(toy, "oss", 3, 8, search_batch=8)
     assert bool((method.paths[:, 0] == 0).all()) and bool((method.paths[:, -1] == 200).all())
     assert method.paths.tolist() != OSS_REFERENCE[3][0]
@@ -225,8 +225,8 @@ def test_ld3_xi_window_is_the_references(logits, mode):
 
 
 def test_ld3_default_window_is_the_references():
-    assert METHODS.create("ld3").params["xi_window"] == "global"
-    assert METHODS.create("ld3-hard").params["xi_window"] == "global"
+    assert METHODS.create("ld3").params.xi_window == "global"
+    assert METHODS.create("ld3-hard").params.xi_window == "global"
 
 
 @pytest.mark.parametrize("name, params, field", [

@@ -40,7 +40,7 @@ class BestOfHeuristics(HeuristicMethod):
         type(self).fit_calls += 1
         train = ctx.teacher("train", ctx.train_size)
         losses = {}
-        for name in self.params["candidates"]:
+        for name in self.params.candidates:
             disc = METHODS.create(name).bind(self.noise_schedule, self.steps).discretize(train.x_T)
             with torch.no_grad():
                 out = ctx.solver.sample(ctx.model, train.x_T, disc)

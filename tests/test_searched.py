@@ -348,7 +348,7 @@ def test_oss_ave_is_the_median_of_per_sample_paths():
     method, _ = fitted("oss", teacher_steps=12, search_batch=6)
     assert method.paths.shape == (6, 4)
     nodes = timestep_grid(method.noise_schedule, "uniform", 12)
-    torch.testing.assert_close(method.t, nodes[median_path(method.paths, method.params["median"])])
+    torch.testing.assert_close(method.t, nodes[median_path(method.paths, method.params.median)])
 
 
 def test_oss_per_instance_schedules():

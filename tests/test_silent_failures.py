@@ -328,7 +328,7 @@ def test_gc_lists_and_removes_temporaries_and_orphaned_checkpoints(tmp_path, cap
     for p in leftovers:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"partial")
-    live = root / "cache" / "teachers" / f".live.pt.otherhost.1.x.tmp"  # another host's writer may be alive
+    live = root / "cache" / "teachers" / ".live.pt.otherhost.1.x.tmp"  # another host's writer may be alive
     live.write_bytes(b"partial")
     checkpoint = fit_dir / "checkpoint.pt"  # a fit killed after it finished, before removing its checkpoint
     checkpoint.write_bytes(b"state")

@@ -43,7 +43,7 @@ class Sleepy(HeuristicMethod):
 
     def timesteps(self):
         if not getattr(self, "slept", False):
-            time.sleep(self.params["seconds"])
+            time.sleep(self.params.seconds)
             self.slept = True
         return METHODS.create("uniform").bind(self.noise_schedule, self.steps).timesteps()
 

@@ -124,11 +124,11 @@ class FID(Metric):
         if count < 2:
             raise ValueError("metric 'fid' needs at least 2 samples")
         p = self.params
-        extractor = get_extractor(p["inception_path"], ctx.device, p["batch"])
+        extractor = get_extractor(p.inception_path, ctx.device, p.batch)
         ref = self.reference(ctx, extractor, tuple(samples.shape[2:]))
         # One draw from the cell's metric generator seeds every random choice below.
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator, device=ctx.generator.device).item())
-        kid_args = {"seed": seed, "num_subsets": p["kid_subsets"], "max_subset_size": p["kid_subset_size"]}
+        kid_args = {"seed": seed, "num_subsets": p.kid_subsets, "max_subset_size": p.kid_subset_size}
 
         if bool(torch.isfinite(samples).all()):
             feats = extractor.from_samples(samples, progress=False)
@@ -140,7 +140,7 @@ class FID(Metric):
             subsets = None
 
         floor_key = (str(ref.path.resolve()), ref.meta.get("weights_sha256"), ref.n, count, seed,
-                     p["kid_subsets"], p["kid_subset_size"])
+                     p.kid_subsets, p.kid_subset_size)
         if floor_key not in _FLOORS:
             pick = np.random.default_rng(seed).integers(0, ref.n, size=count)
             floor_feats = ref.feats[pick].astype(np.float64)

@@ -148,7 +148,7 @@ class KL(Metric):
     def histogram(self, points: torch.Tensor) -> np.ndarray:
         """Smoothed, floored, normalised histogram [bins, bins] of 2D points (see the module docstring)."""
         p = self.params
-        bins, low, high = p["bins"], float(p["low"]), float(p["high"])
+        bins, low, high = p.bins, float(p.low), float(p.high)
         x = _flat_cpu64(points).numpy()
         if x.shape[1] != 2:
             raise ValueError(f"metric 'kl' needs 2-D points, got {x.shape[1]} values per sample")
@@ -156,9 +156,9 @@ class KL(Metric):
         cell = np.clip(cell, 0, bins - 1).astype(np.int64)
         counts = np.bincount(cell[:, 0] * bins + cell[:, 1], minlength=bins * bins).reshape(bins, bins)
         h = counts / x.shape[0]
-        if float(p["smooth"]) > 0.0:
-            h = gaussian_filter(h, sigma=float(p["smooth"]), mode="reflect")
-        h = h + float(p["eps"])
+        if float(p.smooth) > 0.0:
+            h = gaussian_filter(h, sigma=float(p.smooth), mode="reflect")
+        h = h + float(p.eps)
         return h / h.sum()
 
     @staticmethod

@@ -40,7 +40,7 @@ class Denoiser(Plugin, torch.nn.Module):
 
     def model_id(self) -> str:
         """A plain string naming this model and its parameters (for cache keys)."""
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        args = ",".join(f"{k}={v}" for k, v in sorted(dict(self.params).items()))
         return f"{self.name}({args})"
 
     def prior(self, noise: torch.Tensor) -> torch.Tensor:

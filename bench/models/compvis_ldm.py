@@ -88,9 +88,9 @@ class CompVisLDM(GuidanceParam, LazyDenoiser):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.ckpt = _path("ckpt", self.params["ckpt"], "the checkpoint file (model.ckpt)")
-        self.config_path = _path("config", self.params["config"], "the checkpoint's config YAML")
-        self.source = _path("source", self.params["source"], "a latent-diffusion source tree")
+        self.ckpt = _path("ckpt", self.params.ckpt, "the checkpoint file (model.ckpt)")
+        self.config_path = _path("config", self.params.config, "the checkpoint's config YAML")
+        self.source = _path("source", self.params.source, "a latent-diffusion source tree")
         _ = self.guidance  # validates the scale
 
     def required_paths(self) -> dict[str, str]:

@@ -108,7 +108,7 @@ class DigitsNet(Digits):
 
     def resolve(self, context=None) -> dict:
         """The parameters and the content hash of the weights, shipped or given."""
-        return {**self.params, "weights_sha256": self.weights_sha256}
+        return {**dict(self.params), "weights_sha256": self.weights_sha256}
 
     def required_paths(self) -> dict[str, str]:
         return {} if self.params.weights is None else {"weights": self.params.weights}

@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Callable, ClassVar, Literal, NamedTuple
+from typing import Annotated, Callable, ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import AfterValidator, Field
@@ -276,7 +276,7 @@ class Solver(Plugin):
     def nfe(self, steps: int) -> int:
         """Network evaluations spent for `steps` steps (AFS saves the first one)."""
         final = {FinalStep.T_MIN: 0, FinalStep.DENOISE: 1, FinalStep.ZERO: 1 - self.evals_per_step}[self.final_step]
-        return self.evals_per_step * steps + final - (1 if self.params.get("afs") else 0)
+        return self.evals_per_step * steps + final - (1 if self.params.afs else 0)
 
     def plan(self, nfe: int) -> StepPlan:
         """The step plan that spends exactly `nfe` evaluations, or a UserError if none does."""
@@ -294,7 +294,7 @@ class Solver(Plugin):
         nearest = below + [(steps, self.nfe(steps))]
         options = " or ".join(f"nfe={n} ({s} step{'s' if s > 1 else ''})" for s, n in nearest)
         spends = ", ".join(str(self.nfe(s)) for s in (1, 2, 3))
-        hint = "" if self.params.get("afs") or self.evals_per_step == 1 else "; or set afs: true to save one evaluation"
+        hint = "" if self.params.afs or self.evals_per_step == 1 else "; or set afs: true to save one evaluation"
         raise UserError(
             f"solver {self.name!r} cannot spend exactly nfe={nfe} (it spends {spends}, ... evaluations "
             f"for 1, 2, 3, ... steps); choose {options}{hint}"
@@ -371,7 +371,7 @@ NEVER, ALWAYS = (0, False), (math.inf, False)
 def lowering_rule(solver: Solver, references: dict) -> tuple:
     """The (below, warmup_first) rule of `solver.params['lower_order_final']`; `references` maps the
     reference names the solver accepts to their rules."""
-    value, below = solver.params["lower_order_final"], solver.params["lower_order_final_below"]
+    value, below = solver.params.lower_order_final, solver.params.lower_order_final_below
     if value is True:
         return ALWAYS if below is None else (below, False)
     if value is False:

@@ -57,7 +57,7 @@ def _loss_shape(model) -> tuple:
     return tuple(getattr(model, "image_shape", model.data_shape)) if latent else tuple(model.data_shape)
 
 
-def resolve_learned(params: dict, model) -> dict:
+def resolve_learned(params, model) -> dict:
     """The `auto` parameters every learned method shares, resolved for `model` on this machine:
     space (lambda for VE, else t), loss (lpips when the images suit it and its weights load, else
     l2) and grad_checkpointing (on for neural networks). `init: auto` stays: it is a rule (the
@@ -65,10 +65,10 @@ def resolve_learned(params: dict, model) -> dict:
     from .._checkpointing import is_network
 
     out = dict(params)
-    out["space"] = resolve_space(params["space"], model.schedule)
-    if params["loss"] == "auto":
+    out["space"] = resolve_space(params.space, model.schedule)
+    if params.loss == "auto":
         out["loss"] = "lpips" if _lpips_shape_ok(_loss_shape(model)) and _lpips_available() else "l2"
-    if params["grad_checkpointing"] == "auto":
+    if params.grad_checkpointing == "auto":
         out["grad_checkpointing"] = bool(getattr(model, "neural_network", False)) or is_network(model)
     return out
 

@@ -69,7 +69,7 @@ class LearnedFit:
         resume = ctx.load_checkpoint()
         if resume is None:
             self.init_name, init_t, self.init_scores = best_heuristic(
-                method.params["init"], method.noise_schedule, method.steps, self.solver, self.model.data_shape,
+                method.params.init, method.noise_schedule, method.steps, self.solver, self.model.data_shape,
                 self.score_init)
         else:
             self.init_name, self.init_scores, init_t = resume["init"], resume["init_val_losses"], None
@@ -109,10 +109,10 @@ class LearnedFit:
         """The model (with gradient checkpointing as `grad_checkpointing` asks), the student solver,
         the training and validation pairs (in this order: `ctx.teacher` caches them) and the loss."""
         ctx, method = self.ctx, self.method
-        self.model, self.solver = checkpointed(ctx.model, method.params["grad_checkpointing"]), ctx.solver
+        self.model, self.solver = checkpointed(ctx.model, method.params.grad_checkpointing), ctx.solver
         self.train, self.val = ctx.teacher("train", n_train), ctx.teacher("val", n_val)
         self.dtype = self.train.x_T.dtype
-        self.loss_fn, self.loss_used = loss_for_model(method.name, method.params["loss"], self.model, ctx.device)
+        self.loss_fn, self.loss_used = loss_for_model(method.name, method.params.loss, self.model, ctx.device)
 
     def val_loss(self, make_disc) -> float:
         """The mean validation loss of sampling every validation prior with `make_disc(x_T, cond)`."""

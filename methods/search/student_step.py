@@ -120,7 +120,7 @@ class StudentSteps:
         disc = Discretization(self.t_nodes[nodes.reshape(J * B, K + 1)])
         state = self._unpack(node, lambda v: candidate_rows(v, J))
         denoise = CandidateDenoise(self.model, self.cond, state.x, B, J,
-                                   analytic_first=bool(self.solver.params["afs"]) and k == 0, disc=disc)
+                                   analytic_first=bool(self.solver.params.afs) and k == 0, disc=disc)
         new = self.solver.advance(state, k, disc, denoise)
         self.rows += denoise.rows
         by_candidate = lambda v: v.reshape((J, B) + tuple(v.shape[1:]))  # noqa: E731

@@ -26,7 +26,7 @@ def teacher_trajectory(solver, model, x_T, t_nodes: torch.Tensor, cond=None, nee
     network evaluations (per sample row) spent, the teacher's own and the extra ones for x0."""
     counter = RowCounter(model)
     disc = Discretization(t_nodes.to(device=x_T.device, dtype=x_T.dtype)[None])
-    analytic_first = bool(solver.params.get("afs"))
+    analytic_first = bool(solver.params.afs)
     states, x0 = [x_T], []
 
     def keep_prediction(info):
