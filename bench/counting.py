@@ -6,7 +6,7 @@ sampling pass, the papers' unit, where a guided evaluation counts once), `networ
 `evals_per_call`: the unit of a fit's cost, `fit_nfe`). A denoiser whose one call runs the network
 more than once says so with `evals_per_call` (classifier-free guidance: 2, `bench.guidance`), so
 every count is honest about the network work. Searches that evaluate a shared state once for many
-candidates (`methods/search/student_step.py`) count the rows they actually evaluate, with the same
+candidates (`bench/methods/search/student_step.py`) count the rows they actually evaluate, with the same
 `evals_per_call`.
 """
 from __future__ import annotations

@@ -109,7 +109,7 @@ ENTRY_POINT_GROUPS = {"schedule": "bench.schedules", "method": "bench.methods", 
                       "model": "bench.models", "metric": "bench.metrics"}
 
 SCHEDULES = Registry("schedule", ("bench.schedules",), entry_point_group=ENTRY_POINT_GROUPS["schedule"])
-METHODS = Registry("method", ("baselines", "methods"), entry_point_group=ENTRY_POINT_GROUPS["method"])
+METHODS = Registry("method", ("bench.baselines", "bench.methods"), entry_point_group=ENTRY_POINT_GROUPS["method"])
 SOLVERS = Registry("solver", ("bench.solvers",), entry_point_group=ENTRY_POINT_GROUPS["solver"])
 MODELS = Registry("model", ("bench.models",), entry_point_group=ENTRY_POINT_GROUPS["model"])
 METRICS = Registry("metric", ("bench.metrics",), entry_point_group=ENTRY_POINT_GROUPS["metric"])

@@ -1,7 +1,7 @@
 """Peak memory of an LD3 fit on a small UNet at NFE 4 and 10, with gradient checkpointing on and off.
 
 What it measures. A tiny UNet denoiser (defined here: two resolutions, skip connections, GroupNorm +
-SiLU, EDM's VE preconditioning; ~0.3M parameters) on 3x32x32 images; an LD3 fit (`methods.ld3`,
+SiLU, EDM's VE preconditioning; ~0.3M parameters) on 3x32x32 images; an LD3 fit (`bench.methods.ld3`,
 iPNDM, batch 8, two iterations, l2 loss) whose teacher targets are random (memory does not depend on
 them). Each configuration runs in a fresh subprocess, and its cost is the growth of the process's
 peak resident set (`resource.getrusage(...).ru_maxrss`) during the fit, over the resident set just

@@ -27,10 +27,10 @@ from bench.discretization import Discretization
 from bench.metrics.distance import per_sample_squared_error
 from bench.models import make_model
 from bench.solvers import make_solver
-from methods.search.gits_dp import deviation, gits_dp, gits_path_cost
-from methods.search.student_step import one_step_jumps
-from methods.search.teacher_path import teacher_trajectory
-from methods.search.timestep_grid import timestep_grid
+from bench.methods.search.gits_dp import deviation, gits_dp, gits_path_cost
+from bench.methods.search.student_step import one_step_jumps
+from bench.methods.search.teacher_path import teacher_trajectory
+from bench.methods.search.timestep_grid import timestep_grid
 
 COEFFS = [0.8, 0.9, 1.0, 1.1, 1.15, 1.2]
 

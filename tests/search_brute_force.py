@@ -1,4 +1,4 @@
-"""Exhaustive references for the searched schedules' dynamic programs (methods/search/), for tests.
+"""Exhaustive references for the searched schedules' dynamic programs (bench/methods/search/), for tests.
 
 Both enumerate every interior node subset of a small grid, so they are exact and exponential: the
 dynamic programs must find the same paths.
@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from methods.search.gits_dp import gits_path_cost
+from bench.methods.search.gits_dp import gits_path_cost
 
 
 def gits_brute_force(cost, steps: int, coeff: float) -> list[int]:

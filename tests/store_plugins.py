@@ -15,7 +15,7 @@ from bench.metrics.base import Metric, MetricContext
 from bench.models.toy2d import Toy2D
 from bench.params import Params
 from bench.registry import METHODS, METRICS, MODELS
-from baselines.polynomial import Polynomial
+from bench.baselines.polynomial import Polynomial
 
 from .fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
 

@@ -54,3 +54,17 @@ def test_closed_forms_need_no_root_and_sample(tmp_path):
     assert x0.shape == (5, 2) and torch.isfinite(x0).all()
     with pytest.raises(UserError, match="cannot spend exactly nfe=5"):
         bench.discretize("toy2d", "heun", "edm", 5)
+
+
+def test_no_generic_top_level_packages(tmp_path):
+    """The plugin packages live under `bench` (`bench.methods`, `bench.baselines`): outside the checkout,
+    `import methods` / `import baselines` find nothing of this project."""
+    import subprocess
+    import sys
+
+    for name in ("methods", "baselines"):
+        proc = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode != 0 and "No module named" in proc.stderr, (name, proc.stderr)
+    proc = subprocess.run([sys.executable, "-c", "import bench.methods.gits, bench.baselines.edm"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

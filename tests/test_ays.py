@@ -20,7 +20,7 @@ from bench.discretization import FitContext
 from bench.registry import METHODS
 from bench.schedules import VE
 from bench.teacher import TeacherSet
-from methods.ays import KLUBEstimate, coordinate_descent
+from bench.methods.ays import KLUBEstimate, coordinate_descent
 
 C = 0.5
 

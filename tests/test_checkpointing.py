@@ -10,8 +10,8 @@ from bench.models import make_model
 from bench.registry import METHODS
 from bench.schedules import VE
 from bench.solvers import make_solver
-from methods._checkpointing import Checkpointed, checkpointed
-from methods._learned.time_map import TimeMap
+from bench.methods._checkpointing import Checkpointed, checkpointed
+from bench.methods._learned.time_map import TimeMap
 
 
 class TinyNet(torch.nn.Module):

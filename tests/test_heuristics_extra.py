@@ -13,7 +13,7 @@ from bench.models import make_model
 from bench.registry import METHODS
 from bench.schedules import VE, FlowOT, VPScaledLinear
 from bench.solvers import make_solver
-from methods._learned.init import init_heuristics
+from bench.methods._learned.init import init_heuristics
 
 PAPERS = {"uniform", "logsnr", "polynomial", "edm"}
 

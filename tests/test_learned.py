@@ -12,11 +12,11 @@ from bench.registry import METHODS
 from bench.schedules import VE, FlowOT, make_schedule
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet
-from methods._learned import losses as learned_losses
-from methods._learned.init import heuristic_timesteps
-from methods._learned.losses import l2_loss, loss_for_model, make_loss
-from methods._learned.time_map import TimeMap
-from methods.ld3 import project_to_ball
+from bench.methods._learned import losses as learned_losses
+from bench.methods._learned.init import heuristic_timesteps
+from bench.methods._learned.losses import l2_loss, loss_for_model, make_loss
+from bench.methods._learned.time_map import TimeMap
+from bench.methods.ld3 import project_to_ball
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_indis_instance_on_gives_per_sample_schedules_and_round_trips(toy):
 
 
 def test_indis_gradient_reaches_every_parameter():
-    from methods.indis import PriorNet
+    from bench.methods.indis import PriorNet
 
     for shape, classes, svd in [((2,), 0, True), ((1, 8, 8), 10, True), ((1, 8, 8), 10, False)]:
         torch.manual_seed(0)

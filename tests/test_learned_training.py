@@ -1,4 +1,4 @@
-"""The learned methods' training skeleton (`methods._learned.training.LearnedFit`) on a scripted fit,
+"""The learned methods' training skeleton (`bench.methods._learned.training.LearnedFit`) on a scripted fit,
 the runner's one call for evaluation batches (`discretize_evaluation`), and the learned plugins'
 class structure (no registered method has fewer parameters than a registered ancestor)."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ from bench.discretization import Discretization, DiscretizationMethod, FitContex
 from bench.registry import METHODS
 from bench.schedules import FlowOT
 from bench.solvers import make_solver
-from methods._learned.init import heuristic_timesteps
-from methods._learned.training import LearnedFit
+from bench.methods._learned.init import heuristic_timesteps
+from bench.methods._learned.training import LearnedFit
 
 STEPS = 3
 

@@ -12,7 +12,7 @@ from bench.grid import parse_grid
 from bench.launch import run_local
 from bench.registry import METHODS
 from bench.schedules import VE, VPScaledLinear
-from baselines.manual import loglinear_interp
+from bench.baselines.manual import loglinear_interp
 
 LIST = [80.0, 12.0, 3.0, 0.9, 0.28, 0.07, 0.002]
 

@@ -23,8 +23,8 @@ from bench.registry import METHODS
 from bench.schedules import VE
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet, priors
-from methods.search.oss_dp import median_path
-from methods._learned.time_map import TimeMap
+from bench.methods.search.oss_dp import median_path
+from bench.methods._learned.time_map import TimeMap
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

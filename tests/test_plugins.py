@@ -150,7 +150,7 @@ def test_a_plugin_reusing_a_built_in_name_is_named(tiny_grid, tmp_path, monkeypa
     with pytest.raises(GridError, match=r"grid\.plugins\[0\]: importing 'clashing_plugin_q' raised ValueError: "
                                         r"method 'edm' is registered twice"):
         parse_grid(tiny_grid)
-    assert METHODS.get("edm").__module__ == "baselines.edm"
+    assert METHODS.get("edm").__module__ == "bench.baselines.edm"
 
 
 def test_unknown_plugin_module_in_the_cli_is_one_line(tiny_grid, tmp_path, capsys):

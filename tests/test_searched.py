@@ -1,5 +1,5 @@
-"""The searched schedules: DMN (methods/dmn.py), GITS (methods/gits.py), OSS (methods/oss.py) and their
-shared machinery (methods/search/).
+"""The searched schedules: DMN (bench/methods/dmn.py), GITS (bench/methods/gits.py), OSS (bench/methods/oss.py) and their
+shared machinery (bench/methods/search/).
 
 * The two dynamic programs agree with brute-force enumeration of all interior subsets on small grids
   (12 nodes, 1..4 steps). OSS's DP keeps one state per (step count, node); it is exact when a state
@@ -28,13 +28,13 @@ from bench.schedules import VE, FlowOT, make_schedule
 from bench.solvers import make_solver
 from bench.solvers.base import ve_view
 from bench.teacher import TeacherSet
-from methods.search.gits_dp import gits_dp, gits_path_cost
-from methods.search.oss_dp import median_path, oss_dp
-from methods.search.student_step import StudentSteps, one_step_jumps
-from methods.search.teacher_path import teacher_trajectory
-from methods.search.timestep_grid import timestep_grid
+from bench.methods.search.gits_dp import gits_dp, gits_path_cost
+from bench.methods.search.oss_dp import median_path, oss_dp
+from bench.methods.search.student_step import StudentSteps, one_step_jumps
+from bench.methods.search.teacher_path import teacher_trajectory
+from bench.methods.search.timestep_grid import timestep_grid
 from tests.search_brute_force import gits_brute_force, oss_brute_force
-from methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
+from bench.methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
 
 F64 = torch.float64
 
@@ -450,7 +450,7 @@ def test_candidate_denoise_shares_the_start_evaluation_with_global_t_eval_and_sc
     """At the step's starting state the candidates share one evaluation; a one-row t_eval / scale
     applies to it as to every row."""
     from bench.solvers.base import predict
-    from methods.search.student_step import CandidateDenoise, candidate_rows
+    from bench.methods.search.student_step import CandidateDenoise, candidate_rows
 
     schedule = VE()
     model = Mixture(schedule)

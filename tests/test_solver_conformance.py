@@ -185,10 +185,10 @@ def test_reruns_are_identical_and_steps_resume(toy, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_searches_resume_the_solver_at_any_node(toy, name):
-    """OSS's candidate steps (methods/search/student_step.py: the state resumed at node i, stepped to
+    """OSS's candidate steps (bench/methods/search/student_step.py: the state resumed at node i, stepped to
     several candidate nodes at once, candidate-major rows) reproduce the solver's own run along a path,
     and never evaluate more rows than one run per candidate would."""
-    from methods.search.student_step import StudentSteps
+    from bench.methods.search.student_step import StudentSteps
 
     solver = make_solver({"name": name})
     nodes = edm_steps(toy.schedule, 9)

@@ -49,7 +49,7 @@ def plugin_modules(cells) -> list[tuple[str, str | None]]:
             specs.append((registry, spec if isinstance(spec, dict) else {"name": spec}))
         for registry, spec in specs:
             name = registry.get(spec["name"]).__module__
-            if name in modules or name == "__main__" or name.split(".")[0] in ("bench", "baselines", "methods"):
+            if name in modules or name == "__main__" or name.split(".")[0] == "bench":
                 continue
             module = sys.modules.get(name)
             path = getattr(module, "__file__", None)

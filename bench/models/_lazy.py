@@ -19,7 +19,7 @@ from .base import Denoiser
 class LazyDenoiser(Denoiser):
     """Subclasses implement `build(device) -> {attribute: module}` and `denoise(x, t, cond)`."""
 
-    neural_network = True  # for `methods._checkpointing`, before the lazy load has filled parameters()
+    neural_network = True  # for `bench.methods._checkpointing`, before the lazy load has filled parameters()
 
     def __init__(self, **params):
         super().__init__(**params)

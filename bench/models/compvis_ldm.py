@@ -33,7 +33,7 @@ Data: `data_shape` = (channels, image_size, image_size) of the config (the laten
 `first_stage_model.decode(z / scale_factor)`, images in [-1, 1]: what the model's own
 `decode_first_stage(z)` computes for these models (the VQ interface quantizes first), but with
 gradients (decode_first_stage runs under no_grad, and an LPIPS loss of a learned method on a latent
-model backpropagates through the decoder, `methods._learned.loss_for_model`); `image_shape` =
+model backpropagates through the decoder, `bench.methods._learned.loss_for_model`); `image_shape` =
 (out_ch, resolution, resolution) of the first stage's ddconfig.
 
 Conditions. A model whose `cond_stage_config` is `ldm.modules.encoders.modules.ClassEmbedder` with

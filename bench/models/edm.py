@@ -80,7 +80,7 @@ class EDM(GuidanceParam, Denoiser):
         dataset: str | None = Field(None, description="FID reference name (default: from the pickle's file name)")
 
     data_range = 2.0
-    neural_network = True  # for `methods._checkpointing`, before the lazy load has filled parameters()
+    neural_network = True  # for `bench.methods._checkpointing`, before the lazy load has filled parameters()
 
     def __init__(self, **params):
         super().__init__(**params)

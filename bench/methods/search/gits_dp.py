@@ -5,7 +5,7 @@ regularity of ODE-based diffusion sampling"; reference: zju-pi/diff-sampler, `gi
 * `gits_dp(cost, steps, coeff)`: the K-step node path minimising the weighted sum of one-step costs;
 * `gits_path_cost`: that weighted sum for a given path;
 * `deviation`: the distance of states from the straight line through x_T and the teacher's x_0.
-How `methods/gits.py` builds the cost matrix is in its docstring.
+How `bench/methods/gits.py` builds the cost matrix is in its docstring.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ The search, once per fit:
      state, averaged over samples, minus that of the teacher state x*_j:
         cost[i, j] = mean_b dev(jump_b(i -> j)) - mean_b dev(x*_j,b)   (may be negative);
      `l2` / `l1`: the mean over samples of the L2 / L1 norm of jump(i -> j) - x*_j.
-  5. Dynamic programming (`gits_dp` in methods/search/gits_dp.py): the K-step path 0 -> ... -> T minimising
+  5. Dynamic programming (`gits_dp` in bench/methods/search/gits_dp.py): the K-step path 0 -> ... -> T minimising
      sum_m coeff^m cost[n_m, n_{m+1}], the m-th jump from the noise end weighted coeff^m. Both
      endpoints are always kept.
   6. Only when `coeff` is a list (or `sweep`, the reference's list 0.8, 0.85, ..., 1.2): one DP per

@@ -1,6 +1,6 @@
 """Where a learned schedule starts: the closed-form heuristics it may start from and the choice of
 one (`init: auto`, the heuristic with the lowest validation loss, as LD3, GOD, INDIS and the oracle
-start; `methods._params.init_heuristics` names the candidates: the papers' four closed forms).
+start; `bench.methods._params.init_heuristics` names the candidates: the papers' four closed forms).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ network evaluations it spends inside `schedule` are counted by the runner's coun
 Procedure.
   1. `fit` (on the training split, like `god`): the globally optimised discretization, i.e. INDIS with
      `instance` off (same parameters and defaults as `god`: timesteps, and with `shifts` on also the
-     time shifts and output scales; see `methods.indis`), started from the best heuristic. With
+     time shifts and output scales; see `bench.methods.indis`), started from the best heuristic. With
      `init_fit` = "heuristic" instead of "god", the GOD training is skipped and the best heuristic is the
      start (cheaper, a looser bound).
   2. `discretize_evaluation(x_T, cond, target)`: every prior gets its own copy of the output O [n_out, N], started

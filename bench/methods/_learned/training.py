@@ -3,7 +3,7 @@
 `LearnedFit(method, ctx).run()` does, in this order, what every learned fit does:
   1. resume: the state of an interrupted fit of the same key (`FitContext.load_checkpoint`), if any;
   2. otherwise the initialisation: the closed-form heuristic with the lowest validation loss
-     (`init: auto`) or the one named (`methods._learned.init`), scored by the method's `score_init`;
+     (`init: auto`) or the one named (`bench.methods._learned.init`), scored by the method's `score_init`;
   3. `build(init_t, resume)`: the method's parameters and optimisers, started from those timesteps (or, when
      resuming, from placeholders that `load_state_dict` overwrites);
   4. the best so far: the validation loss of the start, or the checkpoint's best;

@@ -39,7 +39,7 @@ schedule after subdividing it). For a cell of N steps:
      optimised by coordinate sweeps: each interior knot in turn minimises the two KLUB terms it
      enters (bounded scalar search in log sigma between its neighbours, scipy's `minimize_scalar`,
      to `xatol`);
-  3. subdivision to N steps by AYS's log-linear interpolation (`baselines.manual.loglinear_interp`,
+  3. subdivision to N steps by AYS's log-linear interpolation (`bench.baselines.manual.loglinear_interp`,
      the paper's rule for moving a schedule to another step count), then the same sweeps on all N - 1
      interior knots (the refinement);
   4. stopping rule: sweeps stop when one lowers the KLUB estimate by less than `tol` (relative) or after
@@ -71,7 +71,7 @@ import torch
 from pydantic import Field
 from scipy.optimize import minimize_scalar
 
-from baselines.manual import loglinear_interp
+from bench.baselines.manual import loglinear_interp
 from bench.discretization import FitContext, FittedGlobalMethod
 from bench.params import Params
 from bench.registry import METHODS

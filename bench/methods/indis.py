@@ -3,19 +3,19 @@
 this follows the paper's description; the choices it leaves open are marked "ours" below.
 
 A prior-conditioning network phi(x_T, c) -> O in R^(3 x N) gives every prior its own discretization:
-  * timesteps from o_tau through LD3's cumulative-softmax map (`methods._learned.time_map.TimeMap`:
+  * timesteps from o_tau through LD3's cumulative-softmax map (`bench.methods._learned.time_map.TimeMap`:
     strictly decreasing from t_max to t_min, in lambda for VE models and in t otherwise: `space`);
   * a per-step time shift dtau_n = b tanh(o_dtau,n / 2): the network at step n is evaluated at
     tau_n + dtau_n. Chosen convention: dtau is RELATIVE, a fraction of the step's own gap in the map's
     coordinate (positive towards the data), so every evaluation stays inside its step and inside
-    (t_min, t_max] (clamped at t_max); see `methods._learned.time_map` for why not absolute;
+    (t_min, t_max] (clamped at t_max); see `bench.methods._learned.time_map` for why not absolute;
   * a per-step output scale gamma_n = 1 + b tanh(o_gamma,n / 2) multiplying the network's noise
     prediction (for the data-prediction denoisers here: eps = (x - alpha x0_hat) / sigma at the
     evaluation time, scaled, converted back at the state's time).
   That is exactly `Discretization(t, t_eval=tau + dtau, scale=gamma)` through
   `bench.solvers.base.predict`. b = `b` = 0.05 (paper).
 
-Network phi (`methods._learned.prior_net.PriorNet`). Input x_T / sigma(t_max) (unit variance).
+Network phi (`bench.methods._learned.prior_net.PriorNet`). Input x_T / sigma(t_max) (unit variance).
 Image-shaped x_T [C, H, W] with `svd` on: the reduced SVD of each channel, x_c = U_c diag(S_c) V_c^T;
 U [C, H, k], S [C, k] and V^T [C, k, W] (k = min(H, W)), each flattened through its own Linear(., `hidden`) + ReLU, then
 concatenated. Vector-shaped x_T (the 2D toy), or `svd` off (raw x_T flattened): a two-layer ReLU MLP
@@ -31,7 +31,7 @@ Ablation switches (method parameters, all default on):
   * `instance` off: one learned O shared by all samples, the globally optimised discretization (GOD).
     The name `god` registers exactly this (INDIS with `instance` off); it returns one global schedule.
     `indis` and `god` share the base `ScheduleNetMethod` (GOD is not a subclass of INDIS: it has no
-    network parameters); the oracle (`methods.oracle`) extends `god`.
+    network parameters); the oracle (`bench.methods.oracle`) extends `god`.
   * `shifts` off: no dtau / gamma (timesteps only, as the paper's toy experiment).
   * `svd` off: raw x_T into the MLP instead of the SVD features (images only).
 
@@ -60,10 +60,10 @@ grid's solver), which the method follows as it is. Defaults and where they come 
     included) is kept; `init` = "auto" starts from the closed-form heuristic with the lowest
     validation loss (as LD3; the same start for `god`, `indis` and `oracle`).
   * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of
-    storing its activations (on for neural-network denoisers; `methods._checkpointing`).
-The loop is the learned methods' skeleton (`methods._learned.training.LearnedFit`) with
+    storing its activations (on for neural-network denoisers; `bench.methods._checkpointing`).
+The loop is the learned methods' skeleton (`bench.methods._learned.training.LearnedFit`) with
 `ScheduleNetFit`'s parts; `export_module()` traces phi with the same `OutputMap` that `discretize` uses
-(`methods._learned.export`).
+(`bench.methods._learned.export`).
 """
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ class ScheduleNetMethod(DiscretizationMethod):
         return self._disc(self.phi, x_T, cond).to(device=x_T.device)
 
     def export_module(self) -> torch.jit.ScriptModule:
-        """phi and `output_map` as one self-contained TorchScript module (`methods._learned.export`):
+        """phi and `output_map` as one self-contained TorchScript module (`bench.methods._learned.export`):
         f(x_T, labels) -> (t, t_eval, scale), float64, the schedule `discretize(x_T, cond)` returns."""
         if self.phi is None:
             raise RuntimeError(f"method {self.name!r} is not fitted")
@@ -282,7 +282,7 @@ class GOD(ScheduleNetMethod):
 
 
 class ScheduleNetFit(LearnedFit):
-    """GOD's and INDIS's parts of the training skeleton (`methods._learned.training`): phi built on
+    """GOD's and INDIS's parts of the training skeleton (`bench.methods._learned.training`): phi built on
     the cell's generator, Adam with a cosine schedule and an EMA of the weights, validation of the EMA
     weights every `val_every` steps and at the end (module docstring)."""
 

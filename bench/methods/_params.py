@@ -86,7 +86,7 @@ Toggle = Annotated[bool | Literal["auto"], AfterValidator(_toggle), accepts("aut
 
 
 class LearnedParams(Params):
-    """What every learned method (LD3, INDIS, GOD, the oracle) shares; see `methods._learned`."""
+    """What every learned method (LD3, INDIS, GOD, the oracle) shares; see `bench.methods._learned`."""
 
     space: Literal["auto", "t", "lambda"] = Field(
         "auto", description="the timestep parametrisation: auto = lambda for VE models, else t")

@@ -5,9 +5,9 @@ One global schedule per (model, solver, NFE), learned by backpropagating through
 to match a teacher's endpoint from the same prior.
 
 Parametrisation. xi [N] -> timesteps by the cumulative-softmax map of
-`methods._learned.time_map.TimeMap` (strictly decreasing, exact ends, in lambda for VE models and in
+`bench.methods._learned.time_map.TimeMap` (strictly decreasing, exact ends, in lambda for VE models and in
 t otherwise: `space`); a decoupled network-input time per step, xi_c [N] (the paper's xi_c), zero at
-the first step and clamped to a half-width `xi_window` (see `methods._learned.time_map`): "global"
+the first step and clamped to a half-width `xi_window` (see `bench.methods._learned.time_map`): "global"
 (default, the reference's rule): `window` = 0.5 times the smallest gap between adjacent raw logits
 (the inert first one, 0 here, included) in lambda mode, or the smallest timestep gap in t mode, one
 width for every step; "step": 0.5 of each step's smaller neighbouring gap in the map's coordinate.
@@ -51,14 +51,14 @@ Training recipe (paper appendix / reference defaults, configs/cifar10.yml and ut
   * `loss` = "auto": LPIPS for RGB/grey images when its weights load, else the per-sample mean
     squared error (the reference: LPIPS (VGG) for pixel models, L2 or L1 as options).
   * `grad_checkpointing` = "auto": recompute each network evaluation in the backward pass instead of
-    storing its activations (on for neural-network denoisers; `methods._checkpointing`).
+    storing its activations (on for neural-network denoisers; `bench.methods._checkpointing`).
 Departures from the reference code: validation uses the original validation priors (the reference
 also moves the validation priors with the soft teacher and validates on the moved ones, and halves
 the prior learning rate when none of them moves), the first patience event decays the rates (the
 reference first switches from one validation batch to all, which with its settings is the same set),
-and xi has N entries, not N+1 (see `methods._learned.time_map`).
+and xi has N entries, not N+1 (see `bench.methods._learned.time_map`).
 
-Training runs the learned methods' skeleton (`methods._learned.training.LearnedFit`); `LD3Fit`
+Training runs the learned methods' skeleton (`bench.methods._learned.training.LearnedFit`); `LD3Fit`
 supplies LD3's parts. Fit info (`fit_info()`): the initial heuristic and every heuristic's validation loss, the best
 validation loss, iterations run, the loss used, r, how many training priors were moved and the
 largest ||x'_T - x_T|| (on the unit-variance noise; <= r up to float32 rounding).
@@ -200,7 +200,7 @@ def project_to_ball(z: torch.Tensor, center: torch.Tensor, radius: float) -> tor
 
 
 class LD3Fit(LearnedFit):
-    """LD3's parts of the training skeleton (`methods._learned.training`): xi and xi_c with their
+    """LD3's parts of the training skeleton (`bench.methods._learned.training`): xi and xi_c with their
     optimisers, the soft teacher's moved priors, rounds of epochs in two phases, validation after
     every iteration with patience, decay and restarts from the best (module docstring)."""
 

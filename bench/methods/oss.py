@@ -2,7 +2,7 @@
 sampling", arXiv 2503.21774; reference: github bebebe666/OptimalSteps, `OSS/OSS.py`).
 
 The search of the paper (its recursion over "k student steps from x_T to node j"; `oss_dp` in
-methods/search/oss_dp.py, `variant: paper`, default):
+bench/methods/search/oss_dp.py, `variant: paper`, default):
   1. A fine grid of `teacher_steps` steps (T + 1 nodes, node 0 = t_max, node T = t_min) and a teacher
      trajectory x*_0..x*_T along all of its nodes (`teacher_solver`, Euler in the paper).
   2. For k = 1..K (K = the student's steps) and every node j: among the one-step extensions of the
@@ -12,7 +12,7 @@ methods/search/oss_dp.py, `variant: paper`, default):
      kept.)
   3. Backtrack from node T after K steps: one node path per sample, from node 0 (t_max); the schedule
      is t at those nodes.
-The reference code (`search_OSS`; `variant: code`, `oss_code_search` in methods/search/oss_dp.py) runs another
+The reference code (`search_OSS`; `variant: code`, `oss_code_search` in bench/methods/search/oss_dp.py) runs another
 search: before the first step it places x_T at *every* node (a path may start at any node, with x_T
 taken as the state there, so its schedule may start below t_max), and it carries each node's best
 cost, predecessor and state from one step count to the next (replaced only by a strictly better
@@ -38,7 +38,7 @@ The search is per sample. Two modes:
 
 The student step of `variant: paper`. The paper's student is the Euler step of a flow model, whose
 state is x alone. Here the student is the cell's solver, any of `bench.solvers`, and the DP
-evaluates the solver's own `step` (`StudentSteps` in methods/search/student_step.py):
+evaluates the solver's own `step` (`StudentSteps` in bench/methods/search/student_step.py):
   * the DP state of (k, j) is, per sample, the solver's state there (for a multistep solver -- iPNDM,
     DPM-Solver++, UniPC -- its history of denoiser outputs included) and the path that reached it. A
     step resumes that state at node i and steps to every candidate j, with the evaluation at node i

@@ -1,5 +1,5 @@
 """INDIS's schedule network and the map from its output to a discretization ("Few-Step Diffusion
-Sampling Through Instance-Aware Discretizations", Yuan et al., CVPR 2026; `methods.indis` documents
+Sampling Through Instance-Aware Discretizations", Yuan et al., CVPR 2026; `bench.methods.indis` documents
 the architecture and where each default comes from).
 
 * `PriorNet`: phi(x_T / sigma(t_max), c) -> O [B, n_out, N] (INDIS); `GlobalO`: one learned O
@@ -8,7 +8,7 @@ the architecture and where each default comes from).
 * `OutputMap`: O -> (t, t_eval, scale) in float64: timesteps from o_tau through the cumulative-softmax
   `TimeMap`; with `shifts`, the relative evaluation shift dtau = b tanh(o_dtau / 2) and the output
   scale gamma = 1 + b tanh(o_gamma / 2). The fitted method's `discretize` and its TorchScript export
-  (`methods._learned.export`) both go through it.
+  (`bench.methods._learned.export`) both go through it.
 * `count_parameters` and `seconds_per_sample`: phi's size and cost for the fit info.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ HEAD_INIT_SCALE = 0.01
 
 
 class PriorNet(nn.Module):
-    """phi(x_T, c) -> O [B, n_out, N] (the architecture is documented in `methods.indis`)."""
+    """phi(x_T, c) -> O [B, n_out, N] (the architecture is documented in `bench.methods.indis`)."""
 
     def __init__(self, data_shape, num_classes: int, steps: int, n_out: int, hidden: int, class_dim: int,
                  svd: bool, init_logits: torch.Tensor):
