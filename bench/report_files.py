@@ -61,6 +61,12 @@ def print_and_write_report(root, grid=None, fmt: str = "text", digits: int = 4, 
         text = long_form(with_stats(df, summary), studies).to_csv(index=False)
     else:
         text = render(tabs, fmt, digits, std, summary, brackets, level)
+    if out is not None and fmt == "markdown":  # a results file: say when, from what, at what cost
+        from .report_stamp import stamp
+
+        path = grid if isinstance(grid, (str, Path)) else getattr(grid, "path", None)
+        where = f" --grid {path}" if path else ""
+        text = stamp(rows, root, f"python -m bench report --results {root}{where} --format markdown --out {out}") + text
     if out is None:
         print(text, end="" if fmt in ("csv", "latex") else "\n")
     else:
