@@ -48,7 +48,6 @@ from .teacher import DTYPES, teacher_set
 PREVIEW = 8  # samples per cell kept for the report's sample panels
 
 
-CountingModel = NetworkCounter  # the runner's name for the one network-evaluation counter
 
 
 _MODELS: dict[str, torch.nn.Module] = {}
@@ -74,7 +73,7 @@ def build_method(cell: Cell, model, solver):
     """The cell's method with its resolved parameters (every `auto` as the cell's key records it)."""
     cls = METHODS.get(cell.method["name"])
     method = cls(**resolved_params(cell.resolved["method"], cls))
-    return bind(method, CountingModel(model), solver, cell.nfe, steps=cell.steps)
+    return bind(method, NetworkCounter(model), solver, cell.nfe, steps=cell.steps)
 
 
 def cell_teacher(cell: Cell, model, root: ResultsRoot, split: str, n: int, device):
@@ -198,7 +197,7 @@ def _compute_cell(cell: Cell, root: ResultsRoot, row_path: Path, device, progres
     solver = method.solver
     evaluation = cell_teacher(cell, model, root, "eval", cell.samples["eval"], device)
 
-    counting = CountingModel(model)
+    counting = NetworkCounter(model)
     _sync(device)
     start = time.perf_counter()
     samples, disc = sample(counting, solver, method, evaluation.x_T, evaluation.cond, cell.samples["batch"],

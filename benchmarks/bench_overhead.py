@@ -14,7 +14,7 @@ Three models:
 For each network, dtype (fp32; bf16 = the network under `torch.autocast`, as the `dtype` model
 parameter of digits-net does) and batch (16, 64), it times
   * harness: `bench.runner.sample` -- what `run_cell` times: the method builds the `Discretization`,
-    the Euler (DDIM) solver integrates through `predict`, a `CountingModel` counts evaluations,
+    the Euler (DDIM) solver integrates through `predict`, a `NetworkCounter` counts evaluations,
     and the model adapter checks and converts its inputs;
   * bare: a plain loop of the same network calls (the same times, the same autocast) and the same
     DDIM update written out, with no harness object in between;
@@ -59,7 +59,8 @@ import torch  # noqa: E402
 from bench.models import Denoiser, make_model  # noqa: E402
 from bench.models._predictions import x0_from_output  # noqa: E402
 from bench.registry import METHODS  # noqa: E402
-from bench.runner import CountingModel, sample  # noqa: E402
+from bench.counting import NetworkCounter  # noqa: E402
+from bench.runner import sample  # noqa: E402
 from bench.schedules import VPScaledLinear  # noqa: E402
 from bench.seeding import noise_from_seeds, sample_seeds  # noqa: E402
 from bench.solvers import make_solver  # noqa: E402
@@ -180,7 +181,7 @@ def measure(name: str, model, x_T, cond, method, bare, repeats: int, device) -> 
     t = method.discretize(x_T[:1]).t[0].to(device=device, dtype=x_T.dtype)
 
     def run_harness():
-        return sample(CountingModel(model), solver, method, x_T, cond, x_T.shape[0])[0]
+        return sample(NetworkCounter(model), solver, method, x_T, cond, x_T.shape[0])[0]
 
     def run_bare():
         with torch.no_grad():

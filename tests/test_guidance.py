@@ -12,7 +12,7 @@ from bench.grid import parse_grid
 from bench.guidance import Guided
 from bench.launch import run_local
 from bench.models import make_model
-from bench.runner import CountingModel
+from bench.counting import NetworkCounter
 from bench.seeding import labels_for
 
 
@@ -39,10 +39,10 @@ def test_scale_one_is_conditional_and_zero_unconditional(states):
 def test_guided_evaluations_are_counted_twice(states):
     x, t, cond = states
     for model in (make_model({"name": "digits", "guidance": 2.0}), Guided(make_model("digits"), 2.0)):
-        counting = CountingModel(model)
+        counting = NetworkCounter(model)
         counting(x, t, cond)
         assert (counting.calls, counting.network_evals, counting.rows) == (1, 2, 60)
-    plain = CountingModel(make_model("digits"))
+    plain = NetworkCounter(make_model("digits"))
     plain(x, t, cond)
     assert (plain.calls, plain.network_evals, plain.rows) == (1, 1, 30)
 
