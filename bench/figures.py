@@ -184,12 +184,17 @@ def _draw_metric(data: dict, path: Path) -> list[Path]:
     if data["metric"].split(" ")[0] in ("mse", "kl", "wasserstein", "fid", "kid", "fd-digits") and len(finite) \
             and (finite > 0).all() and finite.max() / finite.min() > 20:
         ax.set_yscale("log")
-    ax.set_title(f"{data['model']} | {data['solver']}", fontsize=9)
+    return _finish(fig, ax, f"{data['model']} | {data['solver']}", data, path)
+
+
+def _finish(fig, ax, title: str, data: dict, path) -> list:
+    """Title, grid, the legend right of the axes and the footnotes; saved as PNG and PDF, closed."""
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.25)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     _footnote(fig, data.get("notes", []))
     paths = _save(fig, path)
-    plt.close(fig)
+    _pyplot().close(fig)
     return paths
 
 
@@ -263,13 +268,7 @@ def _draw_schedule(data: dict, path: Path) -> list[Path]:
     ax.set_xlabel("step")
     ax.set_ylabel("log sigma (VE)")
     ax.set_xticks(range(steps))
-    ax.set_title(data["title"], fontsize=9)
-    ax.grid(alpha=0.25)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    _footnote(fig, data.get("notes", []))
-    paths = _save(fig, path)
-    plt.close(fig)
-    return paths
+    return _finish(fig, ax, data["title"], data, path)
 
 
 def json_key(value) -> str:

@@ -70,7 +70,7 @@ def split_values(text: str) -> list[str]:
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
-            depth -= 1
+            depth = max(0, depth - 1)
         if ch == "," and depth == 0:
             values.append(current)
             current = ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from . import overrides
 from .errors import UserError
 from .report_format import split_tag
 
@@ -20,20 +21,9 @@ KEYS = ("grid", "model", "solver", "method", "nfe", "metric", "seed")
 
 
 def split_values(text: str) -> list[str]:
-    """`a(x=1, y=2),b` -> ['a(x=1, y=2)', 'b']: commas inside brackets or parentheses stay."""
-    values, depth, current = [], 0, ""
-    for char in text:
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth = max(0, depth - 1)
-        if char == "," and depth == 0:
-            values.append(current.strip())
-            current = ""
-        else:
-            current += char
-    values.append(current.strip())
-    return [v for v in values if v]
+    """`a(x=1, y=2),b` -> ['a(x=1, y=2)', 'b']: commas inside brackets or parentheses stay; empty
+    values are dropped."""
+    return [v for v in overrides.split_values(text) if v]
 
 
 def parse(only: list[str] | None) -> dict[str, set[str]]:

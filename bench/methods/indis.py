@@ -74,13 +74,13 @@ import torch
 from pydantic import AfterValidator, Field
 from torch import nn
 
-from bench.discretization import Discretization, DiscretizationMethod, FitContext
+from bench.discretization import Discretization, FitContext
 from bench.registry import METHODS
 from bench.seeding import MAX_SPLIT_SIZE
 
 from ._learned.batches import epoch_batches, slice_cond
 from ._learned.export import export_schedule_net
-from ._learned.losses import resolve_learned
+from ._learned.method import LearnedMethod
 from ._learned.prior_net import GlobalO, OutputMap, PriorNet, count_parameters, seconds_per_sample
 from ._learned.time_map import TimeMap, discretization
 from ._learned.training import LearnedFit, seeded
@@ -117,7 +117,7 @@ class INDISParams(GODParams):
         "auto", description="the network's learning rate: auto = lr for vectors, lr / 10 for images")
 
 
-class ScheduleNetMethod(DiscretizationMethod):
+class ScheduleNetMethod(LearnedMethod):
     """What GOD, INDIS and the oracle share: a network phi(x_T, c) -> O (GOD: one global O) mapped to a
     discretization by `OutputMap`, trained by `ScheduleNetFit`. Not registered; GOD builds the global
     O, INDIS (with `instance` on) the prior-conditioned network."""
@@ -143,14 +143,6 @@ class ScheduleNetMethod(DiscretizationMethod):
     @property
     def n_out(self) -> int:
         return 3 if self.shifts else 1
-
-    def resolve(self, context=None) -> dict:
-        return dict(self.params) if context is None else resolve_learned(self.params, context)
-
-    def bind(self, schedule, steps, solver=None, model=None):
-        super().bind(schedule, steps, solver, model)
-        self.map = TimeMap(schedule, self.params.space)
-        return self
 
     # --- O -> discretization -----------------------------------------------------------------
 

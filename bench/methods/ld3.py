@@ -71,12 +71,12 @@ from typing import Iterator, Literal
 import torch
 from pydantic import Field
 
-from bench.discretization import Discretization, DiscretizationMethod, FitContext
+from bench.discretization import Discretization, FitContext
 from bench.registry import METHODS
 from bench.seeding import MAX_SPLIT_SIZE
 
 from ._learned.batches import epoch_batches, slice_cond
-from ._learned.losses import resolve_learned
+from ._learned.method import LearnedMethod
 from ._learned.time_map import TimeMap, discretization
 from ._learned.training import LearnedFit
 from ._params import LearnedParams
@@ -115,7 +115,7 @@ class LD3Params(LD3HardParams):
     bound: float = Field(0.001, ge=0, allow_inf_nan=False, description="the soft teacher's radius r (paper: 0.001)")
 
 
-class LD3Method(DiscretizationMethod):
+class LD3Method(LearnedMethod):
     """What `ld3` and `ld3-hard` share (everything but the soft teacher's radius); not registered."""
 
     needs_fit = True
@@ -128,14 +128,6 @@ class LD3Method(DiscretizationMethod):
         self._info: dict = {}
 
     # --- the schedule ------------------------------------------------------------------------
-
-    def resolve(self, context=None) -> dict:
-        return dict(self.params) if context is None else resolve_learned(self.params, context)
-
-    def bind(self, schedule, steps, solver=None, model=None):
-        super().bind(schedule, steps, solver, model)
-        self.map = TimeMap(schedule, self.params.space)
-        return self
 
     def _disc(self, xi: torch.Tensor, xi_c: torch.Tensor | None, dtype) -> Discretization:
         u = self.map.progress(xi)
