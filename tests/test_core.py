@@ -110,7 +110,7 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
     """A third-party method announced in the `bench.methods` entry-point group registers itself."""
     from importlib import metadata
 
-    import tests.plugin_example as example
+    import tests.plugins.plugin_example as example
 
     class FakeEntryPoint:
         def load(self):

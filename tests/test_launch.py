@@ -23,7 +23,7 @@ from bench.launch_config import LaunchConfig, make_launch_config, parse_launch_s
 from bench.registry import METHODS
 from bench.store import ResultsRoot
 
-from .fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
+from .plugins.fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
 
 
 

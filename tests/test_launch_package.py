@@ -72,7 +72,7 @@ def _format1_local_record(root: ResultsRoot, grid, cell, fit_hash=None) -> Path:
 
 
 def test_format1_local_records_still_read(tiny_grid, tmp_path):
-    from .fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
+    from .plugins.fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
 
     tiny_grid.update(methods=["uniform", "test-steps"], nfe=[3])
     grid = parse_grid(tiny_grid)

@@ -33,7 +33,7 @@ from bench.methods.search.oss_dp import median_path, oss_dp
 from bench.methods.search.student_step import StudentSteps, one_step_jumps
 from bench.methods.search.teacher_path import teacher_trajectory
 from bench.methods.search.timestep_grid import timestep_grid
-from tests.search_brute_force import gits_brute_force, oss_brute_force
+from tests.plugins.search_brute_force import gits_brute_force, oss_brute_force
 from bench.methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
 
 F64 = torch.float64

@@ -20,7 +20,7 @@ from bench.launch import run_local
 from bench.rows import read_row
 from bench.store import CorruptArtifact, HOST, ResultsRoot, verify_key
 
-from . import store_plugins  # noqa: F401  (registers the test plugins)
+from .plugins import store_plugins  # noqa: F401  (registers the test plugins)
 from .test_store_faults import clean_run, computed, make_grid, metrics_by_cell
 
 

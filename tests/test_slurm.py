@@ -29,7 +29,7 @@ from bench.launch_config import make_launch_config
 from bench.registry import METHODS
 from bench.store import ResultsRoot
 
-from .fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
+from .plugins.fit_plugins import StepsFit  # noqa: F401  (registers `test-steps`)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Conformance of every registered solver to the step API (`bench/solvers/base.py`).
 
 Parametrised over the `SOLVERS` registry at collection time, so a new solver is tested without
-editing a list: `tests/solver_example.py` registers `test-midpoint` outside `bench/solvers/`, and it
+editing a list: `tests/plugins/solver_example.py` registers `test-midpoint` outside `bench/solvers/`, and it
 is checked here like the built-in ones. For each solver, with its default parameters:
   * the network is called exactly `nfe(steps)` times (with and without AFS, for every `final_step`);
   * the observed order -- the log-log slope of the median endpoint error on toy2d (VE time, float64,
@@ -34,7 +34,7 @@ from bench.registry import MODELS, SOLVERS
 from bench.solvers import make_solver
 from bench.solvers.base import FINAL_STEPS, Denoise
 
-from .solver_example import Midpoint  # noqa: F401  (registers `test-midpoint`)
+from .plugins.solver_example import Midpoint  # noqa: F401  (registers `test-midpoint`)
 
 F64 = torch.float64
 NAMES = SOLVERS.names()

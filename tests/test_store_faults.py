@@ -22,7 +22,7 @@ from bench.launch import SweepFailed, run_local
 from bench.rows import read_row
 from bench.store import ResultsRoot
 
-from . import store_plugins  # noqa: F401  (registers the test plugins)
+from .plugins import store_plugins  # noqa: F401  (registers the test plugins)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,7 +206,7 @@ def test_changes_recompute_exactly_what_they_touch_and_report_shows_current_valu
     assert n == 2
 
     # a code default of a plugin (its version and default change): only its cells
-    from tests.store_plugins import Versioned
+    from tests.plugins.store_plugins import Versioned
 
     old_version, old_params = Versioned.version, Versioned.Params
     try:
@@ -273,7 +273,7 @@ def _run_in_process(raw: dict, root: str) -> None:
     from bench.grid import parse_grid as parse
     from bench.launch import run_local as run
 
-    from tests import store_plugins  # noqa: F401
+    from tests.plugins import store_plugins  # noqa: F401
 
     run(parse(raw), root, quiet=True)
 
@@ -312,7 +312,7 @@ def test_sigkill_of_a_two_worker_run_then_rerun(setup):
     root = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
-    code = ("import sys; from tests import store_plugins; from bench.__main__ import main; "
+    code = ("import sys; from tests.plugins import store_plugins; from bench.__main__ import main; "
             f"sys.exit(main(['run', '--grid', {str(grid_file)!r}, '--results', {str(root)!r}, '--quiet']))")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, start_new_session=False)
     rows = ResultsRoot(root).rows_dir("faults")

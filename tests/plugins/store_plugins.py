@@ -1,5 +1,5 @@
 """Test plugins for the results-store tests: they count computations and carry a version a test can
-bump (the fitted, checkpointing method is `test-steps` of `tests.fit_plugins`). Importable by module
+bump (the fitted, checkpointing method is `test-steps` of `tests.plugins.fit_plugins`). Importable by module
 name, so that worker and job processes find them."""
 from __future__ import annotations
 
