@@ -1,6 +1,6 @@
 """A solver written the way README's "Writing a solver" says, registered as `test-midpoint`.
 
-Importing this module registers it; `tests/test_solver_conformance.py` imports it to show that a
+Importing this module registers it; `tests/solvers/test_conformance.py` imports it to show that a
 solver registered outside `bench/solvers/` is picked up by the conformance suite without editing
 any list. The explicit midpoint method in the schedule's VE view (y = x/alpha, s = sigma/alpha,
 dy/ds = eps), midpoint at the mean noise level s_mid = (s_n + s_{n+1}) / 2: 2 NFE per step, order 2.
