@@ -13,8 +13,6 @@ from bench.runner import fit_cell
 from bench.spec import PluginSpec
 from bench.store import ResultsRoot
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 GRID = {"name": "api", "models": [{"name": "toy2d", "time": "flow"}], "solvers": ["euler"], "nfe": [4],
         "methods": [{"name": "gits", "teacher_steps": 12, "warmup": 16}], "metrics": ["mse"], "seeds": [3],
         "samples": {"train": 32, "eval": 16, "batch": 16}, "teacher": {"steps": 20}}

@@ -27,9 +27,6 @@ from bench.methods.search.oss_dp import median_path
 from bench.methods._learned.time_map import TimeMap
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 @pytest.fixture(scope="module")
 def toy():
     return Toy2D(time="flow")

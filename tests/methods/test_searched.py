@@ -39,9 +39,6 @@ from bench.methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
 F64 = torch.float64
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 class Mixture(torch.nn.Module):
     """Exact denoiser of an isotropic 2D Gaussian mixture, in any schedule's coordinates."""
 

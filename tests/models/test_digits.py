@@ -15,9 +15,6 @@ from bench.solvers.euler import Euler
 F64 = torch.float64
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 @pytest.fixture(scope="module")
 def model():
     return make_model("digits")

@@ -21,9 +21,6 @@ SHORT_NET = {"channels": 8, "emb": 32, "groups": 4, "dropout": 0.0}
 LOSS_FACTOR = 0.65
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 @pytest.fixture(scope="module")
 def model():
     return make_model("digits-net")

@@ -22,7 +22,6 @@ from bench.scores import read_scores, row_scores, write_scores
 from bench.store import CorruptArtifact, ResultsRoot
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _edm_sigmas(steps: int) -> list[float]:

@@ -26,9 +26,6 @@ F64 = torch.float64
 SCHEDULES = {"ve": VE(), "flow": FlowOT(), "vp": make_schedule("vp-linear")}
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
 class Gaussian(torch.nn.Module):
     """Exact denoiser of N(mu, c^2 I), in the coordinates of any schedule."""
 

@@ -26,10 +26,10 @@ from bench.registry import MODELS
 from bench.report_files import print_and_write_report
 from bench.studies import STUDIES_DIR, check, format_check, load_study, missing, with_stand_in
 
+from ..metrics.test_fid import FakeExtractor
 from ..models.test_compvis_ldm import config as ldm_config
 from ..models.test_compvis_ldm import forget_ldm, write_checkpoint
 from ..models.test_edm import _fake_tree, _forget_tree
-from ..metrics.test_fid import FakeExtractor
 
 GPU_STUDIES = [p for p in sorted(STUDIES_DIR.glob("*.yaml")) if load_study(p).checkpoints]
 
