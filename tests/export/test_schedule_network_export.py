@@ -4,12 +4,12 @@
 import pytest
 import torch
 
-from bench import api
 from bench.export import export_network
 from bench.models import make_model
 from bench.registry import METHODS
 from bench.solvers import make_solver
 from bench.teacher import TeacherSet
+from tests.helpers import fitted_method
 
 TINY = {"iterations": 6, "val": 16, "val_every": 3, "batch": 8, "train": 32, "loss": "l2"}
 
@@ -26,9 +26,7 @@ def _fitted(name, model, steps=3, **params):
             x0 = solver.sample(model, x_T, teacher_method.discretize(x_T), cond)
         return TeacherSet(list(range(n)), x_T, cond, x0)
 
-    method = api.bind({"name": name, **params}, model, solver, steps=steps)
-    api.fit(method, nfe=steps, teacher=teacher, train_size=32)
-    return method
+    return fitted_method({"name": name, **params}, model, solver, teacher, steps=steps, nfe=steps, train_size=32)[0]
 
 
 @pytest.mark.parametrize("name,model_spec,params", [

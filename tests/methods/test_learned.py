@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import api
 from bench.discretization import FitContext
 from bench.errors import UserError
 from bench.models import make_model
@@ -17,6 +16,7 @@ from bench.methods._learned.init import heuristic_timesteps
 from bench.methods._learned.losses import l2_loss, loss_for_model, make_loss
 from bench.methods._learned.time_map import TimeMap
 from bench.methods.ld3 import project_to_ball
+from tests.helpers import fitted_method
 
 
 # ------------------------------------------------------------------------------------------------
@@ -112,9 +112,7 @@ def toy():
 
 def _fitted(name, toy, **params):
     model, solver, steps, teacher, _ = toy
-    method = api.bind({"name": name, **params}, model, solver, steps=steps)
-    api.fit(method, nfe=steps, teacher=teacher, train_size=256)
-    return method
+    return fitted_method({"name": name, **params}, model, solver, teacher, steps=steps, nfe=steps, train_size=256)[0]
 
 
 def _reloaded(name, toy, fitted, **params):

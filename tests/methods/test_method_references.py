@@ -17,7 +17,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import api
 from bench.models.toy2d import Toy2D
 from bench.registry import METHODS
 from bench.schedules import VE
@@ -25,6 +24,7 @@ from bench.solvers import make_solver
 from bench.teacher import TeacherSet, priors
 from bench.methods.search.oss_dp import median_path
 from bench.methods._learned.time_map import TimeMap
+from tests.helpers import fitted_method
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def toy():
 
 def fitted(model, name, nfe, n, **params):
     seeds, x_T, _ = priors(model, "train", 0, n)
-    method = api.bind({"name": name, **params}, model, make_solver("euler"), nfe)
-    api.fit(method, teacher=lambda split, k: TeacherSet(seeds[:k], x_T[:k], None, x_T[:k]))
-    return method
+    # euler: one evaluation per step
+    return fitted_method({"name": name, **params}, model, make_solver("euler"),
+                         lambda split, k: TeacherSet(seeds[:k], x_T[:k], None, x_T[:k]), steps=nfe)[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-from bench import api
 from bench.discretization import Discretization, FitContext
 from bench.errors import UserError
 from bench.registry import METHODS
@@ -35,6 +34,7 @@ from bench.methods.search.teacher_path import teacher_trajectory
 from bench.methods.search.timestep_grid import timestep_grid
 from tests.plugins.search_brute_force import gits_brute_force, oss_brute_force
 from bench.methods.dmn import DMN, dmn_gradient, dmn_objective, optimize_lambdas
+from tests.helpers import fitted_method
 
 F64 = torch.float64
 
@@ -262,10 +262,9 @@ def test_optimize_lambdas_keeps_endpoints_and_improves():
 
 def fitted(name, steps=3, solver="euler", **params):
     model = Mixture(FlowOT())
-    method = api.bind({"name": name, **params}, model, make_solver(solver), steps=steps)
     x_T = priors(16, model.schedule)
-    ctx = api.fit(method, nfe=steps, teacher=lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n]))
-    return method, ctx
+    return fitted_method({"name": name, **params}, model, make_solver(solver),
+                         lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n]), steps=steps, nfe=steps)
 
 
 @pytest.mark.parametrize("name, params", [
@@ -484,8 +483,8 @@ def test_search_cost_counts_network_evaluations_per_call(name, params):
     teacher = lambda split, n: TeacherSet(list(range(n)), x_T[:n], None, x_T[:n])  # noqa: E731
     costs = []
     for net in (model, _Guided(model)):
-        method = api.bind({"name": name, **params}, net, make_solver("euler"), steps=3)
-        costs.append(api.fit(method, nfe=3, teacher=teacher).fit_nfe)
+        method, ctx = fitted_method({"name": name, **params}, net, make_solver("euler"), teacher, steps=3, nfe=3)
+        costs.append(ctx.fit_nfe)
         if net is model:
             plain_t = method.t.clone()
     assert costs[0] > 0 and costs[1] == 2 * costs[0]
