@@ -11,7 +11,7 @@ sets whose interval covers it, and fails (exit 1) when a share is below `--min-r
     python scripts/check_interval_coverage.py                      # 50 sets of 2000 priors, 100x reference
     python scripts/check_interval_coverage.py --sets 20 --n 500    # quicker look
 
-tests/test_uncertainty_slow.py runs it in the slow suite.
+tests/report/test_uncertainty_coverage.py runs it in the slow suite.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared check for a machine with one GPU (at most ~8 minutes; every step has its own timeout):
 #   1. the machine: GPU, driver, torch and CUDA versions;
-#   2. the tests that need a device: `pytest -m gpu` (tests/test_device.py);
+#   2. the tests that need a device: `pytest -m gpu` (tests/core/test_device.py);
 #   3. `bench run` of grids/smoke.yaml with --device cuda, and its report;
 #   4. `bench run` of grids/net-smoke.yaml (the trained digits-net, fp32 and bf16) with --device cuda,
 #      and its report;
@@ -35,7 +35,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 step machine 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; \
   $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available(), \
   torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no device\")'"
-step "pytest -m gpu" 90 "$PY" -m pytest -q -m gpu tests/test_device.py
+step "pytest -m gpu" 90 "$PY" -m pytest -q -m gpu tests/core/test_device.py
 step "run smoke.yaml" 60 "$PY" -m bench run --grid grids/smoke.yaml --device cuda --results "$RES" --quiet
 step "report smoke.yaml" 30 "$PY" -m bench report --grid grids/smoke.yaml --results "$RES" --no-plots
 step "run net-smoke.yaml" 120 "$PY" -m bench run --grid grids/net-smoke.yaml --device cuda --results "$RES" --quiet

@@ -6,19 +6,9 @@ import torch
 import yaml
 
 # Small tensors dominate the tests: one thread avoids the cost of waking a pool for each tiny op
-# (and stalls when other processes share the cores).
+# (and stalls when other processes share the cores). Set once here for the whole suite; a test that
+# changes it restores it.
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    """One torch thread for a module of tiny problems, whatever an earlier test set (intra-op threads
-    only add synchronisation, about 10 ms per kernel call on a loaded machine); restored afterwards.
-    Modules opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

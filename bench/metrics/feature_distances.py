@@ -11,7 +11,7 @@ classifier's features, `bench.metrics.fd_digits`); nothing here knows which netw
     S1 S2), from `numpy.linalg.eigh` with negative round-off eigenvalues clipped to 0, instead of
     clean-fid's `scipy.linalg.sqrtm(..., disp=False)`: S2^(1/2) is computed once per reference; it is
     well defined when S1 is singular; and it does not use the `disp` argument that SciPy 1.18 removes.
-    It agrees with clean-fid's function to round-off (tests/test_fid.py pins the tolerance). With
+    It agrees with clean-fid's function to round-off (tests/metrics/test_fid.py pins the tolerance). With
     fewer samples than dimensions (S1 singular) `frechet_distance_features` takes the trace from the
     singular values of the [n, d] matrix (X - mean) S2^(1/2) / sqrt(n - 1) instead: the same number,
     ~n^2 d work instead of ~d^3, and no square roots of round-off zeros (which on the d x d route, as

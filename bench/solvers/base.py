@@ -5,7 +5,7 @@ A solver is two functions and a few declared class attributes:
   * `step(state, n, disc, denoise) -> State`: from node n to node n + 1 of the `Discretization`
     (times `denoise.interval(n)`), calling `denoise.at_node(x, n)` for an evaluation at node n's time
     and `denoise.inside(x, t, n)` for one inside step n at another time t; each returns (x0, eps);
-  * `order` (global order of accuracy, the one `tests/test_solver_conformance.py` measures; a
+  * `order` (global order of accuracy, the one `tests/solvers/test_conformance.py` measures; a
     property where it depends on a parameter), `evals_per_step` (network evaluations per step).
 `Solver.sample` is the only sampling loop (`Solver.trajectory` runs the same loop and keeps every
 state): it runs `step` for n = 0..N-1, applies the conventions
