@@ -1,8 +1,9 @@
 """The header of a generated results file (`bench report --format markdown --out RESULTS.md`).
 
 Observed numbers live only in generated output: this header says when and from what the tables were
-made (date, the commit of the checkout, the results root) and the compute the rows record for each
-grid (cells, sampling seconds, fit seconds with each fit counted once), so a reader can tell how old
+made (date, the commit of the checkout, the results root) and, for each grid, the commits its rows
+were computed at and the compute they record (cells, sampling seconds, fit seconds with each fit
+counted once), so a reader can tell how old
 the numbers are and what reproducing them costs.
 """
 from __future__ import annotations
@@ -33,14 +34,15 @@ def compute_lines(rows: list[dict]) -> list[str]:
     """One line per grid: cells, sampling seconds and fit seconds recorded in its rows."""
     out = []
     frame = pd.DataFrame([{"grid": r["grid"], "sample": float(r.get("sample_seconds") or 0.0),
-                           "fit_key": r.get("fit_key"),
+                           "fit_key": r.get("fit_key"), "rev": str(r.get("git_rev") or "unknown")[:12],
                            "fit": float((r.get("fit") or {}).get("fit_seconds") or 0.0)} for r in rows])
     if frame.empty:
         return out
     for grid, part in frame.groupby("grid", sort=True):
         fits = part.dropna(subset=["fit_key"]).drop_duplicates("fit_key")["fit"].sum()
-        out.append(f"- `{grid}`: {len(part)} cells; sampling {part['sample'].sum():.0f} s, fits {fits:.0f} s "
-                   f"(as recorded in the rows; teacher sets not counted)")
+        revs = ", ".join(sorted(part["rev"].unique()))
+        out.append(f"- `{grid}`: {len(part)} cells computed at commit {revs}; sampling {part['sample'].sum():.0f} s, "
+                   f"fits {fits:.0f} s (as recorded in the rows; teacher sets not counted)")
     return out
 
 
