@@ -88,9 +88,9 @@ class EDM(GuidanceParam, Denoiser):
         _check_path("pickle", p.pickle, want_dir=False)
         _check_path("source", p.source, want_dir=True)
         if not p.sigma_min < p.sigma_max:
-            raise UserError(f"model 'edm': sigma_min must be below sigma_max, got {p['sigma_min']} and {p['sigma_max']}")
+            raise UserError(f"model 'edm': sigma_min must be below sigma_max, got {p.sigma_min} and {p.sigma_max}")
         if p.dataset is not None and not (isinstance(p.dataset, str) and DATASET_NAME.fullmatch(p.dataset)):
-            raise UserError(f"model 'edm': dataset must be a name of letters, digits, '.', '_' or '-', got {p['dataset']!r}")
+            raise UserError(f"model 'edm': dataset must be a name of letters, digits, '.', '_' or '-', got {p.dataset!r}")
         _ = self.guidance  # validates the scale
         self._loaded = False
 
@@ -125,11 +125,11 @@ class EDM(GuidanceParam, Denoiser):
                             "source tree, the folder holding torch_utils/ and training/") from None
         if not isinstance(data, dict) or p.key not in data:
             keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
-            raise UserError(f"model 'edm': {path} holds no network {p['key']!r} (it has: {keys}); set key")
+            raise UserError(f"model 'edm': {path} holds no network {p.key!r} (it has: {keys}); set key")
         net = data[p.key]
         for attr in ("img_resolution", "img_channels", "label_dim"):
             if not hasattr(net, attr):
-                raise UserError(f"model 'edm': {path}[{p['key']!r}] has no {attr}; is it an EDM network pickle?")
+                raise UserError(f"model 'edm': {path}[{p.key!r}] has no {attr}; is it an EDM network pickle?")
         net.eval().requires_grad_(False)
         self.net = net  # a submodule from now on: .to(), parameters() and state_dict() see it
         self._schedule = VE(max(float(p.sigma_min), float(getattr(net, "sigma_min", 0.0))),

@@ -369,7 +369,7 @@ NEVER, ALWAYS = (0, False), (math.inf, False)
 
 
 def lowering_rule(solver: Solver, references: dict) -> tuple:
-    """The (below, warmup_first) rule of `solver.params['lower_order_final']`; `references` maps the
+    """The (below, warmup_first) rule of `solver.params.lower_order_final`; `references` maps the
     reference names the solver accepts to their rules."""
     value, below = solver.params.lower_order_final, solver.params.lower_order_final_below
     if value is True:

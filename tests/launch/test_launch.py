@@ -36,7 +36,7 @@ class Flaky(HeuristicMethod):
 
     def timesteps(self):
         if self.params.fail_file and Path(self.params.fail_file).exists():
-            raise ValueError(f"boom: {self.params['fail_file']} exists")
+            raise ValueError(f"boom: {self.params.fail_file} exists")
         return METHODS.create("uniform").bind(self.noise_schedule, self.steps).timesteps()
 
 
